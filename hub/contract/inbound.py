@@ -1,0 +1,699 @@
+"""Validation at the boundary: the JSON that agency systems push to the hub.
+
+The models mirror the Avro records in ``schemas/`` (see ``docs/events.md``), minus the two
+envelope fields the hub sets itself (``recorded_at``, ``schema_version``). The sender's JSON::
+
+    {"event_id": "…uuid…", "event_type": "DossierSubmitted",
+     "occurred_at": "2025-08-05T08:00:00+07:00",
+     "source_system": "one-stop-department-justice", "agency_code": "000.00.12.H40",
+     "dossier_code": "000.00.12.H40-250805-0001", "traceparent": null,
+     "payload": {"procedure_code": "1.001193", "channel": 2, "applicant_name": "Nguyễn Văn A", …}}
+
+Discriminator: ``event_type`` is given once, at the top. Each payload model has a ``Literal``
+``event_type`` field and ``payload`` is a pydantic discriminated union on it; a ``before``
+model validator copies the top-level ``event_type`` into the payload object (when the payload
+does not already carry one), so the sender writes it only once and errors point at the right
+branch. A payload that carries a different ``event_type`` than the envelope is rejected
+(rule ``event_type_mismatch``).
+
+Validation context (``model_validate(data, context={...})``):
+
+* ``now``: aware ``datetime`` the timestamps are checked against (default: ``datetime.now(UTC)``);
+* ``max_future_skew``: ``timedelta`` a timestamp may lie after ``now`` (default 5 minutes);
+* ``procedure_effective_from``: ``Callable[[str], date | None]`` giving the date a procedure
+  code took effect, None for an unknown code. Without it the procedure checks are skipped.
+
+Error messages and ``str(ValidationError)`` never carry input values (``hide_input_in_errors``);
+:class:`FieldProblem` messages for PII fields are built from the rule alone.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, timezone
+from enum import Enum, StrEnum
+from typing import Annotated, Any, Final, Literal, Self, TypeVar
+from uuid import UUID
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from hub.contract.event_types import DossierEventType, FeedbackEventType
+from hub.contract.schemas import full_name
+
+__all__ = [
+    "AGENCY_CODE_PATTERN",
+    "DEFAULT_MAX_FUTURE_SKEW",
+    "DOSSIER_CODE_PATTERN",
+    "MAX_CODE_LENGTH",
+    "MAX_NAME_LENGTH",
+    "MAX_SOURCE_SYSTEM_LENGTH",
+    "MAX_TEXT_LENGTH",
+    "PII_FIELD_NAMES",
+    "PROCEDURE_CODE_PATTERN",
+    "TIMESTAMP_FLOOR",
+    "VN_TZ",
+    "ApologyIssuedPayload",
+    "Channel",
+    "ComplaintFiledPayload",
+    "DossierPayload",
+    "DossierProcessedPayload",
+    "DossierReceivedPayload",
+    "DossierRefusedPayload",
+    "DossierSubmittedPayload",
+    "DossierSupplementedPayload",
+    "DossierTransferredPayload",
+    "DossierWithdrawnPayload",
+    "FeedbackPayload",
+    "FieldProblem",
+    "FinancialObligationPaidPayload",
+    "FinancialObligationRequestedPayload",
+    "InboundDossierEvent",
+    "InboundFeedbackEvent",
+    "ProcedureLookup",
+    "ProcessingStoppedPayload",
+    "ResultReturnedPayload",
+    "ServiceRatedPayload",
+    "StepCompletedPayload",
+    "StepStartedPayload",
+    "SupplementRequestedPayload",
+    "to_avro_record",
+    "validate_dossier_event",
+    "validate_feedback_event",
+]
+
+# --- limits and formats (docs/events.md, "Codes") ------------------------------------------
+
+AGENCY_CODE_PATTERN: Final = r"^[0-9]{3}\.[0-9]{2}\.[0-9]{2}\.[A-Z][0-9]{2}$"
+DOSSIER_CODE_PATTERN: Final = r"^[0-9]{3}\.[0-9]{2}\.[0-9]{2}\.[A-Z][0-9]{2}-[0-9]{6}-[0-9]{4,}$"
+PROCEDURE_CODE_PATTERN: Final = r"^[1-3]\.[0-9]{6}$"
+TRACEPARENT_PATTERN: Final = r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
+
+MAX_NAME_LENGTH: Final = 200
+MAX_TEXT_LENGTH: Final = 4000
+MAX_CODE_LENGTH: Final = 64
+MAX_SOURCE_SYSTEM_LENGTH: Final = 100
+MAX_TRACEPARENT_LENGTH: Final = 55
+
+DEFAULT_MAX_FUTURE_SKEW: Final = timedelta(minutes=5)
+#: Vietnam's local time (Asia/Ho_Chi_Minh, no DST); calendar dates are local dates.
+VN_TZ: Final = timezone(timedelta(hours=7), "ICT")
+#: No timestamp or calendar date in an inbound event may lie before this local date.
+TIMESTAMP_FLOOR: Final = date(2015, 1, 1)
+
+_INT32_MAX: Final = 2**31 - 1
+_INT64_MAX: Final = 2**63 - 1
+
+#: Leaf names of the fields whose values must never appear in messages.
+PII_FIELD_NAMES: Final = frozenset({"applicant_name", "applicant_id_number", "comment", "content"})
+
+ProcedureLookup = Callable[[str], date | None]
+
+
+# --- building blocks --------------------------------------------------------------------------
+
+
+def _nfc(value: object) -> object:
+    """NFC-normalise and strip strings, so NFD-typed 'Nguyễn' equals the NFC one."""
+    if isinstance(value, str):
+        return unicodedata.normalize("NFC", value).strip()
+    return value
+
+
+def _blank_to_none(value: object) -> object:
+    """For optional text: normalise, and treat an empty/blank string as absent."""
+    value = _nfc(value)
+    return None if value == "" else value
+
+
+def _no_bool(value: object) -> object:
+    """JSON ``true`` is not a number here (pydantic would read it as 1)."""
+    if isinstance(value, bool):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    return value
+
+
+def _context(info: ValidationInfo) -> Mapping[str, Any]:
+    ctx = info.context
+    return ctx if isinstance(ctx, Mapping) else {}
+
+
+def _now(info: ValidationInfo) -> datetime:
+    now = _context(info).get("now")
+    if not isinstance(now, datetime):
+        return datetime.now(UTC)
+    return now if now.utcoffset() is not None else now.replace(tzinfo=UTC)
+
+
+def _skew(info: ValidationInfo) -> timedelta:
+    skew = _context(info).get("max_future_skew")
+    return skew if isinstance(skew, timedelta) else DEFAULT_MAX_FUTURE_SKEW
+
+
+def _procedure_lookup(info: ValidationInfo) -> ProcedureLookup | None:
+    lookup = _context(info).get("procedure_effective_from")
+    return lookup if callable(lookup) else None
+
+
+def _local_date(value: datetime) -> date:
+    return value.astimezone(VN_TZ).date()
+
+
+def _check_timestamp(value: datetime, info: ValidationInfo) -> datetime:
+    now = _now(info)
+    skew = _skew(info)
+    if value > now + skew:
+        raise PydanticCustomError(
+            "in_future",
+            "timestamp is more than {max_future_skew} after the hub's clock",
+            {"max_future_skew": str(skew)},
+        )
+    if _local_date(value) < TIMESTAMP_FLOOR:
+        raise PydanticCustomError(
+            "before_floor", "timestamp is before {floor}", {"floor": TIMESTAMP_FLOOR.isoformat()}
+        )
+    return value
+
+
+def _check_date(value: date) -> date:
+    if value < TIMESTAMP_FLOOR:
+        raise PydanticCustomError(
+            "before_floor", "date is before {floor}", {"floor": TIMESTAMP_FLOOR.isoformat()}
+        )
+    return value
+
+
+def _check_dossier_code_date(value: str) -> str:
+    yymmdd = value.split("-")[1]
+    try:
+        datetime.strptime(yymmdd, "%y%m%d")
+    except ValueError:
+        raise PydanticCustomError(
+            "pattern", "dossier code's date part is not a valid yymmdd date"
+        ) from None
+    return value
+
+
+def _check_procedure_known(value: str, info: ValidationInfo) -> str:
+    lookup = _procedure_lookup(info)
+    if lookup is not None and lookup(value) is None:
+        raise PydanticCustomError("unknown_procedure", "unknown procedure code")
+    return value
+
+
+def _str(max_length: int, pattern: str | None = None) -> StringConstraints:
+    return StringConstraints(min_length=1, max_length=max_length, pattern=pattern)
+
+
+Name = Annotated[str, _str(MAX_NAME_LENGTH), BeforeValidator(_nfc)]
+Text = Annotated[str, _str(MAX_TEXT_LENGTH), BeforeValidator(_nfc)]
+OptionalName = Annotated[Name | None, BeforeValidator(_blank_to_none)]
+OptionalText = Annotated[Text | None, BeforeValidator(_blank_to_none)]
+IdNumber = Annotated[str, _str(MAX_CODE_LENGTH), BeforeValidator(_nfc)]
+OptionalIdNumber = Annotated[IdNumber | None, BeforeValidator(_blank_to_none)]
+SourceSystem = Annotated[str, _str(MAX_SOURCE_SYSTEM_LENGTH), BeforeValidator(_nfc)]
+AgencyCode = Annotated[str, _str(MAX_CODE_LENGTH, AGENCY_CODE_PATTERN), BeforeValidator(_nfc)]
+DossierCode = Annotated[
+    str,
+    _str(MAX_CODE_LENGTH, DOSSIER_CODE_PATTERN),
+    BeforeValidator(_nfc),
+    AfterValidator(_check_dossier_code_date),
+]
+ProcedureCode = Annotated[
+    str,
+    _str(MAX_CODE_LENGTH, PROCEDURE_CODE_PATTERN),
+    BeforeValidator(_nfc),
+    AfterValidator(_check_procedure_known),
+]
+Traceparent = Annotated[
+    str, _str(MAX_TRACEPARENT_LENGTH, TRACEPARENT_PATTERN), BeforeValidator(_nfc)
+]
+OptionalTraceparent = Annotated[Traceparent | None, BeforeValidator(_blank_to_none)]
+Timestamp = Annotated[AwareDatetime, AfterValidator(_check_timestamp)]
+LocalDate = Annotated[date, AfterValidator(_check_date)]
+StepNo = Annotated[int, BeforeValidator(_no_bool), Field(ge=1, le=_INT32_MAX)]
+Score = Annotated[int, BeforeValidator(_no_bool), Field(ge=1, le=5)]
+AmountVnd = Annotated[int, BeforeValidator(_no_bool), Field(ge=0, le=_INT64_MAX)]
+
+
+class Channel(StrEnum):
+    """Submission channel (KenhThucHien); the values are the Avro enum symbols."""
+
+    IN_PERSON = "IN_PERSON"  # 1: at a one-stop desk
+    ONLINE = "ONLINE"  # 2
+    POSTAL = "POSTAL"  # 3: public postal service
+
+    @property
+    def code(self) -> int:
+        """The national portal's number for the channel (1, 2 or 3)."""
+        return _CHANNEL_CODES[self]
+
+
+_CHANNEL_CODES: Final = {Channel.IN_PERSON: 1, Channel.ONLINE: 2, Channel.POSTAL: 3}
+_CHANNEL_BY_CODE: Final = {code: channel for channel, code in _CHANNEL_CODES.items()}
+
+
+def _channel(value: object) -> Channel:
+    if isinstance(value, int) and not isinstance(value, bool) and value in _CHANNEL_BY_CODE:
+        return _CHANNEL_BY_CODE[value]
+    if isinstance(value, str):
+        text = str(_nfc(value)).upper()
+        if text.isdigit() and int(text) in _CHANNEL_BY_CODE:
+            return _CHANNEL_BY_CODE[int(text)]
+        if text in Channel.__members__:
+            return Channel[text]
+    raise PydanticCustomError("enum", "channel must be 1, 2, 3 or one of IN_PERSON, ONLINE, POSTAL")
+
+
+ChannelField = Annotated[Channel, BeforeValidator(_channel)]
+
+
+# --- payload models ---------------------------------------------------------------------------
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+
+class DossierSubmittedPayload(_Model):
+    event_type: Literal["DossierSubmitted"] = "DossierSubmitted"
+    procedure_code: ProcedureCode
+    channel: ChannelField
+    applicant_name: Name
+    applicant_id_number: OptionalIdNumber = None
+    submitted_at: Timestamp
+
+
+class DossierReceivedPayload(_Model):
+    event_type: Literal["DossierReceived"] = "DossierReceived"
+    received_at: Timestamp
+    appointment_date: LocalDate | None = None
+    official: OptionalName = None
+
+
+class DossierRefusedPayload(_Model):
+    event_type: Literal["DossierRefused"] = "DossierRefused"
+    reason: Text
+
+
+class SupplementRequestedPayload(_Model):
+    event_type: Literal["SupplementRequested"] = "SupplementRequested"
+    reason: Text
+    requested_at: Timestamp
+
+
+class DossierSupplementedPayload(_Model):
+    event_type: Literal["DossierSupplemented"] = "DossierSupplemented"
+    supplemented_at: Timestamp
+
+
+class FinancialObligationRequestedPayload(_Model):
+    event_type: Literal["FinancialObligationRequested"] = "FinancialObligationRequested"
+    amount_vnd: AmountVnd
+    description: Text
+
+
+class FinancialObligationPaidPayload(_Model):
+    event_type: Literal["FinancialObligationPaid"] = "FinancialObligationPaid"
+    paid_at: Timestamp
+
+
+class StepStartedPayload(_Model):
+    event_type: Literal["StepStarted"] = "StepStarted"
+    step_no: StepNo
+    step_name: Name
+    official: Name
+    unit: Name
+    step_deadline: LocalDate | None = None
+
+
+class StepCompletedPayload(_Model):
+    event_type: Literal["StepCompleted"] = "StepCompleted"
+    step_no: StepNo
+    content: Text
+
+
+class DossierTransferredPayload(_Model):
+    event_type: Literal["DossierTransferred"] = "DossierTransferred"
+    from_agency_code: AgencyCode
+    to_agency_code: AgencyCode
+    reason: Text
+
+
+class DossierProcessedPayload(_Model):
+    event_type: Literal["DossierProcessed"] = "DossierProcessed"
+    result_summary: Text
+    electronic_result: bool
+
+
+class ResultReturnedPayload(_Model):
+    event_type: Literal["ResultReturned"] = "ResultReturned"
+    returned_at: Timestamp
+
+
+class ProcessingStoppedPayload(_Model):
+    event_type: Literal["ProcessingStopped"] = "ProcessingStopped"
+    reason: Text
+
+
+class DossierWithdrawnPayload(_Model):
+    event_type: Literal["DossierWithdrawn"] = "DossierWithdrawn"
+    reason: Text
+
+
+class ApologyIssuedPayload(_Model):
+    event_type: Literal["ApologyIssued"] = "ApologyIssued"
+    new_appointment_date: LocalDate
+    reason: Text
+
+
+class ServiceRatedPayload(_Model):
+    event_type: Literal["ServiceRated"] = "ServiceRated"
+    score: Score
+    comment: OptionalText = None
+
+
+class ComplaintFiledPayload(_Model):
+    event_type: Literal["ComplaintFiled"] = "ComplaintFiled"
+    subject: Name
+    content: Text
+
+
+DossierPayload = Annotated[
+    DossierSubmittedPayload
+    | DossierReceivedPayload
+    | DossierRefusedPayload
+    | SupplementRequestedPayload
+    | DossierSupplementedPayload
+    | FinancialObligationRequestedPayload
+    | FinancialObligationPaidPayload
+    | StepStartedPayload
+    | StepCompletedPayload
+    | DossierTransferredPayload
+    | DossierProcessedPayload
+    | ResultReturnedPayload
+    | ProcessingStoppedPayload
+    | DossierWithdrawnPayload
+    | ApologyIssuedPayload,
+    Field(discriminator="event_type"),
+]
+
+FeedbackPayload = Annotated[
+    ServiceRatedPayload | ComplaintFiledPayload, Field(discriminator="event_type")
+]
+
+_PAYLOAD_TAGS: Final = frozenset(
+    [t.value for t in DossierEventType] + [t.value for t in FeedbackEventType]
+)
+
+
+# --- envelopes --------------------------------------------------------------------------------
+
+
+class _Envelope(_Model):
+    """Fields shared by every inbound event; ``recorded_at``/``schema_version`` are the hub's."""
+
+    event_id: UUID
+    occurred_at: Timestamp
+    source_system: SourceSystem
+    agency_code: AgencyCode
+    dossier_code: DossierCode
+    traceparent: OptionalTraceparent = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _copy_event_type_into_payload(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        event_type = data.get("event_type")
+        payload = data.get("payload")
+        if not (isinstance(event_type, str) and isinstance(payload, Mapping)):
+            return data
+        event_type = _nfc(event_type)
+        if "event_type" in payload and _nfc(payload["event_type"]) != event_type:
+            raise _mismatch()
+        return {**data, "payload": {**payload, "event_type": event_type}}
+
+    def _check_payload_type(self, event_type: str, payload_type: str) -> None:
+        if event_type != payload_type:  # only reachable with an already-built payload model
+            raise _mismatch()
+
+
+def _mismatch() -> PydanticCustomError:
+    return PydanticCustomError(
+        "event_type_mismatch",
+        "payload.event_type differs from the envelope's event_type",
+        {"path": "payload.event_type"},
+    )
+
+
+class InboundDossierEvent(_Envelope):
+    """A dossier lifecycle event as an agency system pushes it (topic ``dossier.events``)."""
+
+    event_type: Annotated[DossierEventType, BeforeValidator(_nfc)]
+    payload: DossierPayload
+
+    @model_validator(mode="after")
+    def _check_consistency(self, info: ValidationInfo) -> Self:
+        self._check_payload_type(self.event_type.value, self.payload.event_type)
+        lookup = _procedure_lookup(info)
+        if lookup is None or not isinstance(self.payload, DossierSubmittedPayload):
+            return self
+        effective_from = lookup(self.payload.procedure_code)
+        if effective_from is None:  # reported by the field validator already
+            return self
+        for path, value in (
+            ("occurred_at", self.occurred_at),
+            ("payload.submitted_at", self.payload.submitted_at),
+        ):
+            if _local_date(value) < effective_from:
+                raise PydanticCustomError(
+                    "before_procedure",
+                    "{path} is before procedure {procedure_code} took effect on {effective_from}",
+                    {
+                        "path": path,
+                        "procedure_code": self.payload.procedure_code,
+                        "effective_from": effective_from.isoformat(),
+                    },
+                )
+        return self
+
+
+class InboundFeedbackEvent(_Envelope):
+    """Citizen feedback on a dossier as an agency system pushes it (topic ``feedback.events``)."""
+
+    event_type: Annotated[FeedbackEventType, BeforeValidator(_nfc)]
+    payload: FeedbackPayload
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Self:
+        self._check_payload_type(self.event_type.value, self.payload.event_type)
+        return self
+
+
+# --- problems ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """One thing wrong with an inbound event: where (dotted path), which rule, and why.
+
+    ``path`` is relative to the event, e.g. ``payload.appointment_date`` ("" for the whole
+    event). ``message`` never contains the submitted value of a PII field.
+    """
+
+    path: str
+    rule: str
+    message: str
+
+
+_RULES: Final = {
+    "missing": "missing",
+    "extra_forbidden": "extra",
+    "string_too_long": "too_long",
+    "string_too_short": "too_short",
+    "string_pattern_mismatch": "pattern",
+    "timezone_aware": "timezone",
+    "greater_than": "out_of_range",
+    "greater_than_equal": "out_of_range",
+    "less_than": "out_of_range",
+    "less_than_equal": "out_of_range",
+    "literal_error": "enum",
+    "union_tag_invalid": "unknown_event_type",
+    "union_tag_not_found": "type",
+    "json_invalid": "json",
+    "json_type": "json",
+}
+
+_CUSTOM_RULES: Final = frozenset(
+    {
+        "enum",
+        "pattern",
+        "in_future",
+        "before_floor",
+        "before_procedure",
+        "unknown_procedure",
+        "event_type_mismatch",
+    }
+)
+
+_PII_MESSAGES: Final = {
+    "missing": "field required",
+    "too_long": "too long (at most {max_length} characters)",
+    "too_short": "must not be empty",
+    "type": "wrong type",
+    "extra": "not a field of this event",
+}
+
+
+def _rule(error_type: str) -> str:
+    if error_type in _RULES:
+        return _RULES[error_type]
+    if error_type in _CUSTOM_RULES:
+        return error_type
+    return "type"
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for i, part in enumerate(loc):
+        if i > 0 and loc[i - 1] == "payload" and part in _PAYLOAD_TAGS:
+            continue  # the discriminated-union branch pydantic adds to the location
+        parts.append(str(part))
+    return ".".join(parts)
+
+
+def _problems(exc: ValidationError) -> list[FieldProblem]:
+    problems: list[FieldProblem] = []
+    for error in exc.errors(include_input=False, include_url=False):
+        ctx = error.get("ctx") or {}
+        path = str(ctx["path"]) if "path" in ctx else _path(error["loc"])
+        rule = _rule(error["type"])
+        if path == "event_type" and rule == "enum":
+            rule = "unknown_event_type"
+        message = error["msg"]
+        if path.rsplit(".", 1)[-1] in PII_FIELD_NAMES:
+            template = _PII_MESSAGES.get(rule, "invalid ({rule})")
+            message = template.format(rule=rule, max_length=ctx.get("max_length", "?"))
+        problems.append(FieldProblem(path=path, rule=rule, message=message))
+    if any(p.path == "event_type" for p in problems):
+        # Without a valid event_type there is no payload branch to check against.
+        dropped = {"type", "unknown_event_type"}
+        problems = [p for p in problems if not (p.path == "payload" and p.rule in dropped)]
+    return problems
+
+
+_M = TypeVar("_M", InboundDossierEvent, InboundFeedbackEvent)
+
+
+def _validate(
+    model: type[_M],
+    data: object,
+    now: datetime | None,
+    procedure_effective_from: ProcedureLookup | None,
+    max_future_skew: timedelta,
+) -> _M | list[FieldProblem]:
+    context: dict[str, Any] = {
+        "now": now if now is not None else datetime.now(UTC),
+        "max_future_skew": max_future_skew,
+    }
+    if procedure_effective_from is not None:
+        context["procedure_effective_from"] = procedure_effective_from
+    try:
+        if isinstance(data, str | bytes | bytearray):
+            return model.model_validate_json(data, context=context)
+        return model.model_validate(data, context=context)
+    except ValidationError as exc:
+        return _problems(exc)
+
+
+def validate_dossier_event(
+    data: object,
+    *,
+    now: datetime | None = None,
+    procedure_effective_from: ProcedureLookup | None = None,
+    max_future_skew: timedelta = DEFAULT_MAX_FUTURE_SKEW,
+) -> InboundDossierEvent | list[FieldProblem]:
+    """Validate a dossier event (a parsed JSON object, or JSON text/bytes).
+
+    Returns the model, or every problem found (never an empty list). ``now`` defaults to the
+    current UTC time; without ``procedure_effective_from`` the procedure checks are skipped.
+    """
+    return _validate(InboundDossierEvent, data, now, procedure_effective_from, max_future_skew)
+
+
+def validate_feedback_event(
+    data: object,
+    *,
+    now: datetime | None = None,
+    max_future_skew: timedelta = DEFAULT_MAX_FUTURE_SKEW,
+) -> InboundFeedbackEvent | list[FieldProblem]:
+    """Validate a feedback event; same conventions as :func:`validate_dossier_event`."""
+    return _validate(InboundFeedbackEvent, data, now, None, max_future_skew)
+
+
+# --- to Avro ----------------------------------------------------------------------------------
+
+
+def _millis(value: datetime) -> datetime:
+    """UTC, truncated to the millisecond (what ``timestamp-millis`` keeps)."""
+    value = value.astimezone(UTC)
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
+def _avro_value(value: object) -> object:
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return _millis(value)
+    return value
+
+
+def to_avro_record(
+    event: InboundDossierEvent | InboundFeedbackEvent,
+    *,
+    recorded_at: datetime,
+    schema_version: int,
+) -> dict[str, Any]:
+    """The dict ``fastavro.schemaless_writer`` takes for the dossier-event/feedback-event schema.
+
+    The payload is the tuple ``(full record name, fields)`` so the union branch is explicit.
+    Timestamps come out as aware UTC datetimes truncated to milliseconds, ids as ``UUID``,
+    enums as their symbol, so the record equals what ``schemaless_reader`` returns with
+    ``return_record_name=True``.
+    """
+    if recorded_at.utcoffset() is None:
+        raise ValueError("recorded_at must be timezone-aware")
+    if schema_version < 1:
+        raise ValueError("schema_version must be >= 1")
+    payload = event.payload
+    branch = {
+        name: _avro_value(getattr(payload, name))
+        for name in type(payload).model_fields
+        if name != "event_type"
+    }
+    return {
+        "event_id": event.event_id,
+        "event_type": event.event_type.value,
+        "occurred_at": _millis(event.occurred_at),
+        "recorded_at": _millis(recorded_at),
+        "source_system": event.source_system,
+        "agency_code": event.agency_code,
+        "dossier_code": event.dossier_code,
+        "schema_version": schema_version,
+        "traceparent": event.traceparent,
+        "payload": (full_name(event.event_type.value), branch),
+    }

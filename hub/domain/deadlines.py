@@ -1,0 +1,183 @@
+"""Working-day deadlines: the supplement clock, on-time judgement and due/overdue alerts.
+
+The supplement clock
+    ``SupplementRequested`` stops the clock (``state.paused_since`` = local request date) and
+    ``DossierSupplemented`` restarts it, adding ``working_days_between(paused_since,
+    resumed)`` (working days d with paused_since < d <= resumed) to
+    ``state.paused_working_days``; ``lifecycle.apply`` keeps that bookkeeping. A deadline is
+    shifted by the paused working days: ``add_working_days(deadline, paused)``.
+
+On time
+    The finish date is the local date the dossier was processed; else returned; else stopped
+    or refused. A withdrawn dossier is not judged (``None``). It is on time when the finish
+    date is no later than the effective deadline. With ``late_if_repeated_supplement`` (the
+    Decision 766 reading) more than one supplement request counts as late.
+
+Alerts
+    For the dossier deadline and for the current (uncompleted) step's deadline:
+    DUE_SOON when 0 < working days left <= ``due_soon_working_days`` (days left are the
+    working days d with today < d <= deadline, so on the deadline day itself nothing is due
+    "soon" and nothing is overdue yet); OVERDUE when today > deadline; APOLOGY_OWED (dossier
+    scope only) when overdue and no apology slip was issued after the deadline passed. An
+    apology moves the appointment date, hence the deadline, hence the alert keys: a dossier
+    that becomes late again owes a new apology. No alerts while the clock is stopped for a
+    supplement or once the dossier is finished (processed or terminal). Keys are
+    ``f"{kind}:{scope}:{step_no or '-'}:{deadline}"``; an alert whose key is in
+    ``state.alerts_emitted`` is not returned again, and ``mark_emitted`` records the keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from datetime import date
+from enum import StrEnum
+
+from hub.domain.events import local_date
+from hub.domain.lifecycle import DossierState, WorkingDays
+from hub.domain.status import DossierStatus
+
+__all__ = [
+    "Alert",
+    "AlertKind",
+    "AlertScope",
+    "due_alerts",
+    "effective_deadline",
+    "effective_deadline_on",
+    "finish_date",
+    "mark_emitted",
+    "on_time",
+    "paused_working_days_on",
+    "shift",
+    "step_deadline_on",
+]
+
+
+class AlertKind(StrEnum):
+    DUE_SOON = "DUE_SOON"
+    OVERDUE = "OVERDUE"
+    APOLOGY_OWED = "APOLOGY_OWED"
+
+
+class AlertScope(StrEnum):
+    DOSSIER = "DOSSIER"
+    STEP = "STEP"
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    dossier_code: str
+    kind: AlertKind
+    scope: AlertScope
+    step_no: int | None
+    deadline: date
+
+    @property
+    def key(self) -> str:
+        step = "-" if self.step_no is None else str(self.step_no)
+        return f"{self.kind}:{self.scope}:{step}:{self.deadline.isoformat()}"
+
+
+def shift(calendar: WorkingDays, deadline: date, working_days: int) -> date:
+    """``deadline`` pushed back by ``working_days`` (unchanged for 0 or less)."""
+    if working_days <= 0:
+        return deadline
+    return calendar.add_working_days(deadline, working_days)
+
+
+def paused_working_days_on(state: DossierState, calendar: WorkingDays, today: date) -> int:
+    """Working days paused so far: completed rounds plus the running one up to ``today``."""
+    paused = state.paused_working_days
+    if state.paused_since is not None:
+        paused += max(0, calendar.working_days_between(state.paused_since, today))
+    return paused
+
+
+def effective_deadline(state: DossierState, calendar: WorkingDays) -> date | None:
+    """The appointment date shifted by the working days of completed supplement rounds."""
+    if state.appointment_date is None:
+        return None
+    return shift(calendar, state.appointment_date, state.paused_working_days)
+
+
+def effective_deadline_on(state: DossierState, calendar: WorkingDays, today: date) -> date | None:
+    """As ``effective_deadline``, also counting a running pause up to ``today``."""
+    if state.appointment_date is None:
+        return None
+    return shift(calendar, state.appointment_date, paused_working_days_on(state, calendar, today))
+
+
+def step_deadline_on(state: DossierState, calendar: WorkingDays, today: date) -> date | None:
+    """The current step's deadline shifted by the pauses since the step started."""
+    step = state.current_step
+    if step is None or step.step_deadline is None:
+        return None
+    paused = paused_working_days_on(state, calendar, today) - step.paused_base
+    return shift(calendar, step.step_deadline, paused)
+
+
+def finish_date(state: DossierState) -> date | None:
+    """Processed; else returned; else stopped/refused (local date). None otherwise."""
+    if state.processed_at is not None:
+        return local_date(state.processed_at)
+    if state.returned_at is not None:
+        return local_date(state.returned_at)
+    if state.finished_at is not None and state.status in (
+        DossierStatus.STOPPED,
+        DossierStatus.NOT_RECEIVED,
+    ):
+        return local_date(state.finished_at)
+    return None
+
+
+def on_time(
+    state: DossierState, calendar: WorkingDays, *, late_if_repeated_supplement: bool = False
+) -> bool | None:
+    """Whether the dossier finished by its effective deadline; None while unfinished (or
+    withdrawn, or without an appointment date)."""
+    finished = finish_date(state)
+    if finished is None:
+        return None
+    deadline = effective_deadline_on(state, calendar, finished)
+    if deadline is None:
+        return None
+    if late_if_repeated_supplement and state.supplement_requests > 1:
+        return False
+    return finished <= deadline
+
+
+def due_alerts(
+    state: DossierState, today: date, calendar: WorkingDays, due_soon_working_days: int = 1
+) -> list[Alert]:
+    """Alerts due for ``today`` that were not emitted before (see the module docstring)."""
+    if state.is_finished or state.is_paused or state.status is DossierStatus.SUPPLEMENT_REQUESTED:
+        return []
+    found: list[Alert] = []
+
+    def check(scope: AlertScope, step_no: int | None, deadline: date) -> None:
+        if today > deadline:
+            found.append(Alert(state.dossier_code, AlertKind.OVERDUE, scope, step_no, deadline))
+            if scope is AlertScope.DOSSIER and not any(d > deadline for d in state.apology_dates):
+                found.append(
+                    Alert(state.dossier_code, AlertKind.APOLOGY_OWED, scope, step_no, deadline)
+                )
+        elif 0 < calendar.working_days_between(today, deadline) <= due_soon_working_days:
+            found.append(Alert(state.dossier_code, AlertKind.DUE_SOON, scope, step_no, deadline))
+
+    deadline = effective_deadline(state, calendar)
+    if deadline is not None:
+        check(AlertScope.DOSSIER, None, deadline)
+    step = state.current_step
+    if step is not None and step.completed_at is None:
+        step_deadline = step_deadline_on(state, calendar, today)
+        if step_deadline is not None:
+            check(AlertScope.STEP, step.step_no, step_deadline)
+    return [alert for alert in found if alert.key not in state.alerts_emitted]
+
+
+def mark_emitted(state: DossierState, alerts: Iterable[Alert]) -> DossierState:
+    """The state with the alerts' keys recorded, so they are not emitted again."""
+    keys = {alert.key for alert in alerts}
+    if keys <= state.alerts_emitted:
+        return state
+    return replace(state, alerts_emitted=state.alerts_emitted | keys)

@@ -1,0 +1,87 @@
+"""``hub stack up | down | status | logs``: the local Kafka broker and schema registry."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from hub.stack.errors import StackError
+from hub.stack.stack import LocalStack, StackConfig
+
+__all__ = ["add_stack_parser", "run_stack_command"]
+
+
+def add_stack_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    stack = subparsers.add_parser(
+        "stack",
+        help="run a local Kafka broker (KRaft) and schema registry without Docker",
+        description=(
+            "Run one Apache Kafka broker in KRaft combined mode and Apicurio Registry (storing "
+            "schemas in Kafka), both resolved from Maven Central and cached in "
+            "~/.cache/nghean-hub. Data lives in the state directory and survives restarts."
+        ),
+    )
+    stack.add_argument("action", choices=["up", "down", "status", "logs"])
+    stack.add_argument(
+        "--state-dir",
+        type=Path,
+        help="pid files, logs and data (default: $HUB_STATE_DIR or .hub/stack)",
+    )
+    stack.add_argument("--kafka-port", type=int, help="broker port (default 9092, $HUB_KAFKA_PORT)")
+    stack.add_argument(
+        "--controller-port",
+        type=int,
+        help="KRaft controller port (default 9093, $HUB_CONTROLLER_PORT)",
+    )
+    stack.add_argument(
+        "--registry-port", type=int, help="schema registry port (default 8081, $HUB_REGISTRY_PORT)"
+    )
+    stack.add_argument("--lines", type=int, default=40, help="with logs: lines per service")
+
+
+def _config(args: argparse.Namespace) -> StackConfig:
+    base = StackConfig()
+    return StackConfig(
+        state_dir=(args.state_dir or base.state_dir).resolve(),
+        kafka_port=args.kafka_port or base.kafka_port,
+        controller_port=args.controller_port or base.controller_port,
+        registry_port=args.registry_port or base.registry_port,
+        kafka_version=base.kafka_version,
+        apicurio_version=base.apicurio_version,
+    )
+
+
+def run_stack_command(args: argparse.Namespace) -> int:
+    stack = LocalStack(_config(args))
+    started = time.monotonic()
+
+    def progress(message: str) -> None:
+        print(f"[{time.monotonic() - started:5.1f}s] {message}", flush=True)
+
+    try:
+        if args.action == "up":
+            status = stack.up(progress=progress)
+            print(f"ready: KAFKA_BOOTSTRAP_SERVERS={status.bootstrap}")
+            print(f"ready: SCHEMA_REGISTRY_URL={status.registry_url}")
+            return 0
+        if args.action == "down":
+            stopped = stack.down()
+            print(f"stopped: {', '.join(stopped)}" if stopped else "nothing of ours was running")
+            return 0
+        if args.action == "status":
+            status = stack.status()
+            for name, pid, where in (
+                ("kafka", status.kafka_pid, status.bootstrap),
+                ("registry", status.registry_pid, status.registry_url),
+            ):
+                print(f"{name:9} {'running pid ' + str(pid) if pid else 'stopped':20} {where}")
+            return 0 if status.running else 3
+        for proc in (stack.kafka.process, stack.registry.process):
+            print(f"==> {proc.log_file} <==")
+            print(proc.tail(args.lines))
+        return 0
+    except StackError as exc:
+        print(f"hub stack {args.action}: {exc}", file=sys.stderr)
+        return 1

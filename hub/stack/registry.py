@@ -1,0 +1,100 @@
+"""Apicurio Registry 3.x from its runnable distribution, storing schemas in Kafka.
+
+Storage is KafkaSQL (the ``kafkasql-journal`` topic on our own broker), not the default
+in-memory store: records already in Kafka carry schema ids, so a registry that forgot its
+schemas on restart would leave those records undecodable or, worse, decodable with the
+wrong schema once ids were handed out again. With KafkaSQL the registry's state lives and
+survives exactly as long as the broker's data does.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from hub.stack.artifacts import registry_runner
+from hub.stack.errors import JavaNotFoundError, StartupError
+from hub.stack.process import ManagedProcess
+from hub.stack.tools import find_java, java_env
+
+__all__ = ["RegistryNode", "registry_java"]
+
+
+def registry_java() -> Path:
+    """The JVM for the registry: ``$HUB_REGISTRY_JAVA_HOME/bin/java`` if set (Apicurio 3.1+
+    needs Java 21), else the same Java as the broker."""
+    home = os.environ.get("HUB_REGISTRY_JAVA_HOME")
+    if not home:
+        return find_java()
+    java = Path(home) / "bin" / "java"
+    if not java.is_file():
+        raise JavaNotFoundError(f"HUB_REGISTRY_JAVA_HOME={home} has no bin/java")
+    return java
+
+
+class RegistryNode:
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        port: int,
+        kafka_bootstrap: str,
+        version: str,
+        heap: str = "512m",
+    ) -> None:
+        self.state_dir = state_dir
+        self.port = port
+        self.kafka_bootstrap = kafka_bootstrap
+        self.version = version
+        self.heap = heap
+        self.process = ManagedProcess("registry", state_dir)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ccompat_url(self) -> str:
+        """Base URL of the Confluent-compatible API that every client uses."""
+        return f"{self.url}/apis/ccompat/v7"
+
+    def start(self) -> None:
+        runner = registry_runner(self.version)
+        argv = [
+            str(registry_java()),
+            f"-Xmx{self.heap}",
+            "-XX:+UseG1GC",
+            self.process.marker,
+            f"-Dquarkus.http.port={self.port}",
+            "-Dquarkus.http.host=127.0.0.1",
+            "-Dquarkus.management.enabled=false",
+            "-Dapicurio.storage.kind=kafkasql",
+            f"-Dapicurio.kafkasql.bootstrap.servers={self.kafka_bootstrap}",
+            "-Dquarkus.log.console.json=false",
+            "-jar",
+            str(runner),
+        ]
+        self.process.start(argv, env=java_env(), cwd=runner.parent)
+
+    def wait_ready(self, timeout_s: float = 180.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        last_error = "no answer"
+        while time.monotonic() < deadline:
+            if not self.process.alive():
+                raise StartupError(
+                    f"the schema registry exited while starting; see {self.process.log_file}:\n"
+                    f"{self.process.tail(8)}"
+                )
+            try:
+                with urllib.request.urlopen(f"{self.url}/health/ready", timeout=3) as resp:
+                    if resp.status == 200:
+                        return
+            except (urllib.error.URLError, OSError) as exc:
+                last_error = str(exc)
+            time.sleep(0.5)
+        raise StartupError(
+            f"schema registry on {self.url} not ready after {timeout_s:.0f}s ({last_error})"
+        )
