@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from hub.dlq.commands import add_dlq_parser, run_dlq_command
 from hub.stack.cli import add_stack_parser, run_stack_command
 
 __all__ = ["main"]
@@ -19,13 +20,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_stack_parser(sub)
+    worker = sub.add_parser(
+        "worker",
+        help="run a hub worker (faust); options after it go to faust, e.g. -l info",
+        description="Run a hub worker. Configuration from HUB_* environment variables and "
+        "KAFKA_BOOTSTRAP_SERVERS / SCHEMA_REGISTRY_URL (see README). Any further options go "
+        "to faust's worker command (e.g. -l info, --web-port 6067).",
+    )
+    worker.add_argument("faust_args", nargs=argparse.REMAINDER)
+    add_dlq_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "worker":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "stack":
         return run_stack_command(args)
+    if args.command == "worker":
+        sys.argv = ["hub worker", "worker", *extra, *args.faust_args]
+        from hub.worker.app import main as worker_main  # imported late: it reads settings
+
+        worker_main()
+        return 0
+    if args.command == "dlq":
+        return run_dlq_command(args)
     raise AssertionError(f"unhandled command {args.command}")
 
 

@@ -363,6 +363,9 @@ def _pattern(regex: re.Pattern[str], what: str) -> _Check:
 
 
 def _uuid(name: str, value: Any) -> str:
+    # fastavro returns logicalType uuid as uuid.UUID; other decoders give the string.
+    if isinstance(value, uuid.UUID):
+        return str(value)
     text = _str(name, value)
     try:
         uuid.UUID(text)

@@ -1,0 +1,1 @@
+"""The hub worker: faust wiring around the pure processor."""

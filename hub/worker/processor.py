@@ -1,0 +1,296 @@
+"""What the worker does with one input record, without Kafka: bytes and state in, effects out.
+
+The faust agent (``hub.worker.app``) only fetches the dossier's state, calls this, writes the
+outputs, waits for their acknowledgement, and then stores the new state. Keeping the decision
+here makes it testable without a broker and keeps the agent a thin shell.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from hub.contract.errors import ContractError
+from hub.contract.schemas import SchemaKind
+from hub.contract.serde import AvroDeserializer, AvroSerializer
+from hub.dlq.headers import DeadLetter, attempt_of
+from hub.domain.calendar import CalendarError
+from hub.domain.deadlines import due_alerts, mark_emitted
+from hub.domain.events import (
+    AGENCY_CODE_RE,
+    DOSSIER_CODE_RE,
+    DomainEvent,
+    EventShapeError,
+    from_record,
+    local_date,
+)
+from hub.domain.lifecycle import (
+    Applied,
+    DossierState,
+    Duplicate,
+    ProcedureRule,
+    Rejected,
+    RuleContext,
+    apply,
+)
+from hub.outputs import alert_record, status_record
+from hub.reference import ReferenceData
+from hub.settings import HubSettings
+
+__all__ = ["Effects", "Output", "Processor", "Topics"]
+
+MAX_FUTURE_SKEW = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Every topic name the worker uses, from one prefix."""
+
+    prefix: str = ""
+
+    def _t(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+    @property
+    def dossier_events(self) -> str:
+        return self._t("dossier.events")
+
+    @property
+    def feedback_events(self) -> str:
+        return self._t("feedback.events")
+
+    @property
+    def clock(self) -> str:
+        return self._t("hub.clock")
+
+    @property
+    def status(self) -> str:
+        return self._t("dossier.status")
+
+    @property
+    def portal_outbox(self) -> str:
+        return self._t("portal.outbox")
+
+    @property
+    def alerts(self) -> str:
+        return self._t("dossier.alerts")
+
+    def inbox(self, agency_code: str) -> str:
+        return self._t(f"agency.inbox.{agency_code}")
+
+
+@dataclass(frozen=True)
+class Output:
+    topic: str
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+@dataclass
+class Effects:
+    """The result of one record: ``outcome`` is a short word for metrics and logs."""
+
+    outcome: str  # applied | duplicate | rejected | dead-letter | tick | ignored
+    state: DossierState | None = None  # the new state to store; None: store nothing
+    outputs: list[Output] = field(default_factory=list)
+    dead_letter: DeadLetter | None = None
+    event_type: str | None = None
+    lag_s: float | None = None  # event time to now
+
+
+class Processor:
+    def __init__(
+        self,
+        settings: HubSettings,
+        reference: ReferenceData,
+        deserializer: AvroDeserializer,
+        serializers: Mapping[SchemaKind, Callable[[str], AvroSerializer]],
+        processor_name: str = "hub-worker",
+    ) -> None:
+        self.settings = settings
+        self.reference = reference
+        self.topics = Topics(settings.topic_prefix)
+        self.deserializer = deserializer
+        self.name = processor_name
+        self._serializer_factories = serializers
+        self._serializers: dict[str, AvroSerializer] = {}
+        self.ctx = RuleContext(
+            calendar=reference.calendar,
+            procedure=self._procedure_rule,
+            resolve_agency=self._resolve_agency,
+        )
+
+    # --- reference lookups ------------------------------------------------------------------
+
+    def _procedure_rule(self, code: str) -> ProcedureRule | None:
+        proc = self.reference.procedures.get(code)
+        if proc is None:
+            return None
+        return ProcedureRule(proc.working_days, tuple(step.share for step in proc.steps))
+
+    def _resolve_agency(self, code: str, on: date) -> str:
+        try:
+            return self.reference.agencies.resolve(code, on).code
+        except KeyError:
+            return code  # unknown agencies pass through; the event's own check catches them
+
+    def _serialize(self, kind: SchemaKind, topic: str, record: dict[str, Any]) -> bytes:
+        serializer = self._serializers.get(topic)
+        if serializer is None:
+            serializer = self._serializer_factories[kind](topic)
+            self._serializers[topic] = serializer
+        return serializer(record)
+
+    # --- one record -------------------------------------------------------------------------
+
+    def handle(
+        self,
+        *,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes | None]] | None,
+        state: DossierState | None,
+        now: datetime,
+    ) -> Effects:
+        def dead(
+            exc: BaseException, reason: str | None = None, detail: str | None = None,
+            event: DomainEvent | None = None,
+        ) -> Effects:  # fmt: skip
+            letter = DeadLetter.for_exception(
+                exc,
+                source_topic=topic,
+                source_partition=partition,
+                source_offset=offset,
+                processor=self.name,
+                reason=reason,
+                detail=detail,
+                agency_code=event.agency_code if event else None,
+                event_type=event.event_type if event else None,
+                dossier_code=event.dossier_code if event else None,
+                attempt=attempt_of(headers),
+                failed_at=now,
+            )
+            return Effects(
+                "dead-letter",
+                dead_letter=letter,
+                event_type=event.event_type if event else None,
+            )
+
+        if value is None:
+            return dead(ValueError("tombstone"), "empty-value", "record has no value")
+        try:
+            _, record = self.deserializer.decode(value)
+        except ContractError as exc:
+            return dead(exc)
+        try:
+            event = from_record(record)
+        except EventShapeError as exc:
+            return dead(exc, "invalid-shape", str(exc))
+        problem = self._envelope_problem(event, key, now)
+        if problem is not None:
+            return dead(ValueError(problem), "validation", problem, event)
+        try:
+            outcome = apply(state, event, self.ctx)
+        except CalendarError as exc:
+            return dead(exc, "calendar", str(exc), event)
+        lag = (now - event.occurred_at).total_seconds()
+        if isinstance(outcome, Duplicate):
+            return Effects("duplicate", event_type=event.event_type, lag_s=lag)
+        if isinstance(outcome, Rejected):
+            return dead(ValueError(outcome.reason), outcome.rule, outcome.reason, event)
+        assert isinstance(outcome, Applied)
+        new_state, outputs = self._emit(outcome, now)
+        return Effects(
+            "applied", state=new_state, outputs=outputs, event_type=event.event_type, lag_s=lag
+        )
+
+    def _envelope_problem(self, event: DomainEvent, key: bytes | None, now: datetime) -> str | None:
+        # Input that bypassed the HTTP ingress (any Kafka client can write) gets the same
+        # boundary checks: code formats, the key, and clocks that run ahead.
+        if not DOSSIER_CODE_RE.fullmatch(event.dossier_code):
+            return "dossier_code: does not match <agency code>-<yymmdd>-<number>"
+        if not AGENCY_CODE_RE.fullmatch(event.agency_code):
+            return "agency_code: does not match the agency code format"
+        if key is None or key.decode(errors="replace") != event.dossier_code:
+            return "key: the Kafka key must be the dossier code"
+        if event.occurred_at > now + MAX_FUTURE_SKEW:
+            return "occurred_at: more than 5 minutes in the future"
+        return None
+
+    def _emit(self, outcome: Applied, now: datetime) -> tuple[DossierState, list[Output]]:
+        state = outcome.state
+        outputs: list[Output] = []
+        key = state.dossier_code.encode()
+        change = outcome.status_change
+        if change is not None:
+            record = status_record(
+                change,
+                self.reference.portal_codes,
+                source_system=self.settings.source_system,
+                recorded_at=now,
+            )
+            targets = [self.topics.status, self.topics.portal_outbox]
+            if outcome.transfer is not None:
+                targets.append(self.topics.inbox(outcome.transfer.to_agency))
+            outputs.extend(
+                Output(topic, key, self._serialize(SchemaKind.DOSSIER_STATUS, topic, record))
+                for topic in targets
+            )
+        state, alert_outputs = self._alerts(state, now)
+        return state, outputs + alert_outputs
+
+    def _alerts(self, state: DossierState, now: datetime) -> tuple[DossierState, list[Output]]:
+        try:
+            alerts = due_alerts(
+                state, local_date(now), self.reference.calendar, self.settings.due_soon_working_days
+            )
+        except CalendarError:
+            return state, []  # a date outside the calendar: no alert rather than a wrong one
+        if not alerts:
+            return state, []
+        key = state.dossier_code.encode()
+        outputs = [
+            Output(
+                self.topics.alerts,
+                key,
+                self._serialize(
+                    SchemaKind.DOSSIER_ALERT,
+                    self.topics.alerts,
+                    alert_record(
+                        alert, state, source_system=self.settings.source_system, detected_at=now
+                    ),
+                ),
+            )
+            for alert in alerts
+        ]
+        return mark_emitted(state, alerts), outputs
+
+    def tick(self, state: DossierState | None, now: datetime) -> Effects:
+        """The deadline clock: time passed for this dossier; emit alerts now due."""
+        if state is None:
+            return Effects("ignored")
+        new_state, outputs = self._alerts(state, now)
+        if not outputs:
+            return Effects("tick")
+        return Effects("tick", state=new_state, outputs=outputs)
+
+
+def encode_state(state: DossierState) -> bytes:
+    return json.dumps(state.to_dict(), ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def decode_state(raw: bytes | None) -> DossierState | None:
+    if raw is None:
+        return None
+    return DossierState.from_dict(json.loads(raw))
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
