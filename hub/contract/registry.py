@@ -61,8 +61,12 @@ class SchemaRegistryClient:
             cached = self._ids.get(key)
         if cached is not None:
             return cached
+        # normalize: the same schema written with other whitespace (confluent-kafka's
+        # json.dumps, say) is the same version, not a new one (Apicurio compares text).
         answer = self._request(
-            "POST", f"/subjects/{subject}/versions", {"schema": text, "schemaType": "AVRO"}
+            "POST",
+            f"/subjects/{subject}/versions?normalize=true",
+            {"schema": text, "schemaType": "AVRO"},
         )
         schema_id = int(answer["id"])
         with self._lock:
@@ -87,13 +91,21 @@ class SchemaRegistryClient:
         return text
 
     def is_compatible(self, subject: str, schema: str | dict[str, Any]) -> bool:
-        """Would ``schema`` be accepted as the next version of ``subject``?"""
+        """Would ``schema`` be accepted as the next version of ``subject``?
+
+        Asks ``/compatibility/subjects/{s}/versions`` (all versions), not ``.../latest``:
+        Apicurio checks only the latest version there even under BACKWARD_TRANSITIVE."""
         text = schema if isinstance(schema, str) else json.dumps(schema)
-        answer = self._request(
-            "POST",
-            f"/compatibility/subjects/{subject}/versions/latest",
-            {"schema": text, "schemaType": "AVRO"},
-        )
+        try:
+            answer = self._request(
+                "POST",
+                f"/compatibility/subjects/{subject}/versions",
+                {"schema": text, "schemaType": "AVRO"},
+            )
+        except RegistryError as exc:
+            if isinstance(exc, RegistryUnavailableError) or "404" not in str(exc):
+                raise
+            return True  # no such subject yet: nothing to break
         return bool(answer.get("is_compatible"))
 
     def set_compatibility(self, subject: str, level: str) -> None:
