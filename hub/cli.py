@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from hub.demo import add_demo_parser, run_demo_command
 from hub.dlq.commands import add_dlq_parser, run_dlq_command
 from hub.stack.cli import add_stack_parser, run_stack_command
 
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("faust_args", nargs=argparse.REMAINDER)
     add_dlq_parser(sub)
+    add_demo_parser(sub)
     return parser
 
 
@@ -47,6 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "dlq":
         return run_dlq_command(args)
+    if args.command == "demo":
+        return run_demo_command(args)
     raise AssertionError(f"unhandled command {args.command}")
 
 

@@ -46,6 +46,10 @@ class HubSettings(BaseSettings):
     #: how often the deadline clock ticks every open dossier, in seconds
     clock_interval_s: float = 60.0
     source_system: str = "nghean-hub"
+    #: a worker that stops heartbeating leaves the group after this long (then a rebalance)
+    session_timeout_s: float = 30.0
+    #: back-off between attempts while the schema registry is unreachable
+    registry_retry_s: float = 2.0
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"

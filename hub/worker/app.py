@@ -15,6 +15,7 @@ event once, and downstream consumers drop repeated output ids.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import date
 from typing import Any
@@ -23,6 +24,7 @@ import faust
 from aiohttp.web import Response as AioResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from hub.contract.errors import RegistryUnavailableError
 from hub.contract.registry import SchemaRegistryClient
 from hub.contract.schemas import SchemaKind, load_schema
 from hub.contract.serde import AvroDeserializer, AvroSerializer
@@ -78,6 +80,8 @@ app = faust.App(
     web_bind=settings.web_host,
     canonical_url=f"http://{settings.web_host}:{settings.web_port}",
     stream_wait_empty=False,
+    broker_session_timeout=settings.session_timeout_s,
+    broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
 )
 
 inputs = app.topic(
@@ -105,19 +109,27 @@ async def process(stream: Any) -> None:
         raw_state = dossiers.get(key) if key is not None else None
         before = decode_state(raw_state)
         now = utc_now()
-        if message.topic == topics.clock:
-            effects = processor.tick(before, now)
-        else:
-            effects = processor.handle(
-                topic=message.topic,
-                partition=message.partition,
-                offset=message.offset,
-                key=key,
-                value=message.value,
-                headers=list(message.headers or []),
-                state=before,
-                now=now,
-            )
+        while True:
+            try:
+                if message.topic == topics.clock:
+                    effects = processor.tick(before, now)
+                else:
+                    effects = processor.handle(
+                        topic=message.topic,
+                        partition=message.partition,
+                        offset=message.offset,
+                        key=key,
+                        value=message.value,
+                        headers=list(message.headers or []),
+                        state=before,
+                        now=now,
+                    )
+                break
+            except RegistryUnavailableError as exc:
+                # Not the record's fault: hold this partition (back-pressure) and retry,
+                # rather than dead-letter good records while the registry is down.
+                log.warning("%s; retrying in %.0fs", exc, settings.registry_retry_s)
+                await asyncio.sleep(settings.registry_retry_s)
         pending = []
         inboxes = [o.topic for o in effects.outputs if o.topic not in topic_creator.known]
         if inboxes:

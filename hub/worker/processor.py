@@ -13,10 +13,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from hub.contract.errors import ContractError
+from hub.contract.errors import ContractError, RegistryUnavailableError
+from hub.contract.event_types import FeedbackEventType
+from hub.contract.inbound import (
+    FieldProblem,
+    InboundDossierEvent,
+    InboundFeedbackEvent,
+    to_avro_record,
+    validate_dossier_event,
+    validate_feedback_event,
+)
 from hub.contract.schemas import SchemaKind
 from hub.contract.serde import AvroDeserializer, AvroSerializer
-from hub.dlq.headers import DeadLetter, attempt_of
+from hub.dlq.headers import DeadLetter, attempt_of, detail_from_problems
 from hub.domain.calendar import CalendarError
 from hub.domain.deadlines import due_alerts, mark_emitted
 from hub.domain.events import (
@@ -40,7 +49,7 @@ from hub.outputs import alert_record, status_record
 from hub.reference import ReferenceData
 from hub.settings import HubSettings
 
-__all__ = ["Effects", "Output", "Processor", "Topics"]
+__all__ = ["Effects", "Output", "Processor", "Topics", "rule_context"]
 
 MAX_FUTURE_SKEW = timedelta(minutes=5)
 
@@ -102,6 +111,26 @@ class Effects:
     lag_s: float | None = None  # event time to now
 
 
+def rule_context(reference: ReferenceData) -> RuleContext:
+    """The domain's view of the reference data: calendar, procedure terms, agency mergers."""
+
+    def procedure_rule(code: str) -> ProcedureRule | None:
+        proc = reference.procedures.get(code)
+        if proc is None:
+            return None
+        return ProcedureRule(proc.working_days, tuple(step.share for step in proc.steps))
+
+    def resolve_agency(code: str, on: date) -> str:
+        try:
+            return reference.agencies.resolve(code, on).code
+        except KeyError:
+            return code  # an unknown agency passes through; the domain's agency check decides
+
+    return RuleContext(
+        calendar=reference.calendar, procedure=procedure_rule, resolve_agency=resolve_agency
+    )
+
+
 class Processor:
     def __init__(
         self,
@@ -118,25 +147,7 @@ class Processor:
         self.name = processor_name
         self._serializer_factories = serializers
         self._serializers: dict[str, AvroSerializer] = {}
-        self.ctx = RuleContext(
-            calendar=reference.calendar,
-            procedure=self._procedure_rule,
-            resolve_agency=self._resolve_agency,
-        )
-
-    # --- reference lookups ------------------------------------------------------------------
-
-    def _procedure_rule(self, code: str) -> ProcedureRule | None:
-        proc = self.reference.procedures.get(code)
-        if proc is None:
-            return None
-        return ProcedureRule(proc.working_days, tuple(step.share for step in proc.steps))
-
-    def _resolve_agency(self, code: str, on: date) -> str:
-        try:
-            return self.reference.agencies.resolve(code, on).code
-        except KeyError:
-            return code  # unknown agencies pass through; the event's own check catches them
+        self.ctx = rule_context(reference)
 
     def _serialize(self, kind: SchemaKind, topic: str, record: dict[str, Any]) -> bytes:
         serializer = self._serializers.get(topic)
@@ -187,12 +198,22 @@ class Processor:
             return dead(ValueError("tombstone"), "empty-value", "record has no value")
         try:
             _, record = self.deserializer.decode(value)
+        except RegistryUnavailableError:
+            raise  # not the record's fault: the caller retries, nothing is dead-lettered
         except ContractError as exc:
             return dead(exc)
         try:
             event = from_record(record)
         except EventShapeError as exc:
             return dead(exc, "invalid-shape", str(exc))
+        # Any Kafka client can write here, bypassing the connectors: the same boundary rules
+        # apply (lengths, codes, clocks, procedure dates), and text is NFC-normalised.
+        checked = self._boundary_check(record, now)
+        if isinstance(checked, list):
+            return dead(
+                ValueError("validation failed"), "validation", detail_from_problems(checked), event
+            )
+        event = checked
         problem = self._envelope_problem(event, key, now)
         if problem is not None:
             return dead(ValueError(problem), "validation", problem, event)
@@ -206,10 +227,41 @@ class Processor:
         if isinstance(outcome, Rejected):
             return dead(ValueError(outcome.reason), outcome.rule, outcome.reason, event)
         assert isinstance(outcome, Applied)
-        new_state, outputs = self._emit(outcome, now)
+        new_state, outputs = self._emit(outcome, now, event.occurred_at)
         return Effects(
             "applied", state=new_state, outputs=outputs, event_type=event.event_type, lag_s=lag
         )
+
+    def _boundary_check(
+        self, record: Mapping[str, Any], now: datetime
+    ) -> DomainEvent | list[FieldProblem]:
+        payload = record.get("payload")
+        shaped: dict[str, Any] = {
+            name: value
+            for name, value in record.items()
+            if name not in ("recorded_at", "schema_version", "payload")
+        }
+        shaped["event_id"] = str(shaped.get("event_id"))
+        shaped["payload"] = payload[1] if isinstance(payload, tuple) else payload
+        model: InboundDossierEvent | InboundFeedbackEvent | list[FieldProblem]
+        if shaped.get("event_type") in {t.value for t in FeedbackEventType}:
+            model = validate_feedback_event(shaped, now=now)
+        else:
+            model = validate_dossier_event(
+                shaped, now=now, procedure_effective_from=self._procedure_since
+            )
+        if isinstance(model, list):
+            return model
+        normalised = to_avro_record(
+            model,
+            recorded_at=record.get("recorded_at") or now,
+            schema_version=int(record.get("schema_version") or 1),
+        )
+        return from_record(normalised)
+
+    def _procedure_since(self, code: str) -> date | None:
+        proc = self.reference.procedures.get(code)
+        return proc.effective_from if proc else None
 
     def _envelope_problem(self, event: DomainEvent, key: bytes | None, now: datetime) -> str | None:
         # Input that bypassed the HTTP ingress (any Kafka client can write) gets the same
@@ -224,7 +276,9 @@ class Processor:
             return "occurred_at: more than 5 minutes in the future"
         return None
 
-    def _emit(self, outcome: Applied, now: datetime) -> tuple[DossierState, list[Output]]:
+    def _emit(
+        self, outcome: Applied, now: datetime, event_time: datetime
+    ) -> tuple[DossierState, list[Output]]:
         state = outcome.state
         outputs: list[Output] = []
         key = state.dossier_code.encode()
@@ -243,7 +297,10 @@ class Processor:
                 Output(topic, key, self._serialize(SchemaKind.DOSSIER_STATUS, topic, record))
                 for topic in targets
             )
-        state, alert_outputs = self._alerts(state, now)
+        # Deadlines are judged as of the event's own time: the state is only known to be
+        # complete up to then. A back-dated history replayed in a burst must not raise alerts
+        # for steps its later events close; the deadline clock (``tick``) judges "now".
+        state, alert_outputs = self._alerts(state, min(now, event_time))
         return state, outputs + alert_outputs
 
     def _alerts(self, state: DossierState, now: datetime) -> tuple[DossierState, list[Output]]:

@@ -1,0 +1,462 @@
+"""``hub demo``: broker, registry, one hub worker and a simulated province, then a tour.
+
+1. starts the local stack (``hub stack up``: Kafka in KRaft mode and the schema registry);
+2. starts one hub worker (``python -m hub worker -l info``) logging to
+   ``$HUB_DEMO_DIR/worker.log`` with its state in ``$HUB_DEMO_DIR/worker-data``
+   (``HUB_DEMO_DIR`` defaults to ``.hub/demo``) and waits until it answers ``/ready``;
+3. runs the province simulator (:mod:`connectors.simulator`);
+4. waits until the worker has read every event sent (``hub_events_in_total`` on /metrics);
+5. shows where to look, with real answers fetched from the worker;
+6. keeps running until Ctrl-C (or ``--duration`` seconds), then stops the worker and, unless
+   ``--keep-stack`` or the stack was already running before, the stack.
+
+Whatever happens (an error, Ctrl-C, SIGTERM), the processes the demo started are stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from kafka.errors import KafkaError
+
+from hub.settings import HubSettings
+from hub.stack.errors import StackError
+from hub.stack.stack import LocalStack
+from hub.stack.tools import require_free_port
+
+__all__ = ["add_demo_parser", "demo_dir", "run_demo_command"]
+
+ROOT = Path(__file__).resolve().parents[1]
+READY_TIMEOUT_S = 180.0
+
+
+class DemoError(Exception):
+    """The demo cannot go on; the message is the one line the user sees."""
+
+
+def demo_dir() -> Path:
+    return Path(os.environ.get("HUB_DEMO_DIR", ".hub/demo")).resolve()
+
+
+def add_demo_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    demo = subparsers.add_parser(
+        "demo",
+        help="the whole hub on this machine: broker, registry, a worker and a simulated province",
+        description=(
+            "Start the local Kafka broker and schema registry, one hub worker and the province "
+            "simulator; wait until the worker has caught up; show the dossier view, the overdue "
+            "list, an agency's figures, the metrics and the dead letters with live answers; "
+            "then keep running until Ctrl-C. Ports come from HUB_KAFKA_PORT, "
+            "HUB_CONTROLLER_PORT, HUB_REGISTRY_PORT and HUB_WEB_PORT; files go to "
+            "$HUB_DEMO_DIR (default .hub/demo) and $HUB_STATE_DIR (default .hub/stack)."
+        ),
+    )
+    demo.add_argument(
+        "--dossiers", type=int, default=300, help="dossiers to simulate (default 300)"
+    )
+    demo.add_argument(
+        "--rate", type=float, default=200.0, help="events per second sent (default 200)"
+    )
+    demo.add_argument(
+        "--seed", type=int, help="simulator seed (default: a new one each run, printed)"
+    )
+    demo.add_argument(
+        "--duration",
+        type=float,
+        help="after the tour, stop by itself after this many seconds (default: wait for Ctrl-C)",
+    )
+    demo.add_argument(
+        "--keep-stack",
+        action="store_true",
+        help="leave the broker and registry running on exit (stop them with: hub stack down)",
+    )
+    demo.add_argument(
+        "--catch-up-timeout",
+        type=float,
+        default=180.0,
+        help="seconds to wait for the worker to read every event sent (default 180)",
+    )
+
+
+# --------------------------------------------------------------------------- helpers
+def _http(url: str, timeout_s: float = 10.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+            return int(resp.status), bytes(resp.read())
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), bytes(exc.read())
+
+
+def _json(url: str) -> Any:
+    status, body = _http(url)
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise DemoError(f"{url} answered {status} with no JSON") from None
+    return data
+
+
+def _pretty(data: Any) -> str:
+    """Indented JSON, but each timeline entry on one line."""
+    if not isinstance(data, dict) or "timeline" not in data:
+        return json.dumps(data, indent=2, ensure_ascii=False)
+    lines = ["{"]
+    items = list(data.items())
+    for i, (key, value) in enumerate(items):
+        comma = "," if i < len(items) - 1 else ""
+        if key == "timeline" and isinstance(value, list):
+            lines.append(f'  "{key}": [')
+            for j, entry in enumerate(value):
+                sep = "," if j < len(value) - 1 else ""
+                lines.append(f"    {json.dumps(entry, ensure_ascii=False)}{sep}")
+            lines.append(f"  ]{comma}")
+        else:
+            text = json.dumps(value, indent=2, ensure_ascii=False).replace("\n", "\n  ")
+            lines.append(f'  "{key}": {text}{comma}')
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def events_read(metrics_text: str, topics: set[str]) -> dict[str, float]:
+    """``hub_events_in_total`` for the given input topics, by outcome."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(metrics_text):
+        if family.name != "hub_events_in":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_total") and sample.labels.get("topic") in topics:
+                outcome = sample.labels.get("outcome", "?")
+                out[outcome] = out.get(outcome, 0.0) + sample.value
+    return out
+
+
+class _Stopped(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C."""
+
+
+def _raise_stopped(signum: int, frame: FrameType | None) -> None:
+    raise _Stopped()
+
+
+@contextlib.contextmanager
+def _signals_ignored() -> Iterator[None]:
+    """While cleaning up, a second Ctrl-C or SIGTERM must not cut the cleanup short."""
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+# --------------------------------------------------------------------------- the demo
+class Demo:
+    def __init__(self, args: argparse.Namespace, say: Callable[[str], None]) -> None:
+        self.args = args
+        self.say = say
+        self.dir = demo_dir()
+        self.settings = HubSettings()
+        self.stack = LocalStack()
+        self.stack_started = False
+        self.worker: subprocess.Popen[bytes] | None = None
+        self.base = f"http://{self.settings.web_host}:{self.settings.web_port}"
+        self.prefix = self.settings.topic_prefix
+
+    # --- 1. the stack -----------------------------------------------------------------------
+    def start_stack(self) -> None:
+        require_free_port(self.settings.web_port, "the hub worker's HTTP API", "HUB_WEB_PORT")
+        before = self.stack.status()
+        self.stack_started = not before.running
+        config = self.stack.config
+        self.say(
+            f"starting the local stack: Kafka on 127.0.0.1:{config.kafka_port}, schema "
+            f"registry on 127.0.0.1:{config.registry_port}, state in {config.state_dir}"
+        )
+        self.stack.up(progress=lambda message: self.say(f"  {message}"))
+        self.say(f"  ready: KAFKA_BOOTSTRAP_SERVERS={self.stack.bootstrap}")
+        self.say(f"  ready: SCHEMA_REGISTRY_URL={self.stack.registry_url}")
+
+    # --- 2. the worker ----------------------------------------------------------------------
+    def start_worker(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.dir / "worker.log"
+        pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": self.stack.bootstrap,
+            "SCHEMA_REGISTRY_URL": self.stack.registry_url,
+            "HUB_DATA_DIR": str(self.dir / "worker-data"),
+            "HUB_CLOCK_INTERVAL_S": "5",
+            "PYTHONPATH": pythonpath,
+        }
+        self.say(
+            f"starting a hub worker (python -m hub worker -l info), API on {self.base}, "
+            f"log {log_path}"
+        )
+        with log_path.open("ab") as log:
+            self.worker = subprocess.Popen(
+                [sys.executable, "-m", "hub", "worker", "-l", "info"],
+                cwd=self.dir,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # Ctrl-C reaches the demo, which stops it in order
+            )
+        started = time.monotonic()
+        while time.monotonic() - started < READY_TIMEOUT_S:
+            code = self.worker.poll()
+            if code is not None:
+                raise DemoError(
+                    f"the hub worker exited with code {code} while starting; see {log_path}"
+                )
+            try:
+                status, _ = _http(f"{self.base}/ready", timeout_s=2)
+            except (urllib.error.URLError, OSError):
+                status = 0
+            if status == 200:
+                self.say(
+                    f"  worker ready (pid {self.worker.pid}) after "
+                    f"{time.monotonic() - started:.0f}s"
+                )
+                return
+            time.sleep(0.5)
+        raise DemoError(
+            f"the hub worker was not ready within {READY_TIMEOUT_S:.0f}s; see {log_path}"
+        )
+
+    def check_worker(self) -> None:
+        if self.worker is not None and self.worker.poll() is not None:
+            raise DemoError(
+                f"the hub worker stopped (exit code {self.worker.returncode}); "
+                f"see {self.dir / 'worker.log'}"
+            )
+
+    # --- 3. the province --------------------------------------------------------------------
+    def simulate(self) -> Any:
+        from connectors.publisher import EventPublisher
+        from connectors.simulator import procedure_lookup, simulate
+        from hub.reference import load_reference
+
+        seed = self.args.seed if self.args.seed is not None else int(time.time()) % 100_000
+        reference = load_reference()
+        self.say(
+            f"simulating {self.args.dossiers} dossiers at {self.args.rate:g} events/s "
+            f"(seed {seed}: repeat with --seed {seed})"
+        )
+        publisher = EventPublisher(
+            self.stack.bootstrap,
+            self.stack.registry_url,
+            topic_prefix=self.prefix,
+            procedure_effective_from=procedure_lookup(reference),
+            client_id="hub-demo-simulator",
+        )
+        try:
+            report = simulate(
+                publisher,
+                seed,
+                self.args.dossiers,
+                self.args.rate,
+                reference=reference,
+                progress=lambda message: self.say(f"  {message}"),
+            )
+        finally:
+            publisher.close()
+        for line in report.summary().splitlines():
+            self.say(f"  {line.strip()}")
+        for sample in report.problem_samples:
+            self.say(f"  validation problem: {sample}")
+        return report
+
+    # --- 4. catching up ---------------------------------------------------------------------
+    def wait_caught_up(self, sent: int) -> dict[str, float]:
+        topics = {f"{self.prefix}dossier.events", f"{self.prefix}feedback.events"}
+        self.say(f"waiting for the worker to read all {sent} events (hub_events_in_total)")
+        started = last_say = time.monotonic()
+        outcomes: dict[str, float] = {}
+        while True:
+            self.check_worker()
+            _, body = _http(f"{self.base}/metrics")
+            outcomes = events_read(body.decode(), topics)
+            read = sum(outcomes.values())
+            if read >= sent:
+                break
+            now = time.monotonic()
+            if now - started > self.args.catch_up_timeout:
+                raise DemoError(
+                    f"the worker read {read:.0f} of {sent} events in "
+                    f"{self.args.catch_up_timeout:g}s; see {self.dir / 'worker.log'}"
+                )
+            if now - last_say >= 3:
+                last_say = now
+                self.say(f"  read {read:.0f} of {sent}")
+            time.sleep(0.5)
+        detail = ", ".join(f"{k} {v:.0f}" for k, v in sorted(outcomes.items()))
+        self.say(f"  caught up after {time.monotonic() - started:.1f}s: {detail}")
+        return outcomes
+
+    # --- 5. the tour ------------------------------------------------------------------------
+    def tour(self, report: Any) -> None:
+        say, base = self.say, self.base
+        rule = "-" * 78
+        say(rule)
+        say("Where to look (the worker answers on " + base + "):")
+
+        code = next(
+            (report.examples[k] for k in ("transferred", "supplemented", "rated", "finished")
+             if k in report.examples),
+            None,
+        )  # fmt: skip
+        if code is not None:
+            say("")
+            say("# one dossier, the hub's single view of it (applicant names are masked)")
+            say(f"$ curl -s {base}/dossiers/{code}")
+            say(_pretty(_json(f"{base}/dossiers/{code}")))
+
+        overdue_agency = next(iter(report.overdue_by_agency.most_common(1)), (None, 0))[0]
+        say("")
+        say("# open dossiers past their appointment date (also alerted on dossier.alerts)")
+        query = f"?agency={overdue_agency}&size=5" if overdue_agency else "?size=5"
+        say(f"$ curl -s '{base}/overdue{query}'")
+        say(json.dumps(_json(f"{base}/overdue{query}"), indent=2, ensure_ascii=False))
+        total = _json(f"{base}/overdue?size=1").get("total")
+        say(f"  (province-wide: {total} overdue; the simulator planned {report.overdue_expected})")
+
+        busiest = next(iter(report.by_agency.most_common(1)), (None, 0))[0]
+        if busiest is not None:
+            say("")
+            say("# an agency's figures: on-time rate, online share, satisfaction")
+            say(f"$ curl -s {base}/agencies/{busiest}/summary")
+            say(json.dumps(_json(f"{base}/agencies/{busiest}/summary"), indent=2,
+                           ensure_ascii=False))  # fmt: skip
+
+        _, body = _http(f"{base}/metrics")
+        lines = body.decode().splitlines()
+        dossier_lines = [line for line in lines if line.startswith("hub_dossiers{")]
+        shown = [line for line in dossier_lines if busiest and f'"{busiest}"' in line][:8]
+        shown = shown or dossier_lines[:8]
+        say("")
+        say("# Prometheus metrics (figures by agency, procedure, channel)")
+        say(f"$ curl -s {base}/metrics | grep '^hub_dossiers{{'")
+        for line in shown:
+            say(line)
+        say(f"  ... {len(dossier_lines)} hub_dossiers lines in all; also hub_events_in_total, "
+            "hub_on_time_ratio, hub_online_share_ratio, hub_satisfaction_ratio")  # fmt: skip
+        for line in lines:
+            if line.startswith(("hub_events_in_total{", "hub_events_out_total{")):
+                say(line)
+
+        say("")
+        say("# dead letters: events the hub could not apply (none expected)")
+        for topic in ("dossier.events.dlq", "feedback.events.dlq"):
+            full = f"{self.prefix}{topic}"
+            say(f"$ KAFKA_BOOTSTRAP_SERVERS={self.stack.bootstrap} hub dlq list --topic {full}")
+            result = subprocess.run(
+                [sys.executable, "-m", "hub", "dlq", "list", "--topic", full,
+                 "--bootstrap-server", self.stack.bootstrap],
+                capture_output=True, text=True, timeout=60, check=False,
+                env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                    p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)},
+            )  # fmt: skip
+            say((result.stdout + result.stderr).rstrip())
+        say("")
+        say(f"worker log: {self.dir / 'worker.log'} · stack logs: hub stack logs")
+        say(rule)
+
+    # --- 6. waiting and stopping ------------------------------------------------------------
+    def wait(self) -> None:
+        duration = self.args.duration
+        if duration is None:
+            self.say("the hub keeps running; press Ctrl-C to stop")
+        else:
+            self.say(f"the hub keeps running for {duration:g}s (--duration); Ctrl-C stops it early")
+        started = time.monotonic()
+        while duration is None or time.monotonic() - started < duration:
+            self.check_worker()
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        worker = self.worker
+        if worker is not None and worker.poll() is None:
+            self.say(f"stopping the hub worker (pid {worker.pid})")
+            worker.terminate()
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.say("  the worker did not stop within 30s; killing it")
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(worker.pid, signal.SIGKILL)  # its own session: only its group
+                worker.wait()
+        if self.args.keep_stack:
+            self.say("leaving the broker and registry running (--keep-stack); stop them with "
+                     "`hub stack down`")  # fmt: skip
+        elif not self.stack_started:
+            self.say("the stack was running before the demo: leaving it running")
+        else:
+            self.say("stopping the stack (hub stack down)")
+            stopped = self.stack.down()
+            self.say(f"  stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+
+
+def run_demo_command(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+
+    def say(message: str) -> None:
+        print(message, flush=True)
+
+    def phase(message: str) -> None:
+        say(f"[{time.monotonic() - started:6.1f}s] {message}")
+
+    if args.dossiers < 1 or args.rate <= 0:
+        print("hub demo: --dossiers and --rate must be positive", file=sys.stderr)
+        return 2
+    previous = {
+        signal.SIGTERM: signal.signal(signal.SIGTERM, _raise_stopped),
+        # also when started with SIGINT ignored (a background job of a script)
+        signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
+    }
+    demo = Demo(args, phase)
+    touring = False
+    code = 0
+    try:
+        demo.start_stack()
+        demo.start_worker()
+        report = demo.simulate()
+        demo.wait_caught_up(report.events)
+        demo.tour(report)
+        touring = True
+        demo.wait()
+        if report.problems or report.send_errors:
+            code = 1
+    except KeyboardInterrupt:
+        if not touring:
+            print("hub demo: interrupted", file=sys.stderr)
+            code = 130
+    except (StackError, DemoError) as exc:
+        print(f"hub demo: {exc}", file=sys.stderr)
+        code = 1
+    except (OSError, KafkaError) as exc:
+        print(f"hub demo: {exc}", file=sys.stderr)
+        code = 1
+    finally:
+        with _signals_ignored():
+            demo.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    phase("demo finished")
+    return code

@@ -1,0 +1,265 @@
+"""Deadlines, mergers, recovery, crash and scale-out: each proved on the real broker.
+
+Expectations come from the pure domain: the same events run through
+``hub.domain.lifecycle.apply`` give the status changes the worker must emit, and the output
+ids are deterministic (``hub.outputs.output_id``), so input and output sets can be compared
+as Kafka's own system tests do.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connectors.publisher import EventPublisher
+from connectors.scenarios import VN, dossier_code, dossier_life
+from hub.contract.inbound import to_avro_record, validate_dossier_event, validate_feedback_event
+from hub.contract.registry import SchemaRegistryClient
+from hub.contract.serde import AvroDeserializer
+from hub.domain.events import from_record
+from hub.domain.lifecycle import Applied, DossierState, apply
+from hub.outputs import output_id
+from hub.reference import load_reference
+from hub.worker.processor import rule_context
+from tests.fixtures.stack import Broker
+from tests.fixtures.worker import Worker, start_worker
+from tests.integration.test_worker import drain
+
+pytestmark = pytest.mark.broker
+
+JUSTICE = "000.00.03.H40"
+HOME_AFFAIRS = "000.00.02.H40"  # Sở Nội vụ, successor of Sở LĐTBXH since 2025-03-01
+LABOUR_RETIRED = "000.00.26.H40"  # Sở Lao động - Thương binh và Xã hội, merged 2025-03-01
+CRIMINAL_RECORD = "2.000488"
+REFERENCE = load_reference()
+
+
+def expected_status_ids(events: list[dict[str, Any]]) -> tuple[set[str], dict[str, str]]:
+    """Output ids the worker must emit, and each dossier's final status, by the pure domain."""
+    ctx = rule_context(REFERENCE)
+    states: dict[str, DossierState | None] = {}
+    ids: set[str] = set()
+    for data in events:
+        validate = (
+            validate_feedback_event
+            if data["event_type"] == "ServiceRated"
+            else validate_dossier_event
+        )
+        model = validate(data)
+        assert not isinstance(model, list), model
+        record = to_avro_record(model, recorded_at=datetime.now(UTC), schema_version=1)
+        event = from_record(record)
+        outcome = apply(states.get(event.dossier_code), event, ctx)
+        assert isinstance(outcome, Applied), outcome
+        states[event.dossier_code] = outcome.state
+        if outcome.status_change is not None:
+            ids.add(output_id(event.event_id, "status"))
+    return ids, {code: s.status.value for code, s in states.items() if s is not None}
+
+
+def province_events(count: int, start: datetime) -> list[dict[str, Any]]:
+    lives = [
+        dossier_life(
+            dossier_code(JUSTICE, start, n),
+            JUSTICE,
+            CRIMINAL_RECORD,
+            start + timedelta(minutes=n),
+            supplement=n % 5 == 0,
+            finish=n % 7 != 0,
+            rating=4 if n % 3 == 0 else None,
+        )
+        for n in range(1, count + 1)
+    ]
+    # Interleave dossiers as a province would, each dossier's own events kept in order.
+    merged: list[dict[str, Any]] = []
+    for i in range(max(len(life) for life in lives)):
+        merged.extend(life[i] for life in lives if i < len(life))
+    return merged
+
+
+def publish(broker: Broker, prefix: str, events: list[dict[str, Any]]) -> None:
+    publisher = EventPublisher(broker.bootstrap, broker.registry_url, topic_prefix=prefix)
+    try:
+        for event in events:
+            assert publisher.publish(event) == []
+    finally:
+        publisher.close()
+
+
+def wait_for(predicate: Any, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+
+
+def view_status(worker: Worker, code: str) -> str | None:
+    status, body = worker.get(f"/dossiers/{code}")
+    return body["status"] if status == 200 else None
+
+
+def test_overdue_dossier_alerts_once_with_apology_owed_and_due_soon_for_a_near_deadline(
+    broker: Broker, hub_worker: Worker
+) -> None:
+    prefix = hub_worker.env["HUB_TOPIC_PREFIX"]
+    long_ago = datetime.now(VN) - timedelta(days=30)
+    late = dossier_code(JUSTICE, long_ago, 1)
+    events = dossier_life(late, JUSTICE, CRIMINAL_RECORD, long_ago, finish=False, rating=None)
+    # the receipt promised a date that is long gone
+    events[1]["payload"]["appointment_date"] = (long_ago + timedelta(days=14)).date().isoformat()
+    today = datetime.now(VN).date()
+    near_day = REFERENCE.calendar.next_working_day(today)
+    near = dossier_code(JUSTICE, long_ago, 2)
+    near_events = dossier_life(near, JUSTICE, CRIMINAL_RECORD, long_ago, finish=False, rating=None)
+    near_events[1]["payload"]["appointment_date"] = near_day.isoformat()
+    near_events[2]["payload"]["step_deadline"] = (today + timedelta(days=60)).isoformat()
+    events[2]["payload"]["step_deadline"] = (today + timedelta(days=60)).isoformat()
+    publish(broker, prefix, events + near_events)
+
+    # Several clock ticks (every 2 s in tests) pass while we read: nothing may repeat.
+    time.sleep(8)
+    alerts = drain(broker.bootstrap, f"{prefix}dossier.alerts", expect=3, timeout_s=60)
+    decode = AvroDeserializer(SchemaRegistryClient(broker.registry_url))
+    seen = Counter(
+        (r["dossier_code"], r["kind"], r["scope"]) for r in (decode(m.value) for m in alerts)
+    )
+    assert seen == Counter(
+        {
+            (late, "OVERDUE", "DOSSIER"): 1,
+            (late, "APOLOGY_OWED", "DOSSIER"): 1,
+            (near, "DUE_SOON", "DOSSIER"): 1,
+        }
+    )
+    status, overdue = hub_worker.get(f"/overdue?agency={JUSTICE}")
+    assert status == 200
+    assert [item["dossier_code"] for item in overdue["items"]] == [late]
+
+
+def test_a_transfer_to_a_merged_agency_reaches_its_successor_with_its_history(
+    broker: Broker, hub_worker: Worker
+) -> None:
+    prefix = hub_worker.env["HUB_TOPIC_PREFIX"]
+    start = datetime.now(VN) - timedelta(hours=5)
+    code = dossier_code(JUSTICE, start, 3)
+    events = dossier_life(
+        code, JUSTICE, CRIMINAL_RECORD, start, transfer_to=LABOUR_RETIRED, rating=None
+    )
+    publish(broker, prefix, events)
+
+    inbox = drain(broker.bootstrap, f"{prefix}agency.inbox.{HOME_AFFAIRS}", expect=1)
+    decode = AvroDeserializer(SchemaRegistryClient(broker.registry_url))
+    assert [decode(m.value)["dossier_code"] for m in inbox] == [code]
+    wait_for(lambda: view_status(hub_worker, code) == "RESULT_RETURNED", 60, "the view")
+    _, view = hub_worker.get(f"/dossiers/{code}")
+    assert view["agency_code"] == HOME_AFFAIRS
+    assert view["handled_by"] == [JUSTICE, HOME_AFFAIRS]
+    assert len(view["timeline"]) == len(events)
+
+
+def test_kill_9_mid_stream_then_restart_loses_nothing_and_counts_nothing_twice(
+    broker: Broker, tmp_path: Path
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    prefix, app_id = f"k{tag}.", f"hub-kill-{tag}"
+    start = datetime.now(VN) - timedelta(hours=8)
+    events = province_events(60, start)
+    want_ids, want_status = expected_status_ids(events)
+
+    worker = start_worker(broker, tmp_path / "a", prefix=prefix, app_id=app_id)
+    kills = 0
+    try:
+        publisher = EventPublisher(broker.bootstrap, broker.registry_url, topic_prefix=prefix)
+        for i, event in enumerate(events):
+            publisher.send_async(validated(event))
+            if i in (len(events) // 3, 2 * len(events) // 3):
+                publisher.flush()
+                time.sleep(1.5)  # let it get mid-stream
+                os.kill(worker.process.pid, signal.SIGKILL)
+                worker.process.wait()
+                kills += 1
+                # a fresh data dir: the view must come back from the changelog alone
+                worker = start_worker(
+                    broker, tmp_path / f"after-kill-{kills}", prefix=prefix, app_id=app_id
+                )
+        publisher.flush()
+        publisher.close()
+
+        wait_for(
+            lambda: all(view_status(worker, c) == s for c, s in want_status.items()),
+            180,
+            "every dossier to reach its final status in the view",
+        )
+        outbox = drain(broker.bootstrap, f"{prefix}portal.outbox", expect=len(want_ids))
+        decode = AvroDeserializer(SchemaRegistryClient(broker.registry_url))
+        got = Counter(str(decode(m.value)["event_id"]) for m in outbox)
+        lost = want_ids - set(got)
+        unexpected = set(got) - want_ids
+        repeats = sum(n - 1 for n in got.values())
+        print(
+            f"\nkill -9 x{kills}: inputs {len(events)}, expected statuses {len(want_ids)}, "
+            f"delivered distinct {len(set(got))}, lost {len(lost)}, unexpected "
+            f"{len(unexpected)}, repeated deliveries (same id) {repeats}"
+        )
+        assert not lost
+        assert not unexpected
+        # every dossier's timeline holds each of its events exactly once
+        for code in want_status:
+            _, view = worker.get(f"/dossiers/{code}")
+            ids = [entry[0] for entry in view["timeline"]]
+            assert len(ids) == len(set(ids)), code
+        _, summary = worker.get(f"/agencies/{JUSTICE}/summary")
+        assert summary["counts"]["submitted_total"] == len(want_status)
+        assert summary["counts"]["returned"] == sum(
+            1 for s in want_status.values() if s == "RESULT_RETURNED"
+        )
+    finally:
+        worker.stop(kill=True)
+
+
+def validated(event: dict[str, Any]) -> Any:
+    model = (
+        validate_feedback_event(event)
+        if event["event_type"] == "ServiceRated"
+        else validate_dossier_event(event)
+    )
+    assert not isinstance(model, list), model
+    return model
+
+
+def test_two_workers_split_the_partitions_and_either_answers_for_any_dossier(
+    broker: Broker, tmp_path: Path
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    prefix, app_id = f"s{tag}.", f"hub-scale-{tag}"
+    start = datetime.now(VN) - timedelta(hours=8)
+    events = province_events(30, start)
+    _, want_status = expected_status_ids(events)
+    first = start_worker(broker, tmp_path / "one", prefix=prefix, app_id=app_id)
+    second = start_worker(broker, tmp_path / "two", prefix=prefix, app_id=app_id)
+    try:
+        publish(broker, prefix, events)
+        for worker in (first, second):
+            wait_for(
+                lambda w=worker: all(view_status(w, c) == s for c, s in want_status.items()),
+                180,
+                "both workers to answer for every dossier",
+            )
+        total = 0
+        for worker in (first, second):
+            _, summary = worker.get(f"/agencies/{JUSTICE}/summary")
+            total += summary["counts"].get("submitted_total", 0)
+        # each worker counts only the partitions it holds; together, every dossier once
+        assert total == len(want_status)
+    finally:
+        first.stop()
+        second.stop()
