@@ -33,3 +33,51 @@ if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
   touch "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"
+
+# promtool and prometheus (Debian's `prometheus` package) for the monitoring tests: the alert
+# rules are unit-tested with promtool and a real Prometheus server scrapes a real worker.
+# Installed with apt-get when missing and we are root; the package's service is kept from
+# starting (a temporary policy-rc.d answering 101, RUNLEVEL=1), so nothing stray keeps :9090.
+# scripts/test.sh cannot do without them and stops here; other scripts only warn.
+install_prometheus_tools() (
+  policy=/usr/sbin/policy-rc.d
+  backup=""
+  if [ -e "$policy" ]; then
+    backup="$(mktemp)"
+    cp -p "$policy" "$backup"
+  fi
+  restore() {
+    if [ -n "$backup" ]; then mv -f "$backup" "$policy"; else rm -f "$policy"; fi
+  }
+  trap restore EXIT
+  printf '#!/bin/sh\n# temporary, from scripts/_env.sh: start no service while installing\nexit 101\n' >"$policy"
+  chmod 755 "$policy"
+  export DEBIAN_FRONTEND=noninteractive RUNLEVEL=1
+  echo "    apt-get update"
+  apt-get update -qq || exit 1
+  echo "    apt-get install -y --no-install-recommends prometheus"
+  apt-get install -y -qq --no-install-recommends prometheus >/dev/null || exit 1
+  # Belt and braces: where systemd runs, make sure the packaged service is stopped and off.
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
+    echo "    stopping and disabling the prometheus service the package started"
+    systemctl stop prometheus
+    systemctl disable --quiet prometheus || true
+  fi
+)
+
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+  PROMETHEUS_NEEDED=0
+  [ "$(basename "$0")" = "test.sh" ] && PROMETHEUS_NEEDED=1
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "==> promtool/prometheus missing: installing Debian's prometheus package (service not started)"
+    if ! install_prometheus_tools || ! command -v promtool >/dev/null 2>&1; then
+      msg="could not install Debian's prometheus package (promtool, prometheus) with apt-get"
+      [ "$PROMETHEUS_NEEDED" -eq 1 ] && die "$msg; the monitoring tests need it"
+      echo "warning: $msg" >&2
+    fi
+  else
+    msg="promtool and prometheus are not on PATH and cannot be installed here (needs root and apt-get); install Debian's 'prometheus' package (apt-get install prometheus) or put both binaries on PATH"
+    [ "$PROMETHEUS_NEEDED" -eq 1 ] && die "$msg: the monitoring tests need them"
+    echo "warning: $msg" >&2
+  fi
+fi

@@ -1,0 +1,1 @@
+"""Benchmarks of the hub: ``python -m bench.run`` (end to end) and ``python -m bench.profile``."""
