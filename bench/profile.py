@@ -139,32 +139,48 @@ def profile_top(fn: Callable[[], object], top: int, which: str) -> tuple[str, st
 
 def _pyinstrument_top(profiler: Any, top: int) -> str:
     """Functions by cumulative (inclusive) time from pyinstrument's call tree, each function
-    counted once per stack (recursion does not double it)."""
+    counted once per stack (recursion does not double it), then by own time (time in the
+    function itself and in C code it calls: fastavro, json, pydantic-core)."""
     session = profiler.last_session
     root = session.root_frame()
-    total = root.time if root is not None else 0.0
     cumulative: dict[tuple[str, str, int], float] = {}
+    own: dict[tuple[str, str, int], float] = {}
 
     def walk(frame: Any, on_stack: frozenset[tuple[str, str, int]]) -> None:
         key = (frame.function or "?", frame.file_path_short or "?", frame.line_no or 0)
+        real = [c for c in frame.children if not (c.function or "").startswith("[")]
+        own[key] = own.get(key, 0.0) + frame.time - sum(c.time for c in real)
         if key not in on_stack:
             cumulative[key] = cumulative.get(key, 0.0) + frame.time
             on_stack = on_stack | {key}
-        for child in frame.children:
+        for child in real:
             walk(child, on_stack)
 
-    if root is not None:
-        walk(root, frozenset())
-    rows = sorted(cumulative.items(), key=lambda kv: kv[1], reverse=True)
+    if root is None:
+        return "(no samples)"
+    walk(root, frozenset())
+
+    def hidden(func: str, path: str) -> bool:
+        # the driver (this file, the interpreter's entry) is not the hub
+        return path.startswith(("<", "bench/")) or func in (
+            "<module>",
+            "_run_module_as_main",
+            "_run_code",
+        )
+
+    total = max(v for (f, p, _), v in cumulative.items() if p.startswith("bench/"))
     lines = [f"{'cumulative s':>12} {'share':>6}  function (file:line)"]
-    shown = 0
-    for (func, path, line), seconds in rows:
-        if path.startswith("<") or func in ("<module>", "main", "_run_module_as_main", "_run_code"):
-            continue
+    rows = sorted(cumulative.items(), key=lambda kv: kv[1], reverse=True)
+    for (func, path, line), seconds in [r for r in rows if not hidden(*r[0][:2])][:top]:
         lines.append(f"{seconds:12.3f} {seconds / total:6.1%}  {func} ({path}:{line})")
-        shown += 1
-        if shown >= top:
-            break
+    lines += [
+        "",
+        f"top {top} by own time (the function itself and C code it calls):",
+        f"{'own s':>12} {'share':>6}  function (file:line)",
+    ]
+    rows = sorted(own.items(), key=lambda kv: kv[1], reverse=True)
+    for (func, path, line), seconds in [r for r in rows if not hidden(*r[0][:2])][:top]:
+        lines.append(f"{seconds:12.3f} {seconds / total:6.1%}  {func} ({path}:{line})")
     return "\n".join(lines)
 
 

@@ -25,11 +25,38 @@ def test_compose_pins_the_local_stack_versions() -> None:
     assert services["registry"]["image"] == f"apicurio/apicurio-registry:{APICURIO_VERSION}"
 
 
-def test_every_service_with_state_has_a_health_check() -> None:
+def test_the_province_runs_in_compose() -> None:
     services = compose()["services"]
-    for name in ("kafka", "registry"):
-        assert "healthcheck" in services[name], name
-    assert "kafka-data" in compose()["volumes"]
+    for name in (
+        "kafka", "registry", "hub-worker-1", "hub-worker-2", "portal-emulator", "portal-sink",
+        "json-bridge", "simulator", "prometheus", "grafana",
+    ):  # fmt: skip
+        assert name in services, name
+
+
+def test_every_service_with_state_or_a_port_has_a_health_check() -> None:
+    services = compose()["services"]
+    for name, service in services.items():
+        if "ports" in service:
+            assert "healthcheck" in service, name
+    for name in ("kafka", "hub-worker-1", "hub-worker-2", "prometheus", "grafana"):
+        mounts = [v.split(":")[0] for v in services[name].get("volumes", [])]
+        assert any(m in compose()["volumes"] for m in mounts), f"{name} keeps no data volume"
+
+
+def test_prometheus_in_compose_scrapes_both_workers_on_all_interfaces() -> None:
+    services = compose()["services"]
+    prometheus = yaml.safe_load((COMPOSE.parent / "monitoring" / "prometheus.yml").read_text())
+    targets = {
+        t
+        for job in prometheus["scrape_configs"]
+        for c in job["static_configs"]
+        for t in c["targets"]
+    }
+    assert {"hub-worker-1:6066", "hub-worker-2:6066"} <= targets
+    for name in ("hub-worker-1", "hub-worker-2"):
+        env = services[name]["environment"]
+        assert env["HUB_WEB_HOST"] == "0.0.0.0"  # scrapeable from another container
 
 
 def test_docker_compose_config_accepts_the_file_when_the_client_has_compose() -> None:

@@ -1,0 +1,12 @@
+# The hub's one image: workers, connectors, emulator and simulator are commands of it.
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY hub ./hub
+COPY connectors ./connectors
+COPY schemas ./schemas
+RUN pip install --no-cache-dir . && useradd --create-home hub && mkdir -p /data && chown hub /data
+USER hub
+ENV HUB_DATA_DIR=/data HUB_WEB_HOST=0.0.0.0
+EXPOSE 6066
+CMD ["hub", "worker", "-l", "info"]
