@@ -52,6 +52,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 
+from connectors.cli import add_kafka_arguments
 from connectors.publisher import EventPublisher
 from hub.contract.errors import ContractError, EncodeError
 from hub.contract.event_types import DossierEventType, FeedbackEventType
@@ -420,21 +421,7 @@ def build_parser(settings: HubSettings | None = None) -> argparse.ArgumentParser
         epilog="Defaults come from KAFKA_BOOTSTRAP_SERVERS, SCHEMA_REGISTRY_URL and HUB_* "
         "variables (see README).",
     )
-    parser.add_argument(
-        "--bootstrap-server",
-        default=s.kafka_bootstrap_servers,
-        help="Kafka bootstrap servers (default %(default)s)",
-    )
-    parser.add_argument(
-        "--registry-url",
-        default=s.schema_registry_url,
-        help="Confluent-compatible schema registry URL (default %(default)s)",
-    )
-    parser.add_argument(
-        "--topic-prefix",
-        default=s.topic_prefix,
-        help="prefix of every topic, as the hub's HUB_TOPIC_PREFIX (default %(default)r)",
-    )
+    add_kafka_arguments(parser, s)
     parser.add_argument(
         "--group-id",
         help="consumer group id (default <prefix>json-bridge); members of one group share "

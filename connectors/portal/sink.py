@@ -62,6 +62,7 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from connectors.cli import add_kafka_arguments
 from connectors.portal.contract import (
     MappingError,
     PortalContract,
@@ -836,21 +837,7 @@ def build_parser() -> argparse.ArgumentParser:
         "token source) from --contract or HUB_PORTAL_* variables. The token itself is read "
         "from the variable or file the contract names, never from the command line.",
     )
-    parser.add_argument(
-        "--bootstrap-server",
-        default=hub.kafka_bootstrap_servers,
-        help="Kafka bootstrap servers (default %(default)s)",
-    )
-    parser.add_argument(
-        "--registry-url",
-        default=hub.schema_registry_url,
-        help="Confluent-compatible schema registry URL (default %(default)s)",
-    )
-    parser.add_argument(
-        "--topic-prefix",
-        default=hub.topic_prefix,
-        help="prefix of every topic (default %(default)r)",
-    )
+    add_kafka_arguments(parser, hub)
     parser.add_argument(
         "--portal-url", default=s.portal_url, help="portal base URL (default %(default)s)"
     )
