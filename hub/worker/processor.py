@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 from hub.contract.errors import ContractError, RegistryUnavailableError
@@ -29,8 +29,6 @@ from hub.dlq.headers import DeadLetter, attempt_of, detail_from_problems
 from hub.domain.calendar import CalendarError
 from hub.domain.deadlines import due_alerts, mark_emitted
 from hub.domain.events import (
-    AGENCY_CODE_RE,
-    DOSSIER_CODE_RE,
     DomainEvent,
     EventShapeError,
     from_record,
@@ -50,8 +48,6 @@ from hub.reference import ReferenceData
 from hub.settings import HubSettings
 
 __all__ = ["Effects", "Output", "Processor", "Topics", "rule_context"]
-
-MAX_FUTURE_SKEW = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -214,7 +210,7 @@ class Processor:
                 ValueError("validation failed"), "validation", detail_from_problems(checked), event
             )
         event = checked
-        problem = self._envelope_problem(event, key, now)
+        problem = self._key_problem(event, key)
         if problem is not None:
             return dead(ValueError(problem), "validation", problem, event)
         try:
@@ -263,17 +259,11 @@ class Processor:
         proc = self.reference.procedures.get(code)
         return proc.effective_from if proc else None
 
-    def _envelope_problem(self, event: DomainEvent, key: bytes | None, now: datetime) -> str | None:
-        # Input that bypassed the HTTP ingress (any Kafka client can write) gets the same
-        # boundary checks: code formats, the key, and clocks that run ahead.
-        if not DOSSIER_CODE_RE.fullmatch(event.dossier_code):
-            return "dossier_code: does not match <agency code>-<yymmdd>-<number>"
-        if not AGENCY_CODE_RE.fullmatch(event.agency_code):
-            return "agency_code: does not match the agency code format"
+    @staticmethod
+    def _key_problem(event: DomainEvent, key: bytes | None) -> str | None:
+        # One dossier's events share a partition only if every producer keys by its code.
         if key is None or key.decode(errors="replace") != event.dossier_code:
             return "key: the Kafka key must be the dossier code"
-        if event.occurred_at > now + MAX_FUTURE_SKEW:
-            return "occurred_at: more than 5 minutes in the future"
         return None
 
     def _emit(
