@@ -211,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
 
     t_handle, outcomes = timed(lambda: run_handle_only(s, {}, now))
     s.view = LocalView(s.processor.reference.calendar, False)
-    t_agent, _ = timed(lambda: run_agent_path(s, {}, now))
+    table: dict[bytes, bytes] = {}
+    t_agent, _ = timed(lambda: run_agent_path(s, table, now))
     n = len(s.events)
     print(f"outcomes: {dict(sorted(outcomes.items()))}")
     print(
@@ -221,6 +222,24 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"agent CPU path (+state codec, view): {n / t_agent:6.0f} events/s "
         f"({t_agent / n * 1e6:.0f} µs/event)"
+    )
+    sizes = [len(v) for v in table.values()]
+    print(
+        f"stored state: {len(sizes)} dossiers, mean {sum(sizes) / len(sizes):.0f} bytes "
+        f"(JSON), max {max(sizes)} bytes"
+    )
+    # What the worker does after table recovery (``rebuild_view``): every state decoded and
+    # put in the local view. Its cost grows with the dossiers held.
+    view = LocalView(s.processor.reference.calendar, False)
+    started = time.perf_counter()
+    for raw in table.values():
+        state = decode_state(raw)
+        assert state is not None
+        view.replace(None, state)
+    per = (time.perf_counter() - started) / len(table)
+    print(
+        f"view rebuild after recovery: {per * 1e6:.0f} µs/dossier "
+        f"(1M dossiers: {per * 1e6:.0f} s, extrapolated)"
     )
 
     s.view = LocalView(s.processor.reference.calendar, False)

@@ -328,8 +328,18 @@ def percentile(values: list[float], q: float) -> float:
 
 # --------------------------------------------------------------------------- step 2: baseline
 async def baseline_loop(
-    bootstrap: str, registry_url: str, topic: str, out_topic: str, n: int, partitions: int
+    bootstrap: str,
+    registry_url: str,
+    topic: str,
+    out_topic: str,
+    n: int,
+    partitions: int,
+    *,
+    serial: bool = False,
 ) -> dict[str, Any]:
+    """Consume, decode, produce one record per event. ``serial``: wait for each output's
+    acknowledgement before the next record (what the hub's guarantee asks for, without
+    faust), with linger 0 as faust's producer has; else pipelined with 5 ms linger."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
     from hub.contract.registry import SchemaRegistryClient
@@ -339,7 +349,9 @@ async def baseline_loop(
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
     )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=0 if serial else 5
+    )
     await consumer.start()
     await producer.start()
     try:
@@ -354,19 +366,24 @@ async def baseline_loop(
             batches = await consumer.getmany(timeout_ms=1000, max_records=1000)
             for records in batches.values():
                 for rec in records:
+                    if done >= n:
+                        break
                     _, record = deserializer.decode(rec.value)
-                    futures.append(
-                        await producer.send(
-                            out_topic, str(record["event_id"]).encode(), key=rec.key
-                        )
+                    future = await producer.send(
+                        out_topic, str(record["event_id"]).encode(), key=rec.key
                     )
+                    if serial:
+                        await future
+                    else:
+                        futures.append(future)
                     done += 1
             if len(futures) >= 5000:
                 await asyncio.gather(*futures)
                 futures.clear()
             if time.monotonic() - last >= 5:
                 last = time.monotonic()
-                say(f"  baseline: {done}/{n} ({done / (last - started):.0f} events/s)")
+                rate = done / (last - started)
+                say(f"  baseline{' (serial acks)' if serial else ''}: {done}/{n} ({rate:.0f}/s)")
         await asyncio.gather(*futures)
         elapsed = time.monotonic() - started
     finally:
@@ -468,7 +485,7 @@ async def latency_phase(bench: Bench, rates: list[int], seconds: float) -> list[
     latencies: dict[str, float] = {}  # event id -> output Kafka timestamp - occurred_at
     consumer = AIOKafkaConsumer(
         out_topic,
-        bootstrap_servers=bootstrap_of(bench),
+        bootstrap_servers=bench.bootstrap,
         group_id=f"{app_id}-probe",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -581,10 +598,6 @@ async def latency_phase(bench: Bench, rates: list[int], seconds: float) -> list[
     return results
 
 
-def bootstrap_of(bench: Bench) -> str:
-    return bench.bootstrap
-
-
 async def wait_processed(
     processed: Callable[[], Any], target: int, timeout_s: float
 ) -> float | None:
@@ -599,12 +612,24 @@ async def wait_processed(
 
 # --------------------------------------------------------------------------- step 5: recovery
 def group_members(bootstrap: str, group: str) -> tuple[str, set[str]]:
+    """(state, member ids) of a consumer group, as the broker describes it."""
     from kafka import KafkaAdminClient
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="bench-probe")
     try:
-        info = admin.describe_consumer_groups([group])[0]
-        return str(info.state), {m.member_id for m in info.members}
+        info: Any = admin.describe_groups([group])
+        if isinstance(info, dict):
+            info = info.get(group, {})
+        elif isinstance(info, list):
+            info = info[0]
+        if not isinstance(info, dict):
+            info = info._asdict() if hasattr(info, "_asdict") else vars(info)
+        state = str(info.get("group_state") or info.get("state") or "")
+        members = set()
+        for m in info.get("members") or []:
+            member_id = m.get("member_id") if isinstance(m, dict) else m.member_id
+            members.add(str(member_id))
+        return state, members
     finally:
         admin.close()
 
@@ -655,7 +680,8 @@ def recovery_phase(bench: Bench, dossiers: int) -> dict[str, Any]:
         say(f"  warning: /dossiers/{probe} answered {status} before the kill")
     try:
         _, members_before = group_members(bench.bootstrap, app_id)
-    except Exception:
+    except Exception as exc:
+        say(f"  cannot describe the consumer group {app_id}: {exc}")
         members_before = set()
     say(f"  {len(codes)} dossiers in state, RSS {rss_after / 2**20:.0f} MiB; kill -9")
     worker.process.send_signal(signal.SIGKILL)
@@ -754,6 +780,14 @@ def build_report(res: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
                 f"{base['events_per_s']:.0f} events/s",
             )
         )
+    serial = res.get("baseline_serial") or {}
+    if serial:
+        rows.append(
+            (
+                "baseline, waiting for each output's ack before the next record",
+                f"{serial['events_per_s']:.0f} events/s ({serial['events']} events)",
+            )
+        )
     for label, h in (("1 worker", h1), ("2 workers", h2)):
         if h:
             rows.append(
@@ -767,6 +801,13 @@ def build_report(res: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     if h1 and base:
         ratio = h1["events_per_s"] / base["events_per_s"]
         rows.append(("hub (1 worker) / baseline", f"{ratio:.1%}"))
+    if h1 and serial:
+        rows.append(
+            (
+                "hub (1 worker) / serial-ack baseline",
+                f"{h1['events_per_s'] / serial['events_per_s']:.1%}",
+            )
+        )
     if h1 and h2:
         rows.append(("scaling 1 -> 2 workers", f"x{h2['events_per_s'] / h1['events_per_s']:.2f}"))
     lat = res.get("latency") or []
@@ -848,7 +889,14 @@ def build_report(res: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
         f"{ratio:.1%}" if ratio is not None else "-",
         None if ratio is None else ratio >= 0.30,
     )
-    if at_2000 is None:
+    unsustained = [e["rate"] for e in lat if not e.get("skipped") and not e["sustained"]]
+    if at_2000 is None and unsustained and min(unsustained) < 2000:
+        target(
+            "p99 <= 100 ms at 2,000 events/s",
+            f"not sustained (already not at {min(unsustained)} events/s)",
+            False,
+        )
+    elif at_2000 is None:
         target("p99 <= 100 ms at 2,000 events/s", "not measured", None)
     elif at_2000.get("skipped") or not at_2000["sustained"]:
         target("p99 <= 100 ms at 2,000 events/s", "not sustained", False)
@@ -876,6 +924,14 @@ def build_report(res: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
         None if per is None else per <= 1024,
     )
 
+    loads = res.get("load_average_after_step") or {}
+    if loads:
+        rows.append(
+            (
+                "1-min load average after each step (2 cores)",
+                ", ".join(f"{k} {v}" for k, v in loads.items()),
+            )
+        )
     lines = ["| measure | result |", "|---|---|"]
     lines += [f"| {a} | {b} |" for a, b in rows]
     lines += ["", "| target | measured | verdict |", "|---|---|---|"]
@@ -899,8 +955,8 @@ def extrapolate(res: dict[str, Any]) -> None:
         # Restore work scales with the dossiers; the wait for the group (the killed member's
         # session expiring, a rebalance) and the process start do not.
         fixed = rec["restart_to_group_stable_s"]
-        if fixed is None:
-            fixed = rec["fresh_start_ready_s"]
+        if fixed is None:  # not observed: the session timeout plus a fresh start
+            fixed = min(rec["restart_to_query_s"], 30.0 + rec["fresh_start_ready_s"])
         variable = max(0.0, rec["restart_to_query_s"] - fixed)
         rec["restart_extrapolated_1m_s"] = round(fixed + variable * 1_000_000 / rec["dossiers"], 0)
         rec["restart_extrapolation_note"] = (
@@ -910,6 +966,11 @@ def extrapolate(res: dict[str, Any]) -> None:
 
 
 # --------------------------------------------------------------------------- main
+def note_load(res: dict[str, Any], step: str) -> None:
+    """The 1-minute load average after a step: other work on the machine skews results."""
+    res.setdefault("load_average_after_step", {})[step] = round(os.getloadavg()[0], 2)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m bench.run",
@@ -917,18 +978,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
-    p.add_argument("--events", type=int, help="events to load (default 100000, quick 5000)")
+    p.add_argument("--events", type=int, help="events to load (default 50000, quick 5000)")
     p.add_argument("--partitions", type=int, default=6, help="partitions of every topic (6)")
     p.add_argument(
         "--dossiers",
         type=int,
-        help="dossiers in state for recovery/memory (default 20000, quick 1000)",
+        help="dossiers in state for recovery/memory (default 5000, quick 1000)",
     )
     p.add_argument(
-        "--rates", help="offered loads, events/s (default 200,500,1000,2000; quick 200,500)"
+        "--rates", help="offered loads, events/s (default 100,200,500,1000,2000; quick 100,500)"
     )
     p.add_argument(
         "--rate-seconds", type=float, help="seconds per offered load (default 20, quick 5)"
+    )
+    p.add_argument(
+        "--serial-events",
+        type=int,
+        default=5000,
+        help="events for the serial-ack baseline (5000)",
     )
     p.add_argument("--workers", default="1,2", help="hub worker counts to run (1,2)")
     p.add_argument(
@@ -936,11 +1003,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     args = p.parse_args(argv)
     if args.events is None:
-        args.events = 5_000 if args.quick else 100_000
+        args.events = 5_000 if args.quick else 50_000
     if args.dossiers is None:
-        args.dossiers = 1_000 if args.quick else 20_000
+        args.dossiers = 1_000 if args.quick else 5_000
     if args.rates is None:
-        args.rates = "200,500" if args.quick else "200,500,1000,2000"
+        args.rates = "100,500" if args.quick else "100,200,500,1000,2000"
     if args.rate_seconds is None:
         args.rate_seconds = 5.0 if args.quick else 20.0
     return args
@@ -967,6 +1034,7 @@ def main(argv: list[str] | None = None) -> int:
             "dossiers": args.dossiers,
             "rates": [int(r) for r in args.rates.split(",")],
             "rate_seconds": args.rate_seconds,
+            "serial_events": args.serial_events,
             "workers": args.workers,
             "quick": args.quick,
             "hub_store": "rocksdb (default)",
@@ -1034,6 +1102,21 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 )
                 say(f"  baseline: {res['baseline']['events_per_s']:.0f} events/s")
+                serial_n = min(len(events), args.serial_events)
+                say(f"  the same, waiting for each output's ack (first {serial_n} events)")
+                res["baseline_serial"] = asyncio.run(
+                    baseline_loop(
+                        bench.bootstrap,
+                        bench.registry_url,
+                        f"{prefix}dossier.events",
+                        out_topic,
+                        serial_n,
+                        args.partitions,
+                        serial=True,
+                    )
+                )
+                note_load(res, "baseline")
+                say(f"  serial-ack baseline: {res['baseline_serial']['events_per_s']:.0f} events/s")
             except Exception as exc:
                 res["errors"]["baseline"] = str(exc)
                 say(f"  baseline failed: {exc}")
@@ -1046,6 +1129,7 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     run = hub_run(bench, events, count)
                     res["hub"][str(count)] = run
+                    note_load(res, f"hub{count}")
                     say(
                         f"  hub x{count}: {run['events_per_s']:.0f} events/s "
                         f"({run['seconds_processing']:.1f}s after first /ready at "
@@ -1063,6 +1147,7 @@ def main(argv: list[str] | None = None) -> int:
             say(f"step 4/6 latency: offered loads {rates} events/s, {args.rate_seconds:.0f}s each")
             try:
                 res["latency"] = asyncio.run(latency_phase(bench, rates, args.rate_seconds))
+                note_load(res, "latency")
             except Exception as exc:
                 res["errors"]["latency"] = str(exc)
                 say(f"  latency failed: {exc}")
@@ -1073,6 +1158,7 @@ def main(argv: list[str] | None = None) -> int:
             say(f"step 5/6 recovery and memory: {args.dossiers} dossiers")
             try:
                 res["recovery"] = recovery_phase(bench, args.dossiers)
+                note_load(res, "recovery")
                 r = res["recovery"]
                 say(
                     f"  {r['rss_bytes_per_dossier']:.0f} bytes RSS/dossier; restart: ready "

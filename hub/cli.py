@@ -6,6 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from connectors.sdk.cli import add_connector_parser, run_connector_command
+from hub.audit.commands import add_audit_parser, run_audit_command
 from hub.demo import add_demo_parser, run_demo_command
 from hub.dlq.commands import add_dlq_parser, run_dlq_command
 from hub.stack.cli import add_stack_parser, run_stack_command
@@ -30,7 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("faust_args", nargs=argparse.REMAINDER)
     add_dlq_parser(sub)
+    add_audit_parser(sub)
     add_demo_parser(sub)
+    add_connector_parser(sub)
     return parser
 
 
@@ -49,8 +53,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "dlq":
         return run_dlq_command(args)
+    if args.command == "audit":
+        return run_audit_command(args)
     if args.command == "demo":
         return run_demo_command(args)
+    if args.command == "connector":
+        return run_connector_command(args)
     raise AssertionError(f"unhandled command {args.command}")
 
 

@@ -81,3 +81,59 @@ if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2
     echo "warning: $msg" >&2
   fi
 fi
+
+# PostgreSQL (Debian's `postgresql` package) for the outbox connector's tests: they run
+# initdb and pg_ctl themselves on a throwaway cluster (tests/integration/test_outbox.py), so
+# only the binaries are needed. Installed like prometheus above: with apt-get when missing and
+# we are root, the package's own service kept from starting (a temporary policy-rc.d
+# answering 101, restored afterwards, RUNLEVEL=1). scripts/test.sh cannot do without it.
+postgres_binaries_found() {
+  local bin
+  for bin in /usr/lib/postgresql/*/bin; do
+    [ -x "$bin/initdb" ] && [ -x "$bin/pg_ctl" ] && return 0
+  done
+  command -v initdb >/dev/null 2>&1 && command -v pg_ctl >/dev/null 2>&1
+}
+
+install_postgresql() (
+  policy=/usr/sbin/policy-rc.d
+  backup=""
+  if [ -e "$policy" ]; then
+    backup="$(mktemp)"
+    cp -p "$policy" "$backup"
+  fi
+  restore() {
+    if [ -n "$backup" ]; then mv -f "$backup" "$policy"; else rm -f "$policy"; fi
+  }
+  trap restore EXIT
+  printf '#!/bin/sh\n# temporary, from scripts/_env.sh: start no service while installing\nexit 101\n' >"$policy"
+  chmod 755 "$policy"
+  export DEBIAN_FRONTEND=noninteractive RUNLEVEL=1
+  echo "    apt-get update"
+  apt-get update -qq || exit 1
+  echo "    apt-get install -y --no-install-recommends postgresql"
+  apt-get install -y -qq --no-install-recommends postgresql >/dev/null || exit 1
+  # Where systemd runs, make sure the packaged cluster is stopped and stays off.
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet postgresql 2>/dev/null; then
+    echo "    stopping and disabling the postgresql service the package started"
+    systemctl stop postgresql
+    systemctl disable --quiet postgresql || true
+  fi
+)
+
+if ! postgres_binaries_found; then
+  POSTGRES_NEEDED=0
+  [ "$(basename "$0")" = "test.sh" ] && POSTGRES_NEEDED=1
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "==> initdb/pg_ctl missing: installing Debian's postgresql package (service not started)"
+    if ! install_postgresql || ! postgres_binaries_found; then
+      msg="could not install Debian's postgresql package (initdb, pg_ctl) with apt-get"
+      [ "$POSTGRES_NEEDED" -eq 1 ] && die "$msg; the outbox connector's PostgreSQL tests need it"
+      echo "warning: $msg" >&2
+    fi
+  else
+    msg="PostgreSQL's initdb and pg_ctl are not installed and cannot be installed here (needs root and apt-get); install Debian's 'postgresql' package (apt-get install postgresql)"
+    [ "$POSTGRES_NEEDED" -eq 1 ] && die "$msg: the outbox connector's PostgreSQL tests need it"
+    echo "warning: $msg" >&2
+  fi
+fi

@@ -24,6 +24,7 @@ import faust
 from aiohttp.web import Response as AioResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from hub.audit.trail import AuditTrail, audit_topic  # [audit]
 from hub.contract.errors import RegistryUnavailableError
 from hub.contract.registry import SchemaRegistryClient
 from hub.contract.schemas import SchemaKind, load_schema
@@ -35,7 +36,7 @@ from hub.reference import load_reference
 from hub.settings import HubSettings
 from hub.worker import metrics
 from hub.worker.figures import LocalView
-from hub.worker.processor import Processor, Topics, decode_state, encode_state, utc_now
+from hub.worker.processor import Effects, Processor, Topics, decode_state, encode_state, utc_now
 from hub.worker.topics import TopicCreator, hub_topics
 
 log = logging.getLogger("hub.worker")
@@ -63,6 +64,10 @@ processor = Processor(
 view = LocalView(reference.calendar, settings.late_if_repeated_supplement)
 topic_creator = TopicCreator(
     settings.kafka_bootstrap_servers, settings.partitions, settings.replication_factor
+)
+# [audit] one hash-chained entry per applied event (hub/audit/trail.py)
+audit = AuditTrail(
+    settings.kafka_bootstrap_servers, audit_topic(settings.topic_prefix), topic_creator.ensure
 )
 
 app = faust.App(
@@ -154,6 +159,8 @@ async def process(stream: Any) -> None:
                 "dead letter: %s from %s[%s]@%s (%s)",
                 letter.reason, message.topic, message.partition, message.offset, letter.detail,
             )  # fmt: skip
+        if effects.outcome == "applied" and effects.state is not None and key is not None:
+            pending.extend(await _send_audit_entry(message, key, effects))  # [audit]
         for future in pending:
             await future  # acknowledged before the state moves on: nothing is lost on a crash
         if letter is not None:
@@ -166,6 +173,31 @@ async def process(stream: Any) -> None:
             metrics.EVENTS_OUT.labels(_kind(out.topic)).inc()
         if effects.lag_s is not None:
             metrics.EVENT_LATENCY.observe(max(0.0, effects.lag_s))
+
+
+# --- [audit] begin: the audit entry, sent and acknowledged with the outputs -------------------
+async def _send_audit_entry(message: Any, key: bytes, effects: Effects) -> list[Any]:
+    record = await audit.record_for(
+        topic=message.topic, partition=message.partition, offset=message.offset,
+        event_id=effects.event_id or "", event_type=effects.event_type,
+        dossier_code=key.decode(), record=message.value or b"",
+    )  # fmt: skip
+    if record is None:
+        return []  # chained before a crash
+    return [
+        await app.producer.send(
+            record.topic, record.key, record.value, partition=record.partition, timestamp=None,
+            headers=None,
+        )
+    ]  # fmt: skip
+
+
+@app.on_partitions_revoked.connect
+def _forget_audit_heads(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+    audit.forget()  # another worker may extend these chains; read the heads back on next use
+
+
+# --- [audit] end ---------------------------------------------------------------------------
 
 
 def _kind(topic: str) -> str:

@@ -104,6 +104,7 @@ class Effects:
     outputs: list[Output] = field(default_factory=list)
     dead_letter: DeadLetter | None = None
     event_type: str | None = None
+    event_id: str | None = None
     lag_s: float | None = None  # event time to now
 
 
@@ -225,7 +226,12 @@ class Processor:
         assert isinstance(outcome, Applied)
         new_state, outputs = self._emit(outcome, now, event.occurred_at)
         return Effects(
-            "applied", state=new_state, outputs=outputs, event_type=event.event_type, lag_s=lag
+            "applied",
+            state=new_state,
+            outputs=outputs,
+            event_type=event.event_type,
+            event_id=event.event_id,
+            lag_s=lag,
         )
 
     def _boundary_check(

@@ -1,0 +1,281 @@
+"""Per-agency credentials of the HTTP ingress, reloaded when the file changes.
+
+The credentials file (JSON), one entry per key; an agency may hold several at once, which is
+how keys are rotated without a restart: add the new key, let the agency switch, remove the
+old one. The file is re-read when its modification time or size changes (checked at most
+every ``reload_interval_s``); a file that does not parse is refused with a log line and the
+previous credentials stay in force::
+
+    {"credentials": [
+      {"agency_code": "000.00.12.H40", "key_id": "justice-2025-07",
+       "api_key_sha256": "<hex SHA-256 of the API key>"},
+      {"agency_code": "000.00.12.H40", "key_id": "justice-hmac-1",
+       "hmac_secret": "${env:JUSTICE_HMAC_SECRET}"}
+    ]}
+
+* API keys are kept at rest as their SHA-256 (``hub connector`` users make one with
+  ``python -m connectors.ingress.credentials hash``); ``api_key`` in clear is accepted for
+  tests and environment-provided credentials, never logged.
+* HMAC secrets must be usable to verify signatures, so they are stored as given; write them as
+  ``${env:NAME}`` to keep them out of the file.
+
+The same document may come from an environment variable (``credentials_env``), read once at
+start; both sources are merged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import hashlib
+import hmac
+import json
+import logging
+import os
+import re
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from hub.contract.inbound import AGENCY_CODE_PATTERN
+
+__all__ = [
+    "Caller",
+    "CredentialEntry",
+    "CredentialStore",
+    "CredentialsFile",
+    "hash_api_key",
+    "sign",
+]
+
+log = logging.getLogger("connectors.ingress.credentials")
+
+_ENV_REF: Final = re.compile(r"^\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}$")
+
+
+def hash_api_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def sign(secret: str | bytes, timestamp: str, body: bytes) -> str:
+    """The ``X-Signature`` of a request: ``sha256=`` + hex HMAC-SHA256 over
+    ``<X-Timestamp>.<body>`` (binding the time to the body so it cannot be replayed later)."""
+    key = secret.encode() if isinstance(secret, str) else secret
+    digest = hmac.new(key, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+class CredentialEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    agency_code: str = Field(pattern=AGENCY_CODE_PATTERN)
+    key_id: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:-]+$")
+    api_key_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    api_key: SecretStr | None = Field(None, min_length=16)
+    hmac_secret: SecretStr | None = Field(None, min_length=16)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> CredentialEntry:
+        if not (self.api_key_sha256 or self.api_key or self.hmac_secret):
+            raise ValueError("give api_key_sha256, api_key or hmac_secret")
+        if self.api_key_sha256 and self.api_key:
+            raise ValueError("give api_key_sha256 or api_key, not both")
+        return self
+
+
+class CredentialsFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    credentials: list[CredentialEntry] = []
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who a request proved to be."""
+
+    agency_code: str
+    key_id: str
+    method: str  # "api-key" | "hmac"
+
+
+@dataclass(frozen=True)
+class _Index:
+    by_hash: dict[str, CredentialEntry]
+    by_key_id: dict[str, CredentialEntry]
+
+    @staticmethod
+    def of(entries: Sequence[CredentialEntry]) -> _Index:
+        by_hash: dict[str, CredentialEntry] = {}
+        by_key_id: dict[str, CredentialEntry] = {}
+        for entry in entries:
+            if entry.api_key_sha256:
+                by_hash[entry.api_key_sha256] = entry
+            elif entry.api_key:
+                by_hash[hash_api_key(entry.api_key.get_secret_value())] = entry
+            if entry.hmac_secret:
+                by_key_id[entry.key_id] = entry
+        return _Index(by_hash, by_key_id)
+
+
+def _resolve_env(data: object) -> object:
+    if isinstance(data, str):
+        match = _ENV_REF.match(data)
+        if match is None:
+            return data
+        value = os.environ.get(match.group(1))
+        if value is None:
+            raise ValueError(f"environment variable {match.group(1)} is unset")
+        return value
+    if isinstance(data, dict):
+        return {k: _resolve_env(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_resolve_env(v) for v in data]
+    return data
+
+
+def parse_credentials(text: str, source: str) -> list[CredentialEntry]:
+    """Entries of a credentials document; ValueError naming the source, path and rule."""
+    try:
+        data = _resolve_env(json.loads(text))
+        return CredentialsFile.model_validate(data).credentials
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{source}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    except ValidationError as exc:
+        first = exc.errors(include_input=False)[0]
+        path = ".".join(str(p) for p in first["loc"])
+        raise ValueError(
+            f"{source}: {path or '<file>'}: {first['type']} ({first['msg']})"
+        ) from None
+    except ValueError as exc:
+        raise ValueError(f"{source}: {exc}") from None
+
+
+class CredentialStore:
+    """Checks API keys and HMAC signatures; the file is re-read when it changes."""
+
+    def __init__(
+        self,
+        file: Path | None = None,
+        *,
+        env_var: str | None = None,
+        reload_interval_s: float = 1.0,
+        signature_tolerance_s: float = 300.0,
+    ) -> None:
+        self.file = file
+        self.reload_interval_s = reload_interval_s
+        self.signature_tolerance_s = signature_tolerance_s
+        self._lock = threading.Lock()
+        self._env_entries: list[CredentialEntry] = []
+        self._file_entries: list[CredentialEntry] = []
+        self._stamp: tuple[float, int] | None = None
+        self._checked = 0.0
+        self.last_error: str | None = None
+        self.reloads = 0
+        if env_var and os.environ.get(env_var):
+            self._env_entries = parse_credentials(os.environ[env_var], f"${env_var}")
+        if file is not None:
+            self._load_file(initial=True)
+        self._index = _Index.of([*self._env_entries, *self._file_entries])
+
+    def _load_file(self, *, initial: bool = False) -> bool:
+        assert self.file is not None
+        try:
+            stat = self.file.stat()
+            stamp = (stat.st_mtime, stat.st_size)
+            if stamp == self._stamp:
+                return False
+            entries = parse_credentials(self.file.read_text(encoding="utf-8"), str(self.file))
+        except (OSError, ValueError) as exc:
+            message = exc.strerror if isinstance(exc, OSError) else str(exc)
+            self.last_error = f"{self.file}: {message}" if isinstance(exc, OSError) else message
+            if initial:
+                raise ValueError(self.last_error) from None
+            log.error("credentials not reloaded, the previous ones stay in force: %s", message)
+            return False
+        self._file_entries = entries
+        self._stamp = stamp
+        self.last_error = None
+        if not initial:
+            self.reloads += 1
+            log.info("credentials reloaded from %s: %d key(s)", self.file, len(entries))
+        return True
+
+    def refresh(self, *, force: bool = False) -> None:
+        """Re-read the file if it changed (at most every ``reload_interval_s`` unless forced)."""
+        if self.file is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._checked < self.reload_interval_s:
+            return
+        with self._lock:
+            self._checked = now
+            if self._load_file():
+                self._index = _Index.of([*self._env_entries, *self._file_entries])
+
+    @property
+    def size(self) -> int:
+        return len(self._index.by_hash) + len(self._index.by_key_id)
+
+    def by_api_key(self, key: str) -> Caller | None:
+        self.refresh()
+        presented = hash_api_key(key)
+        # look up by hash (no secret-dependent timing on the key itself), then confirm in
+        # constant time
+        entry = self._index.by_hash.get(presented)
+        if entry is None:
+            return None
+        stored = entry.api_key_sha256 or hash_api_key(
+            entry.api_key.get_secret_value() if entry.api_key else ""
+        )
+        if not hmac.compare_digest(stored, presented):
+            return None
+        return Caller(entry.agency_code, entry.key_id, "api-key")
+
+    def by_signature(
+        self, key_id: str, timestamp: str, signature: str, body: bytes, now: float | None = None
+    ) -> Caller | str:
+        """The caller, or the reason (a short rule) the signature is refused."""
+        self.refresh()
+        entry = self._index.by_key_id.get(key_id)
+        try:
+            stamp = float(timestamp)
+        except ValueError:
+            return "bad_timestamp"
+        current = time.time() if now is None else now
+        if abs(current - stamp) > self.signature_tolerance_s:
+            return "stale_timestamp"
+        if entry is None or entry.hmac_secret is None:
+            # still compute a signature so an unknown key id costs what a known one does
+            sign(b"unknown-key-id-padding", timestamp, body)
+            return "bad_signature"
+        expected = sign(entry.hmac_secret.get_secret_value(), timestamp, body)
+        given = signature if signature.startswith("sha256=") else f"sha256={signature}"
+        if not hmac.compare_digest(expected.encode(), given.encode()):
+            return "bad_signature"
+        return Caller(entry.agency_code, entry.key_id, "hmac")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m connectors.ingress.credentials",
+        description="Print the SHA-256 of an API key for the ingress credentials file "
+        "(api_key_sha256); the key is read from stdin or prompted, never from the command line.",
+    )
+    parser.add_argument("action", choices=["hash"])
+    parser.parse_args(argv)
+    key = sys.stdin.readline().strip() if not sys.stdin.isatty() else getpass.getpass("API key: ")
+    if len(key) < 16:
+        print("an API key has at least 16 characters", file=sys.stderr)
+        return 1
+    print(hash_api_key(key))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

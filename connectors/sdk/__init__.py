@@ -1,0 +1,64 @@
+"""The connector SDK: how agency systems' data gets onto the hub's topics and off them.
+
+Kafka Connect's vocabulary in plain Python (see ``docs`` in each module):
+
+* :mod:`~connectors.sdk.config`: :class:`ConnectorConfig`, :func:`load_config` (JSON/TOML);
+* :mod:`~connectors.sdk.base`: :class:`SourceConnector`, :class:`PushSourceConnector`,
+  :class:`SinkConnector`, :class:`SourceRecord`, :class:`SinkRecord`;
+* :mod:`~connectors.sdk.errors`: :class:`RetriableError`, :class:`PermanentError`, …;
+* :mod:`~connectors.sdk.retry`: :class:`Backoff` (capped, jittered, exponential);
+* :mod:`~connectors.sdk.offsets`: source offsets in ``<prefix>hub.connect.offsets``;
+* :mod:`~connectors.sdk.runtime`: :class:`ConnectorRuntime` runs one connector;
+* :mod:`~connectors.sdk.registry`: entry points in group ``nghean_hub.connectors``.
+
+Run one with ``hub connector run --config FILE``.
+"""
+
+from connectors.sdk.base import (
+    Connector,
+    NoSettings,
+    PushContext,
+    PushSourceConnector,
+    SinkConnector,
+    SinkRecord,
+    SourceConnector,
+    SourceContext,
+    SourceRecord,
+)
+from connectors.sdk.config import ConnectorConfig, load_config, parse_config
+from connectors.sdk.errors import (
+    BrokerUnavailableError,
+    ConfigProblem,
+    ConnectorConfigError,
+    ConnectorError,
+    ConnectorFailedError,
+    PermanentError,
+    RetriableError,
+    UnknownConnectorClassError,
+)
+from connectors.sdk.retry import Backoff, retry_call
+
+__all__ = [
+    "Backoff",
+    "BrokerUnavailableError",
+    "ConfigProblem",
+    "Connector",
+    "ConnectorConfig",
+    "ConnectorConfigError",
+    "ConnectorError",
+    "ConnectorFailedError",
+    "NoSettings",
+    "PermanentError",
+    "PushContext",
+    "PushSourceConnector",
+    "RetriableError",
+    "SinkConnector",
+    "SinkRecord",
+    "SourceConnector",
+    "SourceContext",
+    "SourceRecord",
+    "UnknownConnectorClassError",
+    "load_config",
+    "parse_config",
+    "retry_call",
+]

@@ -1,0 +1,346 @@
+"""One connector's configuration: Kafka Connect's vocabulary, validated with pydantic.
+
+A config file (JSON or TOML) describes one connector::
+
+    {"name": "justice-outbox", "connector.class": "outbox", "tasks.max": 1,
+     "topic": "dossier.events", "errors.tolerance": "all",
+     "settings": {"dsn": "${env:JUSTICE_DSN}", "table": "outbox"}}
+
+* ``connector.class``: an entry-point name in group ``nghean_hub.connectors`` (``hub connector
+  list``) or ``module:Class``;
+* ``topics`` (sinks: a list or a comma-separated string) / ``topic`` (sources: where valid
+  events go, ``dossier.events`` by default; feedback events always go to ``feedback.events``);
+* ``errors.tolerance`` ``none`` (stop at the first bad record, the default as in Kafka
+  Connect) or ``all`` (dead-letter it and carry on); ``errors.deadletterqueue.topic.name``
+  (default ``<topic>.dlq`` of the record's topic); ``errors.retry.timeout`` and
+  ``errors.retry.delay.max.ms`` in milliseconds (``-1``: retry forever);
+* ``bootstrap.servers`` / ``schema.registry.url`` / ``topic.prefix`` default to
+  ``KAFKA_BOOTSTRAP_SERVERS`` / ``SCHEMA_REGISTRY_URL`` / ``HUB_TOPIC_PREFIX``;
+* ``settings``: validated by the connector class's own pydantic ``Settings`` model. A string
+  ``${env:NAME}`` anywhere in it is replaced by that environment variable (Kafka Connect's
+  EnvVarConfigProvider), so secrets stay out of config files. Declare secrets as
+  ``SecretStr``: they print as ``**********``.
+
+Underscore names (``connector_class``) and Kafka Connect's dotted keys are both accepted;
+in TOML a bare ``connector.class = "x"`` is a nested table and is read the same way.
+Errors name the file, the field path and the rule, and never quote a value.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+)
+
+from connectors.sdk.errors import ConfigProblem, ConnectorConfigError, UnknownConnectorClassError
+
+if TYPE_CHECKING:
+    from connectors.sdk.base import Connector
+
+__all__ = [
+    "OFFSETS_TOPIC",
+    "ConnectorConfig",
+    "load_config",
+    "parse_config",
+    "problems_from_validation",
+]
+
+#: compacted topic holding every source connector's offsets (``<prefix>`` in front)
+OFFSETS_TOPIC: Final = "hub.connect.offsets"
+_NAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+_ENV_REF: Final = re.compile(r"^\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}$")
+
+
+def _defaults() -> Any:
+    from hub.settings import HubSettings
+
+    return HubSettings()
+
+
+def _alias(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class ConnectorConfig(BaseModel):
+    """The validated config of one connector; see the module docstring for the keys."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    name: str = Field(pattern=_NAME_PATTERN)
+    connector_class: str = Field(
+        min_length=1, validation_alias=_alias("connector_class", "connector.class")
+    )
+    tasks_max: int = Field(1, ge=1, validation_alias=_alias("tasks_max", "tasks.max"))
+    topics: tuple[str, ...] = ()
+    topic: str = Field("dossier.events", min_length=1)
+    errors_tolerance: Literal["none", "all"] = Field(
+        "none", validation_alias=_alias("errors_tolerance", "errors.tolerance")
+    )
+    errors_deadletterqueue_topic_name: str | None = Field(
+        None,
+        validation_alias=_alias(
+            "errors_deadletterqueue_topic_name", "errors.deadletterqueue.topic.name"
+        ),
+    )
+    errors_retry_timeout_ms: int = Field(
+        60_000,
+        ge=-1,
+        validation_alias=_alias(
+            "errors_retry_timeout_ms", "errors.retry.timeout", "errors.retry.timeout.ms"
+        ),
+    )
+    errors_retry_delay_max_ms: int = Field(
+        10_000,
+        ge=1,
+        validation_alias=_alias("errors_retry_delay_max_ms", "errors.retry.delay.max.ms"),
+    )
+    bootstrap_servers: str = Field(
+        default_factory=lambda: str(_defaults().kafka_bootstrap_servers),
+        min_length=1,
+        validation_alias=_alias("bootstrap_servers", "bootstrap.servers"),
+    )
+    schema_registry_url: str = Field(
+        default_factory=lambda: str(_defaults().schema_registry_url),
+        min_length=1,
+        validation_alias=_alias("schema_registry_url", "schema.registry.url"),
+    )
+    topic_prefix: str = Field(
+        default_factory=lambda: str(_defaults().topic_prefix),
+        validation_alias=_alias("topic_prefix", "topic.prefix"),
+    )
+    #: sinks: the consumer group (default ``<prefix>connect-<name>``, as Kafka Connect)
+    group_id: str | None = Field(None, validation_alias=_alias("group_id", "group.id"))
+    #: sinks: how record values are decoded before ``put`` (Avro via the schema registry)
+    value_converter: Literal["avro", "json", "bytes"] = Field(
+        "avro", validation_alias=_alias("value_converter", "value.converter")
+    )
+    #: sources: pause between polls that returned nothing
+    poll_interval_ms: int = Field(
+        500, ge=1, validation_alias=_alias("poll_interval_ms", "poll.interval.ms")
+    )
+    #: how long to wait for Kafka's acknowledgement of a batch
+    ack_timeout_ms: int = Field(
+        30_000, ge=1, validation_alias=_alias("ack_timeout_ms", "ack.timeout.ms")
+    )
+    #: health and metrics HTTP endpoint (``None``: none; 0: any free port)
+    health_port: int | None = Field(
+        None, ge=0, le=65535, validation_alias=_alias("health_port", "health.port")
+    )
+    health_host: str = Field("127.0.0.1", validation_alias=_alias("health_host", "health.host"))
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+    _connector_cls: type[Connector] | None = PrivateAttr(None)
+    _settings_model: BaseModel | None = PrivateAttr(None)
+
+    @field_validator("topics", mode="before")
+    @classmethod
+    def _split_topics(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(t.strip() for t in value.split(",") if t.strip())
+        return value
+
+    # --- derived values ----------------------------------------------------------------------
+
+    @property
+    def connector_cls(self) -> type[Connector]:
+        if self._connector_cls is None:
+            raise RuntimeError("config not bound to a class: build it with parse_config")
+        return self._connector_cls
+
+    @property
+    def connector_settings(self) -> BaseModel:
+        """The ``settings`` table as the connector class's validated ``Settings`` model."""
+        if self._settings_model is None:
+            raise RuntimeError("config not bound to a class: build it with parse_config")
+        return self._settings_model
+
+    def full(self, topic: str) -> str:
+        """``topic`` with the topic prefix."""
+        return f"{self.topic_prefix}{topic}"
+
+    @property
+    def output_topic(self) -> str:
+        return self.full(self.topic)
+
+    @property
+    def input_topics(self) -> list[str]:
+        return [self.full(t) for t in self.topics]
+
+    @property
+    def offsets_topic(self) -> str:
+        return self.full(OFFSETS_TOPIC)
+
+    @property
+    def consumer_group(self) -> str:
+        return self.group_id or self.full(f"connect-{self.name}")
+
+    def dlq_topic(self, source_topic: str) -> str:
+        """Where a failed record of ``source_topic`` (prefixed) goes."""
+        if self.errors_deadletterqueue_topic_name:
+            return self.full(self.errors_deadletterqueue_topic_name)
+        return f"{source_topic}.dlq"
+
+    @property
+    def retry_timeout_s(self) -> float | None:
+        return None if self.errors_retry_timeout_ms < 0 else self.errors_retry_timeout_ms / 1000
+
+    @property
+    def retry_delay_max_s(self) -> float:
+        return self.errors_retry_delay_max_ms / 1000
+
+    def describe(self) -> dict[str, Any]:
+        """A printable summary; secrets (``SecretStr``) come out as ``**********``."""
+        out = self.model_dump(mode="json", exclude={"settings"})
+        if self._settings_model is not None:
+            out["settings"] = self._settings_model.model_dump(mode="json")
+        return out
+
+
+# --- parsing ------------------------------------------------------------------------------------
+
+
+def problems_from_validation(exc: ValidationError, prefix: str = "") -> list[ConfigProblem]:
+    """Field-level problems of a pydantic error, without the submitted values."""
+    out = []
+    for error in exc.errors(include_input=False, include_url=False, include_context=False):
+        path = ".".join(str(p) for p in error["loc"])
+        if prefix:
+            path = f"{prefix}.{path}" if path else prefix
+        rule = "extra" if error["type"] == "extra_forbidden" else error["type"]
+        out.append(ConfigProblem(path, rule, error["msg"]))
+    return out
+
+
+def _flatten(data: Mapping[str, Any], into: dict[str, Any], prefix: str = "") -> None:
+    # TOML reads ``connector.class = "x"`` as {"connector": {"class": "x"}}; ``settings`` is
+    # the connector's own table and stays nested.
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and dotted != "settings":
+            _flatten(value, into, f"{dotted}.")
+        else:
+            into[dotted] = value
+
+
+def _resolve_env(value: Any, path: str, problems: list[ConfigProblem]) -> Any:
+    if isinstance(value, str):
+        match = _ENV_REF.match(value)
+        if match is None:
+            return value
+        found = os.environ.get(match.group(1))
+        if found is None:
+            problems.append(
+                ConfigProblem(path, "missing_env", f"environment variable {match.group(1)} unset")
+            )
+        return found
+    if isinstance(value, Mapping):
+        return {k: _resolve_env(v, f"{path}.{k}", problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve_env(v, f"{path}.{i}", problems) for i, v in enumerate(value)]
+    return value
+
+
+def parse_config(
+    data: object, source: str = "<config>", *, connector_cls: type[Connector] | None = None
+) -> ConnectorConfig:
+    """Validate ``data`` (a parsed JSON/TOML mapping), resolve the connector class and
+    validate ``settings`` with its ``Settings`` model. Raises :class:`ConnectorConfigError`.
+
+    ``connector_cls`` skips the lookup of ``connector.class`` (tests, embedding)."""
+    if not isinstance(data, Mapping):
+        raise ConnectorConfigError(
+            source, [ConfigProblem("", "type", "a connector config is a JSON object/TOML table")]
+        )
+    flat: dict[str, Any] = {}
+    _flatten(data, flat)
+    problems: list[ConfigProblem] = []
+    config: ConnectorConfig | None = None
+    try:
+        config = ConnectorConfig.model_validate(flat)
+    except ValidationError as exc:
+        problems.extend(problems_from_validation(exc))
+
+    # report the settings' problems along with the rest, as far as the class can be found
+    cls = connector_cls
+    name = flat.get("connector.class", flat.get("connector_class"))
+    if cls is None and isinstance(name, str) and name:
+        from connectors.sdk.registry import resolve
+
+        try:
+            cls = resolve(name)
+        except UnknownConnectorClassError as exc:
+            problems.append(ConfigProblem("connector.class", "unknown_class", str(exc)))
+
+    settings: BaseModel | None = None
+    raw = flat.get("settings", {})
+    if cls is not None and isinstance(raw, Mapping):
+        env_problems: list[ConfigProblem] = []
+        resolved = _resolve_env(raw, "settings", env_problems)
+        problems.extend(env_problems)
+        if not env_problems:
+            try:
+                settings = cls.Settings.model_validate(resolved)
+            except ValidationError as exc:
+                problems.extend(problems_from_validation(exc, "settings"))
+    if config is not None and cls is not None:
+        problems.extend(cls.check_config(config))
+    if problems or config is None or cls is None or settings is None:
+        raise ConnectorConfigError(source, problems)
+    config._connector_cls = cls
+    config._settings_model = settings
+    return config
+
+
+def load_config(path: str | Path) -> ConnectorConfig:
+    """Read one connector's config from a JSON or TOML file (by suffix; otherwise JSON is
+    tried first) and :func:`parse_config` it. Raises :class:`ConnectorConfigError`."""
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise ConnectorConfigError(source, [ConfigProblem("", "unreadable", reason)]) from None
+    suffix = path.suffix.lower()
+    data: object
+    if suffix == ".toml":
+        data = _toml(source, text)
+    elif suffix == ".json":
+        data = _json(source, text)
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            data = _toml(source, text)
+    return parse_config(data, source)
+
+
+def _json(source: str, text: str) -> object:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConnectorConfigError(
+            source,
+            [ConfigProblem("", "json", f"{exc.msg} at line {exc.lineno} column {exc.colno}")],
+        ) from None
+
+
+def _toml(source: str, text: str) -> object:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConnectorConfigError(source, [ConfigProblem("", "toml", str(exc))]) from None

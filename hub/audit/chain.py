@@ -1,0 +1,188 @@
+"""The audit trail's entries and their verification, without Kafka.
+
+One hash chain per input partition (chain key ``<input topic>:<partition>``). Every event
+the hub applies gets one entry::
+
+    {"v": 1, "chain": "dossier.events:2", "seq": 7, "topic": "dossier.events",
+     "partition": 2, "offset": 41, "event_id": "…", "event_type": "StepStarted",
+     "dossier_code": "000.00.03.H40-261126-0001", "record_sha256": "<hex of the record bytes>",
+     "prev_hash": "<hash of entry 6, 64 zeros for entry 1>", "hash": "<hex>"}
+
+``hash`` is SHA-256 of the canonical JSON (sorted keys, no spaces, UTF-8) of the entry
+without ``hash``. Entries hold no personal data: codes, ids and digests only.
+
+A worker that crashed after its entry was acknowledged but before it stored the state
+replays the record and appends the same entry again (same seq, same hash): the verifier
+accepts an identical repeat of the previous entry and reports anything else as a problem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "ENTRY_FIELDS",
+    "GENESIS",
+    "Problem",
+    "canonical",
+    "chain_key",
+    "entry_for",
+    "entry_hash",
+    "verify_chain",
+]
+
+GENESIS = "0" * 64
+VERSION = 1
+ENTRY_FIELDS = (
+    "v", "chain", "seq", "topic", "partition", "offset", "event_id", "event_type",
+    "dossier_code", "record_sha256", "prev_hash", "hash",
+)  # fmt: skip
+
+
+def chain_key(topic: str, partition: int) -> str:
+    return f"{topic}:{partition}"
+
+
+def canonical(entry: Mapping[str, Any]) -> bytes:
+    """Canonical JSON of ``entry`` without its ``hash``: the bytes that are hashed."""
+    body = {name: value for name, value in entry.items() if name != "hash"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def entry_hash(entry: Mapping[str, Any]) -> str:
+    return hashlib.sha256(canonical(entry)).hexdigest()
+
+
+def entry_for(
+    previous: Mapping[str, Any] | None,
+    *,
+    topic: str,
+    partition: int,
+    offset: int,
+    event_id: str,
+    event_type: str | None,
+    dossier_code: str,
+    record: bytes,
+) -> dict[str, Any]:
+    """The entry for one applied record, after ``previous`` (the chain's head, or None).
+
+    When ``previous`` is the entry of this very record (same topic, partition and offset: a
+    replay after a crash), it is returned unchanged, so the repeat is identical."""
+    if (
+        previous is not None
+        and previous.get("topic") == topic
+        and previous.get("partition") == partition
+        and previous.get("offset") == offset
+    ):
+        return dict(previous)
+    entry: dict[str, Any] = {
+        "v": VERSION,
+        "chain": chain_key(topic, partition),
+        "seq": 1 if previous is None else int(previous["seq"]) + 1,
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "event_id": event_id,
+        "event_type": event_type,
+        "dossier_code": dossier_code,
+        "record_sha256": hashlib.sha256(record).hexdigest(),
+        "prev_hash": GENESIS if previous is None else str(previous["hash"]),
+    }
+    entry["hash"] = entry_hash(entry)
+    return entry
+
+
+@dataclass(frozen=True)
+class Problem:
+    """The first thing wrong with a chain. ``kind``: altered | removed | reordered | malformed."""
+
+    chain: str
+    kind: str
+    seq: int | None
+    position: str  # where in the audit topic, e.g. "2:41" (partition:offset), or "#5"
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.chain}: {self.kind} at seq {self.seq} ({self.position}): {self.message}"
+
+
+def _problem(
+    chain: str, kind: str, entry: Mapping[str, Any], position: str, message: str
+) -> Problem:
+    seq = entry.get("seq")
+    return Problem(chain, kind, seq if isinstance(seq, int) else None, position, message)
+
+
+def verify_chain(
+    entries: Iterable[Mapping[str, Any]],
+    *,
+    chain: str | None = None,
+    positions: Iterable[str] | None = None,
+) -> list[Problem]:
+    """Problems of one chain's entries in the order they were written; [] when intact.
+
+    Checks each entry's own hash (altered), that seq starts at 1 and grows by one with
+    ``prev_hash`` equal to the previous entry's hash (removed: a gap or a broken link;
+    reordered: a seq not after the previous one). An identical repeat of the previous
+    entry (same seq, same hash) is harmless. Stops at the first problem: what follows it
+    cannot be trusted to be judged correctly."""
+    listed = list(entries)
+    where = list(positions) if positions is not None else [f"#{i}" for i in range(len(listed))]
+    name = chain or (str(listed[0].get("chain")) if listed else "?")
+    previous: Mapping[str, Any] | None = None
+    for index, (entry, position) in enumerate(zip(listed, where, strict=True)):
+        missing = [f for f in ENTRY_FIELDS if f not in entry]
+        if missing or not isinstance(entry.get("seq"), int):
+            return [_problem(name, "malformed", entry, position, f"missing {missing or 'seq'}")]
+        if entry.get("chain") != name:
+            return [
+                _problem(name, "altered", entry, position, f"entry names chain {entry['chain']}")
+            ]
+        if entry_hash(entry) != entry["hash"]:
+            return [_problem(name, "altered", entry, position, "hash mismatch")]
+        seq = entry["seq"]
+        if previous is None:
+            if seq != 1 or entry["prev_hash"] != GENESIS:
+                return [
+                    _problem(
+                        name, "removed", entry, position,
+                        f"chain starts at seq {seq}, not 1",
+                    )
+                ]  # fmt: skip
+        elif seq == previous["seq"] and entry["hash"] == previous["hash"]:
+            continue  # an identical repeat: a replay after a crash
+        elif seq <= previous["seq"]:
+            return [
+                _problem(
+                    name, "reordered", entry, position,
+                    f"seq out of order: {seq} after {previous['seq']}",
+                )
+            ]  # fmt: skip
+        elif seq != previous["seq"] + 1:
+            expected = previous["seq"] + 1
+            if any(later.get("seq") == expected for later in listed[index + 1 :]):
+                return [
+                    _problem(
+                        name, "reordered", entry, position,
+                        f"seq out of order: {seq} before {expected}",
+                    )
+                ]  # fmt: skip
+            return [
+                _problem(
+                    name, "removed", entry, position,
+                    f"seq gap: expected {previous['seq'] + 1}, found {seq}",
+                )
+            ]  # fmt: skip
+        elif entry["prev_hash"] != previous["hash"]:
+            return [
+                _problem(
+                    name, "removed", entry, position,
+                    f"prev-hash mismatch: does not link to seq {previous['seq']}",
+                )
+            ]  # fmt: skip
+        previous = entry
+    return []
