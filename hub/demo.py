@@ -176,6 +176,9 @@ class Demo:
         self.worker: subprocess.Popen[bytes] | None = None
         self.base = f"http://{self.settings.web_host}:{self.settings.web_port}"
         self.prefix = self.settings.topic_prefix
+        #: the national-portal side: emulator and sink, as (name, process)
+        self.helpers: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.portal_port = int(os.environ.get("HUB_DEMO_PORTAL_PORT", "8089"))
 
     # --- 1. the stack -----------------------------------------------------------------------
     def start_stack(self) -> None:
@@ -239,6 +242,92 @@ class Demo:
         raise DemoError(
             f"the hub worker was not ready within {READY_TIMEOUT_S:.0f}s; see {log_path}"
         )
+
+    # --- 2b. the national portal: an emulator and the sink that feeds it ---------------------
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        log_path = self.dir / f"{name}.log"
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", *argv],
+                cwd=self.dir,
+                env={**os.environ, **env, "PYTHONPATH": self._pythonpath()},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        self.helpers.append((name, process))
+        return process
+
+    @staticmethod
+    def _pythonpath() -> str:
+        return os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+
+    @property
+    def portal_url(self) -> str:
+        return f"http://127.0.0.1:{self.portal_port}"
+
+    def start_portal(self) -> None:
+        require_free_port(self.portal_port, "the portal emulator", "HUB_DEMO_PORTAL_PORT")
+        token = {"PORTAL_TOKEN": "demo-portal-token"}  # a demo secret, shared by both sides
+        self.say(f"starting the national portal emulator on {self.portal_url} and the portal sink")
+        self._spawn(
+            "portal-emulator",
+            ["connectors.portal.emulator", "--port", str(self.portal_port)],
+            token,
+        )
+        started = time.monotonic()
+        while time.monotonic() - started < 30:
+            try:
+                if _http(f"{self.portal_url}/admin/received", timeout_s=2)[0] == 200:
+                    break
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.3)
+        else:
+            raise DemoError(
+                f"the portal emulator did not start; see {self.dir}/portal-emulator.log"
+            )
+        self._spawn(
+            "portal-sink",
+            ["connectors.portal.sink", "--portal-url", self.portal_url,
+             "--bootstrap-server", self.stack.bootstrap, "--registry-url", self.stack.registry_url,
+             "--topic-prefix", self.prefix],
+            token,
+        )  # fmt: skip
+
+    def outbox_size(self) -> int:
+        """Status records the worker wrote to portal.outbox (hub_events_out_total)."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        _, body = _http(f"{self.base}/metrics")
+        total = 0.0
+        for family in text_string_to_metric_families(body.decode()):
+            if family.name == "hub_events_out":
+                total += sum(
+                    sample.value
+                    for sample in family.samples
+                    if sample.name.endswith("_total")
+                    and sample.labels.get("topic_kind") == "portal.outbox"
+                )
+        return int(total)
+
+    def wait_portal(self, expected: int) -> dict[str, Any]:
+        """Until the emulator holds ``expected`` statuses (or stops growing for 20 s)."""
+        self.say(f"waiting for the portal to receive the {expected} status updates")
+        last, still_since = -1, time.monotonic()
+        while True:
+            received = _json(f"{self.portal_url}/admin/received")
+            count = int(received.get("count", 0))
+            if count >= expected:
+                return dict(received)
+            if count != last:
+                last, still_since = count, time.monotonic()
+            elif time.monotonic() - still_since > 20:
+                self.say(
+                    f"  the portal holds {count} of {expected}; see {self.dir}/portal-sink.log"
+                )
+                return dict(received)
+            time.sleep(0.5)
 
     def check_worker(self) -> None:
         if self.worker is not None and self.worker.poll() is not None:
@@ -391,6 +480,16 @@ class Demo:
             time.sleep(0.5)
 
     def stop(self) -> None:
+        for name, process in reversed(self.helpers):
+            if process.poll() is None:
+                self.say(f"stopping the {name} (pid {process.pid})")
+                process.terminate()
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
         worker = self.worker
         if worker is not None and worker.poll() is None:
             self.say(f"stopping the hub worker (pid {worker.pid})")
@@ -436,9 +535,17 @@ def run_demo_command(args: argparse.Namespace) -> int:
     try:
         demo.start_stack()
         demo.start_worker()
+        demo.start_portal()
         report = demo.simulate()
         demo.wait_caught_up(report.events)
         demo.tour(report)
+        outbox = demo.outbox_size()
+        portal = demo.wait_portal(outbox)
+        phase(
+            f"the national portal holds {portal.get('count', 0)} status updates of {outbox} on "
+            f"portal.outbox ({portal.get('duplicates', 0)} repeats suppressed by idempotency "
+            f"key); see {demo.portal_url}/admin/received"
+        )
         touring = True
         demo.wait()
         if report.problems or report.send_errors:

@@ -4,6 +4,7 @@ nothing left running afterwards."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -52,6 +53,7 @@ def test_demo_runs_shows_the_hub_and_leaves_nothing_behind(tmp_path: Path) -> No
             "HUB_CONTROLLER_PORT": str(free_port()),
             "HUB_REGISTRY_PORT": str(free_port()),
             "HUB_WEB_PORT": str(free_port()),
+            "HUB_DEMO_PORTAL_PORT": str(free_port()),
             "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p),
         }
     )
@@ -77,6 +79,9 @@ def test_demo_runs_shows_the_hub_and_leaves_nothing_behind(tmp_path: Path) -> No
     assert '"dossier_code":' in output and '"timeline": [' in output  # a dossier's JSON
     assert '"on_time_rate":' in output and '"counts":' in output  # an agency summary
     assert "hub_dossiers{" in output
+    portal = re.search(r"the national portal holds (\d+) status updates of (\d+)", output)
+    assert portal is not None, output[-3000:]
+    assert portal.group(1) == portal.group(2) != "0"  # every status reached the portal
     assert "dossier.events.dlq" in output
     assert "stopping the hub worker" in output and "stopped: " in output
     assert (tmp_path / "demo" / "worker.log").stat().st_size > 0
