@@ -1,15 +1,15 @@
 """Records the hub writes, built from domain outcomes. Pure: no Kafka here.
 
 Output event ids are UUIDv5 of the cause (input event id plus what is emitted), so a
-reprocessed input yields byte-identical outputs with the same id, and every consumer (the
-portal sink's idempotency key, dashboards) can drop the repeat.
+reprocessed input yields outputs with the same id (only ``recorded_at`` differs), and every
+consumer (the portal sink's idempotency key, dashboards) can drop the repeat.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from hub.contract.event_types import HubOutputType
@@ -95,9 +95,3 @@ def alert_record(
         "deadline": alert.deadline,
         "detected_at": _ms(detected_at),
     }
-
-
-def today_local(now: datetime) -> date:
-    from hub.domain.events import local_date
-
-    return local_date(now)

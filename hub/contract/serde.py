@@ -63,13 +63,21 @@ class AvroSerializer:
             self._schema_id = self.registry.register(self.subject, self.schema)
         return self._schema_id
 
-    def __call__(self, record: dict[str, Any]) -> bytes:
+    def encode_body(self, record: dict[str, Any]) -> bytes:
+        """The Avro body alone; ``frame_body`` adds the header. A record going to several
+        topics with the same schema is encoded once and framed per topic."""
         buf = io.BytesIO()
         try:
             fastavro.schemaless_writer(buf, self.parsed, record)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise EncodeError(f"record does not fit {self.subject}: {exc}") from exc
-        return frame(self.schema_id, buf.getvalue())
+        return buf.getvalue()
+
+    def frame_body(self, body: bytes) -> bytes:
+        return frame(self.schema_id, body)
+
+    def __call__(self, record: dict[str, Any]) -> bytes:
+        return self.frame_body(self.encode_body(record))
 
 
 class AvroDeserializer:

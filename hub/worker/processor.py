@@ -146,12 +146,15 @@ class Processor:
         self._serializers: dict[str, AvroSerializer] = {}
         self.ctx = rule_context(reference)
 
-    def _serialize(self, kind: SchemaKind, topic: str, record: dict[str, Any]) -> bytes:
+    def _serializer(self, kind: SchemaKind, topic: str) -> AvroSerializer:
         serializer = self._serializers.get(topic)
         if serializer is None:
             serializer = self._serializer_factories[kind](topic)
             self._serializers[topic] = serializer
-        return serializer(record)
+        return serializer
+
+    def _serialize(self, kind: SchemaKind, topic: str, record: dict[str, Any]) -> bytes:
+        return self._serializer(kind, topic)(record)
 
     # --- one record -------------------------------------------------------------------------
 
@@ -289,9 +292,12 @@ class Processor:
             targets = [self.topics.status, self.topics.portal_outbox]
             if outcome.transfer is not None:
                 targets.append(self.topics.inbox(outcome.transfer.to_agency))
+            # One schema for every status topic: encode once, frame with each topic's id.
+            serializers = [self._serializer(SchemaKind.DOSSIER_STATUS, t) for t in targets]
+            body = serializers[0].encode_body(record)
             outputs.extend(
-                Output(topic, key, self._serialize(SchemaKind.DOSSIER_STATUS, topic, record))
-                for topic in targets
+                Output(topic, key, serializer.frame_body(body))
+                for topic, serializer in zip(targets, serializers, strict=True)
             )
         # Deadlines are judged as of the event's own time: the state is only known to be
         # complete up to then. A back-dated history replayed in a burst must not raise alerts
