@@ -74,7 +74,7 @@ from hub.dlq import (
 from hub.settings import HubSettings
 from hub.worker.topics import TopicCreator
 
-__all__ = ["PROCESSOR", "BatchSummary", "JsonBridge", "build_parser", "main"]
+__all__ = ["PROCESSOR", "BatchSummary", "JsonBridge", "JsonChecker", "build_parser", "main"]
 
 log = logging.getLogger("connectors.json_bridge")
 
@@ -155,7 +155,110 @@ def _kind(data: object) -> str:
     return names.get(type(data), "a number")
 
 
-class JsonBridge:
+class JsonChecker:
+    """The bridge's per-record rules without Kafka: a consumed record in, its valid event or
+    the dead letter saying why there is none out. :class:`JsonBridge` and the SDK connector
+    (:mod:`connectors.bridge_connector`) share it."""
+
+    def __init__(
+        self,
+        dossier_topic: str,
+        feedback_topic: str,
+        validate: Callable[..., Event | list[FieldProblem]],
+        *,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.dossier_topic = dossier_topic
+        self.feedback_topic = feedback_topic
+        self._validate = validate
+        self._now = now
+
+    # --- one record ---------------------------------------------------------------------------
+
+    def _letter(
+        self,
+        record: Any,
+        reason: str,
+        detail: str,
+        exception: tuple[str, str],
+        ident: _Ident = _Ident(),
+    ) -> DeadLetter:
+        return DeadLetter(
+            reason=reason,
+            detail=detail,
+            exception_class=exception[0],
+            exception_message=exception[1],
+            source_topic=record.topic,
+            source_partition=record.partition,
+            source_offset=record.offset,
+            processor=PROCESSOR,
+            agency_code=ident.agency_code,
+            event_type=ident.event_type,
+            dossier_code=ident.dossier_code,
+            failed_at=self._now(),
+            attempt=attempt_of(record.headers),
+        )
+
+    def check(self, record: Any) -> Event | DeadLetter:
+        """The valid event of a consumed record, or the dead letter saying why there is none."""
+        if record.value is None:
+            return self._letter(
+                record, "empty-value", "record has no value", ("ValueError", "tombstone")
+            )
+        try:
+            data = _parse(record.value)
+        except _UndecodableError as exc:
+            return self._letter(
+                record, "undecodable", str(exc), (_UndecodableError.__name__, str(exc))
+            )
+        if not isinstance(data, dict):
+            # never hand a JSON string to validate(): it would parse it as a second document
+            problems = [FieldProblem("", "type", f"expected a JSON object, got {_kind(data)}")]
+            return self._invalid(record, problems, _Ident())
+        result = self._validate(data, now=self._now())
+        if isinstance(result, list):
+            return self._invalid(record, result, _ident(data))
+        problems = self._routing_problems(record, result)
+        if problems:
+            return self._invalid(record, problems, _ident(data))
+        return result
+
+    def _invalid(self, record: Any, problems: list[FieldProblem], ident: _Ident) -> DeadLetter:
+        summary = f"{len(problems)} problem(s) in the event"
+        return self._letter(
+            record,
+            "validation",
+            detail_from_problems(problems),
+            ("hub.contract.inbound.FieldProblem", summary),
+            ident,
+        )
+
+    def _routing_problems(self, record: Any, event: Event) -> list[FieldProblem]:
+        problems = []
+        want_feedback = record.topic == self.feedback_topic
+        if isinstance(event, InboundFeedbackEvent) != want_feedback:
+            right = self.feedback_topic if not want_feedback else self.dossier_topic
+            problems.append(
+                FieldProblem(
+                    "event_type",
+                    "wrong_topic",
+                    f"a {event.event_type.value} event belongs on {right}",
+                )
+            )
+        key = record.key.decode("utf-8", errors="replace") if record.key is not None else None
+        if key != event.dossier_code:
+            problems.append(
+                FieldProblem(
+                    "key",
+                    "key_mismatch",
+                    "the Kafka key must be the dossier code"
+                    + (" (the record has no key)" if key is None else ""),
+                )
+            )
+        return problems
+
+
+class JsonBridge(JsonChecker):
     """Consumes the JSON topics, publishes valid events as Avro, dead-letters the rest."""
 
     def __init__(
@@ -203,90 +306,9 @@ class JsonBridge:
             raise
         self.consumer.subscribe([self.dossier_topic, self.feedback_topic])
         self.totals = BatchSummary()
-
-    # --- one record ---------------------------------------------------------------------------
-
-    def _letter(
-        self,
-        record: Any,
-        reason: str,
-        detail: str,
-        exception: tuple[str, str],
-        ident: _Ident = _Ident(),
-    ) -> DeadLetter:
-        return DeadLetter(
-            reason=reason,
-            detail=detail,
-            exception_class=exception[0],
-            exception_message=exception[1],
-            source_topic=record.topic,
-            source_partition=record.partition,
-            source_offset=record.offset,
-            processor=PROCESSOR,
-            agency_code=ident.agency_code,
-            event_type=ident.event_type,
-            dossier_code=ident.dossier_code,
-            failed_at=self._now(),
-            attempt=attempt_of(record.headers),
+        JsonChecker.__init__(
+            self, self.dossier_topic, self.feedback_topic, self.publisher.validate, now=now
         )
-
-    def check(self, record: Any) -> Event | DeadLetter:
-        """The valid event of a consumed record, or the dead letter saying why there is none."""
-        if record.value is None:
-            return self._letter(
-                record, "empty-value", "record has no value", ("ValueError", "tombstone")
-            )
-        try:
-            data = _parse(record.value)
-        except _UndecodableError as exc:
-            return self._letter(
-                record, "undecodable", str(exc), (_UndecodableError.__name__, str(exc))
-            )
-        if not isinstance(data, dict):
-            # never hand a JSON string to validate(): it would parse it as a second document
-            problems = [FieldProblem("", "type", f"expected a JSON object, got {_kind(data)}")]
-            return self._invalid(record, problems, _Ident())
-        result = self.publisher.validate(data, now=self._now())
-        if isinstance(result, list):
-            return self._invalid(record, result, _ident(data))
-        problems = self._routing_problems(record, result)
-        if problems:
-            return self._invalid(record, problems, _ident(data))
-        return result
-
-    def _invalid(self, record: Any, problems: list[FieldProblem], ident: _Ident) -> DeadLetter:
-        summary = f"{len(problems)} problem(s) in the event"
-        return self._letter(
-            record,
-            "validation",
-            detail_from_problems(problems),
-            ("hub.contract.inbound.FieldProblem", summary),
-            ident,
-        )
-
-    def _routing_problems(self, record: Any, event: Event) -> list[FieldProblem]:
-        problems = []
-        want_feedback = record.topic == self.feedback_topic
-        if isinstance(event, InboundFeedbackEvent) != want_feedback:
-            right = self.feedback_topic if not want_feedback else self.dossier_topic
-            problems.append(
-                FieldProblem(
-                    "event_type",
-                    "wrong_topic",
-                    f"a {event.event_type.value} event belongs on {right}",
-                )
-            )
-        key = record.key.decode("utf-8", errors="replace") if record.key is not None else None
-        if key != event.dossier_code:
-            problems.append(
-                FieldProblem(
-                    "key",
-                    "key_mismatch",
-                    "the Kafka key must be the dossier code"
-                    + (" (the record has no key)" if key is None else ""),
-                )
-            )
-        return problems
 
     # --- batches ------------------------------------------------------------------------------
 

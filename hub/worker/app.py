@@ -22,7 +22,8 @@ from typing import Any
 
 import faust
 from aiohttp.web import Response as AioResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from hub.audit.trail import AuditTrail, audit_topic  # [audit]
 from hub.contract.errors import RegistryUnavailableError
@@ -36,6 +37,7 @@ from hub.reference import load_reference
 from hub.settings import HubSettings
 from hub.worker import metrics
 from hub.worker.figures import LocalView
+from hub.worker.lag import LagSampler, refresh
 from hub.worker.processor import Effects, Processor, Topics, decode_state, encode_state, utc_now
 from hub.worker.topics import TopicCreator, hub_topics
 
@@ -88,6 +90,9 @@ app = faust.App(
     broker_session_timeout=settings.session_timeout_s,
     broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
 )
+# faust's own sensor metrics (hub_faust_*) in the default registry, served by our /metrics
+# (not setup_prometheus_sensors: it would add a second /metrics page)
+app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(REGISTRY, "hub_faust"))
 
 inputs = app.topic(
     topics.dossier_events,
@@ -234,6 +239,19 @@ async def deadline_clock() -> None:
             sent += 1
     if sent:
         log.info("deadline clock: ticked %d dossiers", sent)
+
+
+lag_sampler = LagSampler(
+    settings.kafka_bootstrap_servers,
+    settings.app_id,
+    [topics.dossier_events, topics.feedback_events],
+)
+
+
+@app.timer(interval=15.0)  # type: ignore[untyped-decorator]
+async def sample_consumer_lag() -> None:
+    """hub_consumer_lag_messages{topic} (hub/worker/lag.py), sampled in a thread."""
+    await refresh(lag_sampler)
 
 
 def _mask(name: str | None) -> str | None:

@@ -10,8 +10,11 @@ agency totals are ``sum`` over workers, and rates are recomputed from the summed
 ``hub_dossiers`` counts (recording rules in ``monitoring/rules/hub.rules.yml``), not by
 averaging the per-worker ``*_ratio`` gauges.
 
-Not exported (yet): consumer lag (faust does not expose it cheaply; use the broker's
-consumer-group tooling) and connector metrics.
+Elsewhere on the same /metrics (the default registry): the consumer lag of the input topics
+(``hub_consumer_lag_messages{topic}``, :mod:`hub.worker.lag`, sampled every 15 s) and
+faust's own sensor metrics (``hub_faust_*``, faust.sensors.prometheus, wired in
+:mod:`hub.worker.app`). Connector metrics are on each connector's own endpoint
+(``hub_portal_*``, ``hub_connector_*``).
 """
 
 from __future__ import annotations

@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
 from connectors.publisher import EventPublisher
 from connectors.scenarios import VN, dossier_code, dossier_life
 from hub.audit.chain import entry_hash
 from hub.audit.trail import encode_entry
 from tests.fixtures.stack import Broker
+from tests.fixtures.topics import read_topic
 from tests.fixtures.worker import ROOT, Worker, start_worker
 from tests.unit.test_audit import make_authority
 
@@ -26,33 +27,6 @@ pytestmark = pytest.mark.broker
 
 JUSTICE = "000.00.03.H40"
 CRIMINAL_RECORD = "2.000488"
-
-
-def read_topic(bootstrap: str, topic: str, *, expect: int, timeout_s: float = 60) -> list[Any]:
-    """Every record of ``topic`` once at least ``expect`` are there (polled until then)."""
-    deadline = time.monotonic() + timeout_s
-    records: list[Any] = []
-    while time.monotonic() < deadline:
-        consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
-        )
-        try:
-            parts = consumer.partitions_for_topic(topic) or set()
-            tps = [TopicPartition(topic, p) for p in sorted(parts)]
-            records = []
-            if tps:
-                end = consumer.end_offsets(tps)
-                consumer.assign(tps)
-                consumer.seek_to_beginning(*tps)
-                while any(consumer.position(tp) < end[tp] for tp in tps):
-                    for batch in consumer.poll(timeout_ms=500).values():
-                        records.extend(batch)
-        finally:
-            consumer.close()
-        if len(records) >= expect:
-            return records
-        time.sleep(0.5)
-    return records
 
 
 def audit_cli(broker: Broker, *args: str) -> subprocess.CompletedProcess[str]:

@@ -16,7 +16,7 @@ from connectors.publisher import EventPublisher
 from hub.contract.registry import SchemaRegistryClient
 from hub.contract.serde import AvroDeserializer
 from tests.fixtures.stack import Broker
-from tests.integration.test_outbox import read_topic
+from tests.fixtures.topics import read_topic
 from tests.unit.test_filedrop import life, to_csv
 
 pytestmark = pytest.mark.broker

@@ -27,7 +27,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from kafka import KafkaConsumer
 
 from connectors.outbox import (
     FileOffsetStore,
@@ -44,6 +43,7 @@ from hub.dlq import DeadLetterPublisher
 from hub.dlq.headers import DeadLetter
 from hub.stack.tools import free_port
 from tests.fixtures.stack import Broker, create_topics
+from tests.fixtures.topics import read_topic
 
 pytestmark = pytest.mark.broker
 
@@ -130,27 +130,6 @@ def lives(tag: int, n: int) -> list[list[dict[str, Any]]]:
                      start, rating=None)
         for i in range(n)
     ]  # fmt: skip
-
-
-def read_topic(bootstrap: str, topic: str, expect: int, timeout_s: float = 30) -> list[Any]:
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        consumer_timeout_ms=1500,
-    )
-    consumer.subscribe([topic])
-    found: list[Any] = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while time.monotonic() < deadline:
-            batch = list(consumer)
-            found.extend(batch)
-            if len(found) >= expect and not batch:
-                break
-    finally:
-        consumer.close()
-    return found
 
 
 @dataclass

@@ -29,8 +29,8 @@ from hub.contract.schemas import SchemaKind, load_schema
 from hub.contract.serde import AvroDeserializer, AvroSerializer
 from hub.dlq.headers import DeadLetter
 from tests.fixtures.stack import Broker
+from tests.fixtures.topics import read_topic
 from tests.fixtures.worker import Worker
-from tests.integration.test_audit import read_topic
 
 pytestmark = pytest.mark.broker
 

@@ -33,8 +33,8 @@ from hub.contract.registry import SchemaRegistryClient
 from hub.contract.serde import AvroDeserializer
 from hub.dlq.headers import DeadLetter
 from tests.fixtures.stack import Broker
+from tests.fixtures.topics import read_topic
 from tests.fixtures.worker import Worker
-from tests.integration.test_outbox import read_topic
 
 JUSTICE = "000.00.03.H40"
 HEALTH = "000.00.09.H40"
@@ -154,7 +154,7 @@ def transfer(broker: Broker, prefix: str, numbers: list[int]) -> list[str]:
     return codes
 
 
-def wait_for(check: Callable[[], bool], timeout_s: float = 40) -> None:
+def wait_for(check: Callable[[], bool], timeout_s: float = 90) -> None:
     deadline = time.monotonic() + timeout_s
     while not check():
         assert time.monotonic() < deadline, "timed out"
@@ -196,7 +196,7 @@ def test_a_transferred_dossier_reaches_the_agency_once_signed_with_its_event_id(
     try:
         [code] = transfer(broker, prefix, [11])
         # first the worker's output (slow when the machine is busy), then the delivery
-        [inbox] = read_topic(broker.bootstrap, f"{prefix}agency.inbox.{HEALTH}", 1, 45)
+        [inbox] = read_topic(broker.bootstrap, f"{prefix}agency.inbox.{HEALTH}", 1, 90)
         wait_for(lambda: len(receiver.accepted()) >= 1, 15)
         time.sleep(2)  # anything extra would have arrived by now
     finally:

@@ -7,13 +7,11 @@ input reflected once, nothing extra, order kept per dossier.
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from datetime import datetime, timedelta
-from typing import Any
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaProducer
 
 from connectors.publisher import EventPublisher
 from connectors.scenarios import VN, dossier_code, dossier_life
@@ -21,6 +19,7 @@ from hub.contract.registry import SchemaRegistryClient
 from hub.contract.serde import AvroDeserializer, frame
 from hub.dlq.headers import DeadLetter
 from tests.fixtures.stack import Broker
+from tests.fixtures.topics import read_topic as drain
 from tests.fixtures.worker import Worker
 
 pytestmark = pytest.mark.broker
@@ -28,28 +27,6 @@ pytestmark = pytest.mark.broker
 JUSTICE = "000.00.03.H40"  # Sở Tư pháp
 HEALTH = "000.00.09.H40"  # Sở Y tế
 CRIMINAL_RECORD = "2.000488"  # Cấp Phiếu lý lịch tư pháp
-
-
-def drain(bootstrap: str, topic: str, *, expect: int, timeout_s: float = 90) -> list[Any]:
-    """Read ``topic`` until ``expect`` records arrived and 3 quiet seconds passed."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        consumer_timeout_ms=3000,
-    )
-    consumer.subscribe([topic])
-    found: list[Any] = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while time.monotonic() < deadline:
-            batch = list(consumer)
-            found.extend(batch)
-            if len(found) >= expect and not batch:
-                break
-    finally:
-        consumer.close()
-    return found
 
 
 def test_dossiers_flow_through_the_worker_to_status_inbox_and_view(

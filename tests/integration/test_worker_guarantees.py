@@ -31,8 +31,8 @@ from hub.outputs import output_id
 from hub.reference import load_reference
 from hub.worker.processor import rule_context
 from tests.fixtures.stack import Broker
+from tests.fixtures.topics import read_topic as drain
 from tests.fixtures.worker import Worker, start_worker
-from tests.integration.test_worker import drain
 
 pytestmark = pytest.mark.broker
 

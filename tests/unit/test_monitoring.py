@@ -28,7 +28,10 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY, CollectorRegistry
 
+import connectors.portal.sink
+import connectors.sdk.metrics
 import hub.dlq.publisher
+import hub.worker.lag
 import hub.worker.metrics as metrics
 from hub.domain.supervision import FigureKey, Figures
 from hub.reference import load_reference
@@ -45,7 +48,11 @@ GRAFANA_PROVISIONING = MONITORING / "grafana" / "provisioning"
 #: Series Prometheus itself adds to every scrape target.
 SCRAPE_SERIES = frozenset({"up"})
 
-assert hub.dlq.publisher.DEAD_LETTERS  # imported for its metric: hub_dead_letters_total
+# imported for their metrics: the cross-check reads names from the default registry
+assert hub.dlq.publisher.DEAD_LETTERS  # hub_dead_letters_total
+assert hub.worker.lag.CONSUMER_LAG  # hub_consumer_lag_messages
+assert connectors.portal.sink.DELIVERIES  # hub_portal_* (the portal sink)
+assert connectors.sdk.metrics.UP  # hub_connector_* (connectors on the SDK)
 
 
 def promtool() -> str:
@@ -122,6 +129,10 @@ def test_the_expected_alerts_exist_with_severity_and_text() -> None:
         "HubSlowProcessing",
         "HubOverdueRising",
         "HubOnTimeRateLow",
+        "HubConsumerLagHigh",
+        "ConnectorDown",
+        "PortalBacklogGrowing",
+        "PortalCircuitOpen",
     }
     for name, rule in alerts.items():
         assert rule["labels"]["severity"] in {"critical", "warning", "info"}, name
@@ -277,6 +288,10 @@ def test_the_exported_names_include_the_expansions() -> None:
         "hub_overdue_open_dossiers",
         "hub_dead_letters_total",
         "hub_build_info",
+        "hub_consumer_lag_messages",
+        "hub_portal_deliveries_total",
+        "hub_portal_circuit_state",
+        "hub_connector_up",
         "up",
     } <= exported
     assert "hub_events_in" not in exported  # a counter is only ever exposed with _total
