@@ -173,9 +173,12 @@ async def process(stream: Any) -> None:
         if effects.state is not None and key is not None:
             dossiers[key] = encode_state(effects.state)
             view.replace(before, effects.state)
-        metrics.EVENTS_IN.labels(message.topic, effects.outcome).inc()
+        event_type = effects.event_type or (
+            "DeadlineTick" if message.topic == topics.clock else "unknown"
+        )
+        metrics.EVENTS_IN.labels(message.topic, event_type, effects.outcome).inc()
         for out in effects.outputs:
-            metrics.EVENTS_OUT.labels(_kind(out.topic)).inc()
+            metrics.EVENTS_OUT.labels(_kind(out.topic), _output_type(out.topic)).inc()
         if effects.lag_s is not None:
             metrics.EVENT_LATENCY.observe(max(0.0, effects.lag_s))
 
@@ -203,6 +206,10 @@ def _forget_audit_heads(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) 
 
 
 # --- [audit] end ---------------------------------------------------------------------------
+
+
+def _output_type(topic: str) -> str:
+    return "DossierAlert" if topic == topics.alerts else "DossierStatusChanged"
 
 
 def _kind(topic: str) -> str:

@@ -44,8 +44,15 @@ HUB_VERSION = _hub_version()
 BUILD_INFO = Gauge("hub_build_info", "Always 1; the hub's version as a label", ["version"])
 BUILD_INFO.labels(HUB_VERSION).set(1)
 
-EVENTS_IN = Counter("hub_events_in_total", "Records read by the hub worker", ["topic", "outcome"])
-EVENTS_OUT = Counter("hub_events_out_total", "Records written by the hub worker", ["topic_kind"])
+EVENTS_IN = Counter(
+    "hub_events_in_total",
+    "Records read by the hub worker, by topic, event type (from the contract's closed list, "
+    "or 'unknown' when undecodable) and outcome",
+    ["topic", "event_type", "outcome"],
+)
+EVENTS_OUT = Counter(
+    "hub_events_out_total", "Records written by the hub worker", ["topic_kind", "event_type"]
+)
 EVENT_LATENCY = Histogram(
     "hub_event_processing_latency_seconds",
     "Event time (occurred_at) to processed by the hub",

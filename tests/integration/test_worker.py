@@ -7,6 +7,7 @@ input reflected once, nothing extra, order kept per dossier.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from datetime import datetime, timedelta
 
@@ -67,7 +68,14 @@ def test_dossiers_flow_through_the_worker_to_status_inbox_and_view(
     assert [decode(m.value)["dossier_code"] for m in inbox] == [liaison]
     assert decode(inbox[0].value)["agency_code_handling"] == HEALTH
 
-    status, view = hub_worker.get(f"/dossiers/{liaison}")
+    # The rating comes last and produces no status record: wait for the view to take it.
+    deadline = time.monotonic() + 60
+    while True:
+        status, view = hub_worker.get(f"/dossiers/{liaison}")
+        rated = status == 200 and view["timeline"][-1][1] == "ServiceRated"
+        if rated or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert status == 200, view
     assert view["status"] == "RESULT_RETURNED"
     assert view["portal_status_code"] == 10
