@@ -47,6 +47,7 @@ from typing import Any, ClassVar, Final, Literal
 from kafka.errors import KafkaError
 from pydantic import BaseModel, ConfigDict, Field
 
+from connectors.cli import add_kafka_arguments
 from connectors.outbox import Event, FileOffsetStore, OffsetStore, Sender
 from connectors.sdk.base import SourceConnector, SourceRecord
 from connectors.sdk.config import ConnectorConfig
@@ -483,9 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--offsets-file", type=Path, required=True, help="offsets JSON file")
     parser.add_argument("--settle", type=float, default=2.0, help="seconds a file must be still")
     parser.add_argument("--interval", type=float, default=1.0, help="scan period, seconds")
-    parser.add_argument("--bootstrap-server", default=hub.kafka_bootstrap_servers)
-    parser.add_argument("--registry-url", default=hub.schema_registry_url)
-    parser.add_argument("--topic-prefix", default=hub.topic_prefix)
+    add_kafka_arguments(parser, hub)
     parser.add_argument("-l", "--log-level", default="info")
     return parser
 

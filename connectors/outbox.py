@@ -80,6 +80,7 @@ from typing import Any, ClassVar, Final, Literal, Protocol
 from kafka.errors import KafkaError
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from connectors.cli import add_kafka_arguments
 from connectors.sdk.base import SourceConnector, SourceRecord
 from connectors.sdk.config import ConnectorConfig
 from hub.contract.event_types import DossierEventType, FeedbackEventType
@@ -619,9 +620,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--create", action="store_true", help="create the table if missing")
     parser.add_argument("--interval", type=float, default=0.5, help="idle poll pause, seconds")
     parser.add_argument("--gap-grace", type=float, default=1.0, help="hole grace, seconds")
-    parser.add_argument("--bootstrap-server", default=hub.kafka_bootstrap_servers)
-    parser.add_argument("--registry-url", default=hub.schema_registry_url)
-    parser.add_argument("--topic-prefix", default=hub.topic_prefix)
+    add_kafka_arguments(parser, hub)
     parser.add_argument("-l", "--log-level", default="info")
     return parser
 

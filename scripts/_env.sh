@@ -39,7 +39,11 @@ export PATH="$VENV/bin:$PATH"
 # Installed with apt-get when missing and we are root; the package's service is kept from
 # starting (a temporary policy-rc.d answering 101, RUNLEVEL=1), so nothing stray keeps :9090.
 # scripts/test.sh cannot do without them and stops here; other scripts only warn.
-install_prometheus_tools() (
+# Install a Debian package without letting its service start: a temporary policy-rc.d
+# answering 101 (any existing one restored), RUNLEVEL=1, and where systemd runs anyway, the
+# service stopped and disabled. Used for prometheus and postgresql below.
+apt_install_without_service() (
+  package="$1"
   policy=/usr/sbin/policy-rc.d
   backup=""
   if [ -e "$policy" ]; then
@@ -55,13 +59,12 @@ install_prometheus_tools() (
   export DEBIAN_FRONTEND=noninteractive RUNLEVEL=1
   echo "    apt-get update"
   apt-get update -qq || exit 1
-  echo "    apt-get install -y --no-install-recommends prometheus"
-  apt-get install -y -qq --no-install-recommends prometheus >/dev/null || exit 1
-  # Belt and braces: where systemd runs, make sure the packaged service is stopped and off.
-  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
-    echo "    stopping and disabling the prometheus service the package started"
-    systemctl stop prometheus
-    systemctl disable --quiet prometheus || true
+  echo "    apt-get install -y --no-install-recommends $package"
+  apt-get install -y -qq --no-install-recommends "$package" >/dev/null || exit 1
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$package" 2>/dev/null; then
+    echo "    stopping and disabling the $package service the package started"
+    systemctl stop "$package"
+    systemctl disable --quiet "$package" || true
   fi
 )
 
@@ -70,7 +73,7 @@ if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2
   [ "$(basename "$0")" = "test.sh" ] && PROMETHEUS_NEEDED=1
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "==> promtool/prometheus missing: installing Debian's prometheus package (service not started)"
-    if ! install_prometheus_tools || ! command -v promtool >/dev/null 2>&1; then
+    if ! apt_install_without_service prometheus || ! command -v promtool >/dev/null 2>&1; then
       msg="could not install Debian's prometheus package (promtool, prometheus) with apt-get"
       [ "$PROMETHEUS_NEEDED" -eq 1 ] && die "$msg; the monitoring tests need it"
       echo "warning: $msg" >&2
@@ -95,38 +98,13 @@ postgres_binaries_found() {
   command -v initdb >/dev/null 2>&1 && command -v pg_ctl >/dev/null 2>&1
 }
 
-install_postgresql() (
-  policy=/usr/sbin/policy-rc.d
-  backup=""
-  if [ -e "$policy" ]; then
-    backup="$(mktemp)"
-    cp -p "$policy" "$backup"
-  fi
-  restore() {
-    if [ -n "$backup" ]; then mv -f "$backup" "$policy"; else rm -f "$policy"; fi
-  }
-  trap restore EXIT
-  printf '#!/bin/sh\n# temporary, from scripts/_env.sh: start no service while installing\nexit 101\n' >"$policy"
-  chmod 755 "$policy"
-  export DEBIAN_FRONTEND=noninteractive RUNLEVEL=1
-  echo "    apt-get update"
-  apt-get update -qq || exit 1
-  echo "    apt-get install -y --no-install-recommends postgresql"
-  apt-get install -y -qq --no-install-recommends postgresql >/dev/null || exit 1
-  # Where systemd runs, make sure the packaged cluster is stopped and stays off.
-  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet postgresql 2>/dev/null; then
-    echo "    stopping and disabling the postgresql service the package started"
-    systemctl stop postgresql
-    systemctl disable --quiet postgresql || true
-  fi
-)
 
 if ! postgres_binaries_found; then
   POSTGRES_NEEDED=0
   [ "$(basename "$0")" = "test.sh" ] && POSTGRES_NEEDED=1
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "==> initdb/pg_ctl missing: installing Debian's postgresql package (service not started)"
-    if ! install_postgresql || ! postgres_binaries_found; then
+    if ! apt_install_without_service postgresql || ! postgres_binaries_found; then
       msg="could not install Debian's postgresql package (initdb, pg_ctl) with apt-get"
       [ "$POSTGRES_NEEDED" -eq 1 ] && die "$msg; the outbox connector's PostgreSQL tests need it"
       echo "warning: $msg" >&2
