@@ -54,6 +54,7 @@ from kafka.structs import OffsetAndMetadata
 
 from connectors.cli import add_kafka_arguments
 from connectors.publisher import EventPublisher
+from hub.consumer_group import finish_pending_join
 from hub.contract.errors import ContractError, EncodeError
 from hub.contract.event_types import DossierEventType, FeedbackEventType
 from hub.contract.inbound import (
@@ -368,6 +369,7 @@ class JsonBridge(JsonChecker):
     def poll_once(self, timeout_ms: int = 500) -> BatchSummary:
         """Poll one batch, process it, commit it; an empty summary when nothing came."""
         batch: dict[TopicPartition, list[Any]] = self.consumer.poll(timeout_ms=timeout_ms)
+        finish_pending_join(self.consumer)
         records = [r for rs in batch.values() for r in rs]
         if not records:
             return BatchSummary()

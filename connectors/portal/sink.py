@@ -70,6 +70,7 @@ from connectors.portal.contract import (
     load_contract,
     to_portal_payload,
 )
+from hub.consumer_group import finish_pending_join
 from hub.contract.errors import ContractError, RegistryUnavailableError
 from hub.contract.registry import SchemaRegistryClient
 from hub.contract.serde import AvroDeserializer
@@ -718,6 +719,7 @@ class PortalSink:
         batch: dict[TopicPartition, list[Any]] = self.consumer.poll(
             timeout_ms=timeout_ms, max_records=self.settings.max_pending
         )
+        finish_pending_join(self.consumer)
         fetched = 0
         for tp, records in batch.items():
             if records:

@@ -73,6 +73,7 @@ from connectors.sdk.errors import (
 from connectors.sdk.metrics import RECORDS, RETRIES, UP, HealthServer
 from connectors.sdk.offsets import Offset, OffsetStore
 from connectors.sdk.retry import Backoff
+from hub.consumer_group import finish_pending_join
 from hub.contract.errors import ContractError, DecodeError, RegistryError
 from hub.contract.inbound import (
     AGENCY_CODE_PATTERN,
@@ -701,6 +702,7 @@ class ConnectorRuntime:
                 self._running()
                 while not self.stop_event.is_set():
                     batch = consumer.poll(timeout_ms=500)
+                    finish_pending_join(consumer)
                     for tp, records in batch.items():
                         for record in records:
                             if self.stop_event.is_set() or not self._sink_one(
