@@ -77,15 +77,16 @@ from connectors.portal.sink import (
     Attempt,
     CircuitBreaker,
     Deliverer,
+    Lane,
     PortalClient,
     PortalSink,
+    RebalanceListener,
     SinkSettings,
     TokenBucket,
+    Totals,
     Verdict,
-    _Lane,
-    _Rebalance,
+    retry_after_seconds,
 )
-from connectors.portal.sink import Totals as _Totals
 from connectors.sdk.base import SinkConnector, SinkRecord
 from connectors.sdk.config import ConnectorConfig
 from connectors.sdk.errors import ConfigProblem, PermanentError, RetriableError
@@ -93,11 +94,8 @@ from hub.contract.errors import ContractError
 from hub.contract.registry import SchemaRegistryClient
 from hub.contract.serde import AvroDeserializer
 from hub.dlq import (
-    DeadLetter,
     DeadLetterError,
     DeadLetterPublisher,
-    DeadLetterPublishError,
-    attempt_of,
     dlq_topic,
 )
 from hub.settings import HubSettings
@@ -294,18 +292,12 @@ class WebhookClient(PortalClient):
         if 200 <= status < 300:
             replayed = resp.headers.get("Idempotent-Replayed", "").lower() == "true"
             return Attempt(Verdict.DUPLICATE if replayed else Verdict.ACKNOWLEDGED, status)
-        retry_after = _retry_after(resp.headers.get("Retry-After"))
+        retry_after = retry_after_seconds(resp.headers.get("Retry-After"))
         if status == 429:
             return Attempt(Verdict.THROTTLED, status, retry_after)
         if status >= 500 or status in RETRYABLE_4XX:
             return Attempt(Verdict.FAILED, status, retry_after)
         return Attempt(Verdict.REJECTED, status)
-
-
-def _retry_after(value: str | None) -> float | None:
-    from connectors.portal.sink import _retry_after as parse
-
-    return parse(value)
 
 
 class _WebhookRejectedError(Exception):
@@ -345,9 +337,9 @@ class WebhookSink(PortalSink):
         self._breakers: dict[str, CircuitBreaker] = {}
         self._buckets: dict[str, TokenBucket] = {}
         self._per_agency_lock = threading.Lock()
-        self.totals = _Totals()
+        self.totals = Totals()
         self._totals_lock = threading.Lock()
-        self._lanes: dict[TopicPartition, _Lane] = {}
+        self._lanes: dict[TopicPartition, Lane] = {}
         self._last_commit = 0.0
         self._topics = (
             TopicCreator(bootstrap, partitions, replication_factor) if partitions else None
@@ -368,7 +360,7 @@ class WebhookSink(PortalSink):
         except Exception:
             self.dead_letters.close()
             raise
-        self.consumer.subscribe(pattern=self.pattern, listener=_Rebalance(self))
+        self.consumer.subscribe(pattern=self.pattern, listener=RebalanceListener(self))
 
     # --- per agency -------------------------------------------------------------------------
 
@@ -404,7 +396,7 @@ class WebhookSink(PortalSink):
 
     # --- one record (in a lane's thread) ------------------------------------------------------
 
-    def handle(self, record: Any, lane: _Lane) -> bool:
+    def handle(self, record: Any, lane: Lane) -> bool:
         where = f"{record.topic}[{record.partition}]@{record.offset}"
         agency = self.agency_of(record.topic)
         if record.value is None:
@@ -439,60 +431,24 @@ class WebhookSink(PortalSink):
                 f"agency {agency} answered HTTP {outcome.status}", decoded,
                 _WebhookRejectedError(f"HTTP {outcome.status}"),
             )  # fmt: skip
-        duplicate = outcome.verdict is Verdict.DUPLICATE
-        DELIVERIES.labels("duplicate" if duplicate else "delivered").inc()
-        with self._totals_lock:
-            if duplicate:
-                self.totals.duplicates += 1
-            else:
-                self.totals.delivered += 1
+        self.count_outcome("duplicate" if outcome.verdict is Verdict.DUPLICATE else "delivered")
         log.debug("delivered %s: HTTP %s after %d attempt(s)", label, outcome.status,
                   outcome.attempts)  # fmt: skip
         return True
 
-    def _dead(
-        self,
-        record: Any,
-        lane: _Lane,
-        reason: str,
-        detail: str,
-        decoded: dict[str, Any] | None,
-        exc: BaseException | None = None,
-    ) -> bool:
-        error = exc or ValueError(detail)
-        letter = DeadLetter(
-            reason=reason,
-            detail=detail,
-            exception_class=f"{type(error).__module__}.{type(error).__qualname__}",
-            exception_message=str(error),
-            source_topic=record.topic,
-            source_partition=record.partition,
-            source_offset=record.offset,
-            processor=PROCESSOR,
-            agency_code=self.agency_of(record.topic) or None,
-            event_type=_text(decoded, "event_type"),
-            dossier_code=_text(decoded, "dossier_code"),
-            attempt=attempt_of(record.headers),
-        )
-        failures = 0
-        while not lane.stop.is_set():
-            try:
-                if self._topics is not None:
-                    self._topics.ensure([dlq_topic(record.topic)])
-                self.dead_letters.publish(letter, record.key, record.value, record.headers or [])
-            except (DeadLetterPublishError, KafkaError) as exc2:
-                failures += 1
-                delay = min(self.settings.retry_max_s, self.settings.retry_initial_s * 2**failures)
-                log.warning("%s; retrying in %.1fs", exc2, delay)
-                lane.stop.wait(delay)
-                continue
-            DELIVERIES.labels("dead_lettered").inc()
-            with self._totals_lock:
-                self.totals.dead_lettered += 1
-            log.warning("dead letter: %s from %s[%s]@%s (%s)", reason, record.topic,
-                        record.partition, record.offset, detail)  # fmt: skip
-            return True
-        return False
+    # --- the portal sink's hooks -------------------------------------------------------------
+
+    processor = PROCESSOR
+    deliveries = DELIVERIES
+
+    def dead_letter_agency(self, record: Any, decoded: dict[str, Any] | None) -> str | None:
+        """The agency whose inbox the record was in."""
+        return self.agency_of(record.topic) or None
+
+    def prepare_dead_letter_topic(self, source_topic: str) -> None:
+        """Each inbox has its own ``.dlq``, created on first use."""
+        if self._topics is not None:
+            self._topics.ensure([dlq_topic(source_topic)])
 
     def committed(self) -> dict[int, int | None]:
         """Committed offsets of this group per assigned partition (checks and tests)."""
@@ -501,11 +457,6 @@ class WebhookSink(PortalSink):
     def committed_by_topic(self) -> dict[tuple[str, int], int | None]:
         return {(tp.topic, tp.partition): self.consumer.committed(tp)
                 for tp in self.consumer.assignment()}  # fmt: skip
-
-
-def _text(decoded: dict[str, Any] | None, name: str) -> str | None:
-    value = decoded.get(name) if decoded else None
-    return str(value) if isinstance(value, str) and value else None
 
 
 # --- command line -----------------------------------------------------------------------------

@@ -90,15 +90,20 @@ __all__ = [
     "Attempt",
     "CircuitBreaker",
     "Deliverer",
+    "Lane",
     "Outcome",
     "PortalClient",
     "PortalSink",
+    "RebalanceListener",
     "SinkSettings",
     "TokenBucket",
+    "Totals",
     "Verdict",
     "backoff_delay",
     "build_parser",
     "main",
+    "retry_after_seconds",
+    "text_field",
 ]
 
 log = logging.getLogger("connectors.portal.sink")
@@ -295,7 +300,7 @@ class Attempt:
     error: str | None = None  # exception class for failures without an answer
 
 
-def _retry_after(value: str | None) -> float | None:
+def retry_after_seconds(value: str | None) -> float | None:
     if not value:
         return None
     try:
@@ -351,9 +356,13 @@ class PortalClient:
             )
             return Attempt(Verdict.DUPLICATE if duplicate else Verdict.ACKNOWLEDGED, status)
         if status == 429:
-            return Attempt(Verdict.THROTTLED, status, _retry_after(resp.headers.get("Retry-After")))
+            return Attempt(
+                Verdict.THROTTLED, status, retry_after_seconds(resp.headers.get("Retry-After"))
+            )
         if status >= 500 or status in RETRYABLE_4XX:
-            return Attempt(Verdict.FAILED, status, _retry_after(resp.headers.get("Retry-After")))
+            return Attempt(
+                Verdict.FAILED, status, retry_after_seconds(resp.headers.get("Retry-After"))
+            )
         named = answer.get("fields") if isinstance(answer, dict) else None
         fields = tuple(
             f for f in (named if isinstance(named, list) else []) if f in self._known_fields
@@ -470,7 +479,7 @@ class Deliverer:
 # --- Kafka --------------------------------------------------------------------------------
 
 
-class _Lane:
+class Lane:
     """One partition's records, delivered in order by one thread."""
 
     def __init__(self, sink: PortalSink, tp: TopicPartition) -> None:
@@ -530,7 +539,7 @@ class _Lane:
             log.warning("lane %s[%s] still busy after %.0fs", *self.tp, timeout_s)
 
 
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+class RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, sink: PortalSink) -> None:
         self.sink = sink
 
@@ -571,7 +580,7 @@ class PortalSink:
         self.bucket = TokenBucket(settings.rate_limit_rps, settings.rate_burst)
         self.totals = Totals()
         self._totals_lock = threading.Lock()
-        self._lanes: dict[TopicPartition, _Lane] = {}
+        self._lanes: dict[TopicPartition, Lane] = {}
         self._last_commit = 0.0
         if partitions is not None:
             TopicCreator(bootstrap, partitions, replication_factor).ensure([self.dlq])
@@ -590,7 +599,7 @@ class PortalSink:
         except Exception:
             self.dead_letters.close()
             raise
-        self.consumer.subscribe([self.topic], listener=_Rebalance(self))
+        self.consumer.subscribe([self.topic], listener=RebalanceListener(self))
 
     def new_deliverer(self) -> Deliverer:
         s = self.settings
@@ -604,7 +613,7 @@ class PortalSink:
 
     # --- one record (in a lane's thread) --------------------------------------------------------
 
-    def handle(self, record: Any, lane: _Lane) -> bool:
+    def handle(self, record: Any, lane: Lane) -> bool:
         """Deliver or dead-letter one record; False if the lane was stopped first."""
         where = f"{record.topic}[{record.partition}]@{record.offset}"
         if record.value is None:
@@ -634,18 +643,12 @@ class PortalSink:
         occurred = decoded.get("occurred_at")
         if isinstance(occurred, datetime):
             LATENCY.observe(max(0.0, (datetime.now(UTC) - occurred).total_seconds()))
-        duplicate = outcome.verdict is Verdict.DUPLICATE
-        DELIVERIES.labels("duplicate" if duplicate else "delivered").inc()
-        with self._totals_lock:
-            if duplicate:
-                self.totals.duplicates += 1
-            else:
-                self.totals.delivered += 1
+        self.count_outcome("duplicate" if outcome.verdict is Verdict.DUPLICATE else "delivered")
         log.debug("delivered %s: HTTP %s after %d attempt(s)", label, outcome.status,
                   outcome.attempts)  # fmt: skip
         return True
 
-    def _decode(self, record: Any, lane: _Lane) -> dict[str, Any] | ContractError | None:
+    def _decode(self, record: Any, lane: Lane) -> dict[str, Any] | ContractError | None:
         failures = 0
         while not lane.stop.is_set():
             try:
@@ -668,12 +671,14 @@ class PortalSink:
     def _dead(
         self,
         record: Any,
-        lane: _Lane,
+        lane: Lane,
         reason: str,
         detail: str,
         decoded: dict[str, Any] | None,
         exc: BaseException | None = None,
     ) -> bool:
+        """Dead-letter one record, retrying the DLQ write until it succeeds or the lane
+        stops (False: not done, re-read after the restart)."""
         error = exc or ValueError(detail)
         letter = DeadLetter(
             reason=reason,
@@ -683,17 +688,18 @@ class PortalSink:
             source_topic=record.topic,
             source_partition=record.partition,
             source_offset=record.offset,
-            processor=PROCESSOR,
-            agency_code=_text(decoded, "agency_code"),
-            event_type=_text(decoded, "event_type"),
-            dossier_code=_text(decoded, "dossier_code"),
+            processor=self.processor,
+            agency_code=self.dead_letter_agency(record, decoded),
+            event_type=text_field(decoded, "event_type"),
+            dossier_code=text_field(decoded, "dossier_code"),
             attempt=attempt_of(record.headers),
         )
         failures = 0
         while not lane.stop.is_set():
             try:
+                self.prepare_dead_letter_topic(record.topic)
                 self.dead_letters.publish(letter, record.key, record.value, record.headers or [])
-            except DeadLetterPublishError as exc2:
+            except (DeadLetterPublishError, KafkaError) as exc2:
                 failures += 1
                 delay = backoff_delay(
                     failures, self.settings.retry_initial_s, self.settings.retry_max_s, self.rng
@@ -701,15 +707,37 @@ class PortalSink:
                 log.warning("%s; retrying in %.1fs", exc2, delay)
                 lane.stop.wait(delay)
                 continue
-            DELIVERIES.labels("dead_lettered").inc()
-            with self._totals_lock:
-                self.totals.dead_lettered += 1
+            self.count_outcome("dead_lettered")
             log.warning(
                 "dead letter: %s from %s[%s]@%s (%s)",
                 reason, record.topic, record.partition, record.offset, detail,
             )  # fmt: skip
             return True
         return False
+
+    # --- what a sink delivering elsewhere (agency webhooks) changes -----------------------------
+
+    processor: str = PROCESSOR
+    #: finished records by outcome (the webhook sink counts its own)
+    deliveries: Counter = DELIVERIES
+
+    def dead_letter_agency(self, record: Any, decoded: dict[str, Any] | None) -> str | None:
+        """The agency a dead letter is filed under: the record's own agency code."""
+        return text_field(decoded, "agency_code")
+
+    def prepare_dead_letter_topic(self, source_topic: str) -> None:
+        """Nothing to do: the portal's one DLQ topic is created at start."""
+
+    def count_outcome(self, outcome: str) -> None:
+        """Count a finished record: ``delivered``, ``duplicate`` or ``dead_lettered``."""
+        self.deliveries.labels(outcome).inc()
+        with self._totals_lock:
+            if outcome == "delivered":
+                self.totals.delivered += 1
+            elif outcome == "duplicate":
+                self.totals.duplicates += 1
+            else:
+                self.totals.dead_lettered += 1
 
     # --- the consumer (main thread) -------------------------------------------------------------
 
@@ -725,7 +753,7 @@ class PortalSink:
             if records:
                 lane = self._lanes.get(tp)
                 if lane is None:
-                    lane = self._lanes[tp] = _Lane(self, tp)
+                    lane = self._lanes[tp] = Lane(self, tp)
                 lane.add(records)
                 fetched += len(records)
         for tp, lane in self._lanes.items():
@@ -743,7 +771,7 @@ class PortalSink:
             self.commit()
         return fetched
 
-    def commit(self, lanes: Sequence[_Lane] | None = None) -> None:
+    def commit(self, lanes: Sequence[Lane] | None = None) -> None:
         chosen = list(self._lanes.values()) if lanes is None else list(lanes)
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         for lane in chosen:
@@ -814,7 +842,7 @@ class _PortalRejectedError(Exception):
     """The portal refused a status with a 4xx that retrying cannot fix."""
 
 
-def _text(decoded: dict[str, Any] | None, name: str) -> str | None:
+def text_field(decoded: dict[str, Any] | None, name: str) -> str | None:
     value = decoded.get(name) if decoded else None
     return str(value) if isinstance(value, str) and value else None
 
