@@ -34,6 +34,7 @@ from hub.dlq.publisher import count_dead_letter, dead_letter_record
 from hub.domain.deadlines import effective_deadline
 from hub.domain.events import local_date
 from hub.reference import load_reference
+from hub.security.client import faust_credentials
 from hub.settings import HubSettings
 from hub.worker import metrics
 from hub.worker.figures import LocalView
@@ -64,6 +65,7 @@ processor = Processor(
     },
 )
 view = LocalView(reference.calendar, settings.late_if_repeated_supplement)
+metrics.FIGURES.watch(view)  # hub_dossiers and the ratios, computed at each scrape
 topic_creator = TopicCreator(
     settings.kafka_bootstrap_servers, settings.partitions, settings.replication_factor
 )
@@ -75,6 +77,7 @@ audit = AuditTrail(
 app = faust.App(
     settings.app_id,
     broker=f"kafka://{settings.kafka_bootstrap_servers}",
+    broker_credentials=faust_credentials(),  # None (plain) unless HUB_KAFKA_SECURITY_PROTOCOL
     store="rocksdb://" if settings.store == "rocksdb" else "memory://",
     datadir=str(settings.data_dir),
     topic_partitions=settings.partitions,
@@ -341,7 +344,6 @@ async def ready(web: Any, request: Any) -> Any:
 
 @app.page("/metrics")
 async def prometheus_metrics(web: Any, request: Any) -> Any:
-    metrics.export_figures(view)
     return AioResponse(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

@@ -19,17 +19,22 @@ faust's own sensor metrics (``hub_faust_*``, faust.sensors.prometheus, wired in
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from dataclasses import fields
 from datetime import UTC, date, datetime
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
+from typing import Final
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from hub.domain.events import local_date
 from hub.domain.supervision import Figures
 from hub.worker.figures import LocalView
 
-__all__ = ["HUB_VERSION", "export_figures"]
+__all__ = ["FIGURES", "HUB_VERSION", "FiguresCollector", "overdue_by_agency"]
 
 
 def _hub_version() -> str:
@@ -58,54 +63,81 @@ EVENT_LATENCY = Histogram(
     "Event time (occurred_at) to processed by the hub",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
 )
-DOSSIERS = Gauge(
-    "hub_dossiers",
-    "Dossiers held by this worker, by figure (received, in_progress, processed, ...)",
-    ["agency", "procedure", "channel", "figure"],
-)
-ON_TIME_RATE = Gauge("hub_on_time_ratio", "Finished on time / finished", ["agency"])
-ONLINE_SHARE = Gauge("hub_online_share_ratio", "Submitted online / submitted", ["agency"])
-SATISFACTION = Gauge(
-    "hub_satisfaction_ratio", "Satisfaction (0..1), Decision 766 style", ["agency"]
-)
-OVERDUE_OPEN = Gauge(
-    "hub_overdue_open_dossiers",
-    "Open dossiers held by this worker whose deadline is before today (local date)",
-    ["agency"],
-)
 
 
-def export_figures(view: LocalView, today: date | None = None) -> None:
-    """Refresh the figure gauges from the worker's local view (called before each scrape).
+class FiguresCollector(Collector):
+    """The supervision figures of the worker's local view, computed when Prometheus scrapes.
 
-    ``today`` (the local date in Asia/Ho_Chi_Minh) defaults to now; a dossier is overdue
-    when its deadline is strictly before it."""
-    DOSSIERS.clear()
-    per_agency: dict[str, Figures] = {}
-    for key, figures in view.figures.items():
-        for name, count in figures.to_dict().items():
-            DOSSIERS.labels(key.agency_code, key.procedure_code, key.channel, name).set(count)
-        per_agency[key.agency_code] = per_agency.get(key.agency_code, Figures()) + figures
-    for gauge in (ON_TIME_RATE, ONLINE_SHARE, SATISFACTION):
-        gauge.clear()
-    for agency, figures in per_agency.items():
-        for gauge, value in (
-            (ON_TIME_RATE, figures.on_time_rate),
-            (ONLINE_SHARE, figures.online_share),
-            (SATISFACTION, figures.satisfaction),
-        ):
-            if value is not None:
-                gauge.labels(agency).set(value)
-    _export_overdue(view, today or local_date(datetime.now(UTC)))
+    A custom collector rather than labelled gauges refreshed before each scrape: with a few
+    thousand (agency, procedure, channel) keys, clearing and re-creating the gauges' children
+    cost about a fifth of a worker's time under a 0.5 s scrape (pyinstrument, bench.run);
+    families built at collect time allocate no children at all. Until :meth:`watch` is given
+    a view (and in processes without one) the families are exported empty."""
+
+    def __init__(self, today: Callable[[], date] | None = None) -> None:
+        self.view: LocalView | None = None
+        self.today = today or (lambda: local_date(datetime.now(UTC)))
+
+    def watch(self, view: LocalView) -> None:
+        self.view = view
+
+    def collect(self) -> Iterator[Metric]:
+        dossiers = GaugeMetricFamily(
+            "hub_dossiers",
+            "Dossiers held by this worker, by figure (received, in_progress, processed, ...)",
+            labels=["agency", "procedure", "channel", "figure"],
+        )
+        ratios = {
+            "on_time_rate": GaugeMetricFamily(
+                "hub_on_time_ratio", "Finished on time / finished", labels=["agency"]
+            ),
+            "online_share": GaugeMetricFamily(
+                "hub_online_share_ratio", "Submitted online / submitted", labels=["agency"]
+            ),
+            "satisfaction": GaugeMetricFamily(
+                "hub_satisfaction_ratio", "Satisfaction (0..1), Decision 766 style",
+                labels=["agency"],
+            ),
+        }  # fmt: skip
+        overdue = GaugeMetricFamily(
+            "hub_overdue_open_dossiers",
+            "Open dossiers held by this worker whose deadline is before today (local date)",
+            labels=["agency"],
+        )
+        view = self.view
+        if view is not None:
+            per_agency: dict[str, Figures] = {}
+            for key, figures in list(view.figures.items()):
+                labels = [key.agency_code, key.procedure_code, key.channel]
+                for name in FIGURE_NAMES:
+                    count = getattr(figures, name)
+                    if count:
+                        dossiers.add_metric([*labels, name], count)
+                per_agency[key.agency_code] = per_agency.get(key.agency_code, Figures()) + figures
+            for agency, figures in per_agency.items():
+                for attribute, family in ratios.items():
+                    value = getattr(figures, attribute)
+                    if value is not None:
+                        family.add_metric([agency], value)
+            for agency, count in overdue_by_agency(view, self.today()).items():
+                overdue.add_metric([agency], count)
+        yield dossiers
+        yield from ratios.values()
+        yield overdue
 
 
-def _export_overdue(view: LocalView, today: date) -> None:
-    # Every agency this worker knows gets a series, 0 included, so that increase() sees the
-    # first overdue dossier of an agency as a rise rather than as a new series.
+def overdue_by_agency(view: LocalView, today: date) -> dict[str, int]:
+    """Open dossiers past their deadline per agency. Every agency this worker knows gets a
+    count, 0 included, so that increase() sees an agency's first overdue dossier as a rise
+    rather than as a new series."""
     cutoff = today.isoformat()  # deadlines are ISO dates: string order is date order
     overdue: dict[str, int] = dict.fromkeys((key.agency_code for key in view.figures), 0)
-    for agency, deadline in view.open_deadlines.values():
+    for agency, deadline in list(view.open_deadlines.values()):
         overdue[agency] = overdue.get(agency, 0) + (1 if deadline < cutoff else 0)
-    OVERDUE_OPEN.clear()
-    for agency, count in overdue.items():
-        OVERDUE_OPEN.labels(agency).set(count)
+    return overdue
+
+
+FIGURE_NAMES: Final = tuple(f.name for f in fields(Figures))
+#: registered once in the default registry; the worker points it at its view
+FIGURES = FiguresCollector()
+REGISTRY.register(FIGURES)

@@ -360,18 +360,44 @@ def test_overdue_gauge_counts_open_dossiers_past_their_deadline_by_agency() -> N
             "H-1": (health, "2025-03-11"),
         }
     )
-    metrics.export_figures(view, today=date(2025, 3, 10))
+    registry = CollectorRegistry()
+    collector = metrics.FiguresCollector(today=lambda: date(2025, 3, 10))
+    registry.register(collector)
+    collector.watch(view)
 
     def overdue(agency: str) -> float | None:
-        return REGISTRY.get_sample_value("hub_overdue_open_dossiers", {"agency": agency})
+        return registry.get_sample_value("hub_overdue_open_dossiers", {"agency": agency})
 
     assert overdue(justice) == 2
     assert overdue(health) == 0  # known, nothing overdue: a 0 series, so a rise shows
     assert overdue(commune) == 0
     view.open_deadlines.clear()
     view.figures.clear()
-    metrics.export_figures(view, today=date(2025, 3, 10))
     assert overdue(justice) is None  # no stale series once the worker holds none
+
+
+def test_figures_are_read_from_the_view_at_each_scrape() -> None:
+    commune = "000.21.20.H40"
+    key = FigureKey(commune, "1.002", "ONLINE")
+    view = LocalView(load_reference().calendar)
+    registry = CollectorRegistry()
+    collector = metrics.FiguresCollector(today=lambda: date(2025, 3, 10))
+    registry.register(collector)
+    labels = {"agency": commune, "procedure": "1.002", "channel": "ONLINE"}
+
+    def count(figure: str) -> float | None:
+        return registry.get_sample_value("hub_dossiers", {**labels, "figure": figure})
+
+    assert count("received") is None  # no view yet: the families exist, empty
+    collector.watch(view)
+    view.figures[key] = Figures(submitted_total=2, online=2, received=2, finished_on_time=1,
+                                processed=1)  # fmt: skip
+    assert count("received") == 2 and count("online") == 2
+    assert count("refused") is None  # zero counts are not exported
+    assert registry.get_sample_value("hub_online_share_ratio", {"agency": commune}) == 1.0
+    assert registry.get_sample_value("hub_on_time_ratio", {"agency": commune}) == 1.0
+    view.figures[key] = Figures(submitted_total=2, online=1, received=2)
+    assert count("online") == 1  # the next scrape sees the change, nothing cached
 
 
 def test_build_info_is_one_with_the_version() -> None:
