@@ -21,6 +21,11 @@ Feedback (ratings, complaints, on ``feedback.events``) is held back until the do
 events were acknowledged by Kafka and some more traffic passed, so the hub sees the dossier
 before its feedback.
 
+Where the events go (``--via``): straight to Kafka as Avro (``kafka``, the default: the
+simulator plays the connectors too), or as JSON to the HTTP ingress with each agency's own
+credentials (``ingress``: :mod:`connectors.simulator_ingress`), so the province's traffic
+takes the path real agency systems take.
+
 Run ``python -m connectors.simulator --help``; or call :func:`simulate` from Python.
 """
 
@@ -35,6 +40,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import IO, Any, Protocol
 
 from connectors.scenarios import VN, dossier_code, dossier_life
@@ -563,7 +569,14 @@ class TokenBucket:
 
 
 class Publisher(Protocol):
-    """What the simulator needs of :class:`connectors.publisher.EventPublisher`."""
+    """What the simulator needs of :class:`connectors.publisher.EventPublisher`.
+
+    A publisher that sends each dossier's events one after the other, each only once the
+    previous one was acknowledged (:class:`connectors.simulator_ingress.IngressPublisher`),
+    says so with a true ``acknowledges_in_order`` attribute: the simulator then flushes only
+    at the end, since the order a flush would enforce is already kept, and a flush would only
+    stall the other dossiers' sends.
+    """
 
     def validate(
         self, data: Any, *, now: datetime | None = None
@@ -617,7 +630,8 @@ class SimulationReport:
     complaints: int = 0
     problems: int = 0  # events that failed validation (not sent)
     problem_samples: list[str] = field(default_factory=list)
-    send_errors: int = 0  # sends Kafka did not acknowledge
+    send_errors: int = 0  # sends not acknowledged (Kafka, or refused by the ingress)
+    send_error_samples: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
     examples: dict[str, str] = field(default_factory=dict)  # kind -> a dossier code
 
@@ -702,6 +716,7 @@ def simulate(
     errors: list[BaseException] = []
     last_sent: dict[str, int] = {}  # dossier code -> sequence number of its last dossier event
     sent = flushed_upto = 0
+    in_order = bool(getattr(publisher, "acknowledges_in_order", False))
     started = last_progress = last_flush = time.monotonic()
 
     def on_error(exc: BaseException) -> None:
@@ -725,7 +740,7 @@ def simulate(
             flow.stop_admitting()
         code = plan.code
         is_feedback = event["event_type"] in FEEDBACK_TYPES
-        if is_feedback and last_sent.get(code, -1) >= flushed_upto:
+        if is_feedback and not in_order and last_sent.get(code, -1) >= flushed_upto:
             flush()  # the dossier's own events are acknowledged before its feedback goes out
         validated = publisher.validate(event)
         if isinstance(validated, list):
@@ -744,7 +759,7 @@ def simulate(
         report.events += 1
         report.by_event_type[event["event_type"]] += 1
         now_s = time.monotonic()
-        if now_s - last_flush >= flush_every_s:
+        if not in_order and now_s - last_flush >= flush_every_s:
             flush()
         if now_s - last_progress >= progress_every_s:
             last_progress = now_s
@@ -758,6 +773,7 @@ def simulate(
     for plan in flow.admitted:
         report.add(plan)
     report.send_errors = len(errors)
+    report.send_error_samples = [str(e) for e in errors[:10]]
     report.elapsed_s = time.monotonic() - started
     return report
 
@@ -786,15 +802,24 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m connectors.simulator",
         description=(
             "Simulate Nghệ An's agency systems: validated dossier and feedback events, as JSON "
-            "agencies send, published as Avro to dossier.events / feedback.events. Traffic "
+            "agencies send, published as Avro to dossier.events / feedback.events, either "
+            "directly (--via kafka) or through the HTTP ingress with each agency's credentials "
+            "(--via ingress). Traffic "
             "follows the reference data (working days and hours, commune and department "
             "procedures, active agencies) and is the same for the same --seed on the same day."
         ),
         epilog=(
             "Stops after --dossiers dossiers or --duration seconds, whichever comes first "
-            "(default: 300 dossiers); dossiers in flight are always finished. Broker and "
-            "registry: --bootstrap-server / --registry-url, else KAFKA_BOOTSTRAP_SERVERS / "
-            "SCHEMA_REGISTRY_URL, else the local stack's defaults."
+            "(default: 300 dossiers); dossiers in flight are always finished. With --via kafka, "
+            "broker and registry: --bootstrap-server / --registry-url, else "
+            "KAFKA_BOOTSTRAP_SERVERS / SCHEMA_REGISTRY_URL, else the local stack's defaults. "
+            "With --via ingress, each event is POSTed to --ingress-url with the credentials of "
+            "the agency holding the dossier (after a transfer, the receiving agency), taken from "
+            "--credentials, a file in the ingress's own format with keys in clear; make one with "
+            "`python -m connectors.ingress.credentials generate --out FILE` and start the "
+            "ingress with it (`hub connector run --config connectors/examples/http-ingress.toml`). "
+            "Each dossier's events are sent one after the other; 429 and 503 are retried; "
+            "any other refusal is counted as a send error with its rule and field problems."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -839,6 +864,23 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         shares.add_argument(option, dest=name, type=_share, default=getattr(d, name), help=text)
     out = parser.add_argument_group("where to")
+    out.add_argument(
+        "--via", choices=["kafka", "ingress"], default="kafka",
+        help="kafka: publish Avro directly; ingress: POST JSON to the HTTP ingress as each "
+        "agency's system would",
+    )  # fmt: skip
+    out.add_argument(
+        "--ingress-url", default="http://127.0.0.1:8088",
+        help="--via ingress: the ingress's base URL (it serves /v1/dossier-events)",
+    )  # fmt: skip
+    out.add_argument(
+        "--credentials", type=Path, default=None,
+        help="--via ingress: credentials file with an api_key or hmac_secret in clear per agency",
+    )  # fmt: skip
+    out.add_argument(
+        "--ingress-workers", type=_positive(int), default=8,
+        help="--via ingress: dossiers sent in parallel (each dossier's events stay in order)",
+    )  # fmt: skip
     out.add_argument("--bootstrap-server", help="Kafka bootstrap servers")
     out.add_argument("--registry-url", help="schema registry, Confluent-compatible API base URL")
     out.add_argument(
@@ -877,6 +919,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     publisher: Any
     if args.dry_run:
         publisher = ValidatingPrinter(reference, sys.stdout)
+    elif args.via == "ingress":
+        from connectors.simulator_ingress import IngressPublisher, load_signing
+
+        if args.credentials is None:
+            print("simulator: --via ingress needs --credentials FILE", file=sys.stderr)
+            return 2
+        try:
+            signing = load_signing(args.credentials, reference.agencies)
+        except (OSError, ValueError) as exc:
+            print(f"simulator: {exc}", file=sys.stderr)
+            return 2
+        publisher = IngressPublisher(
+            args.ingress_url, signing, procedure_effective_from=procedure_lookup(reference),
+            workers=args.ingress_workers,
+        )  # fmt: skip
+        progress(
+            f"sending to the HTTP ingress at {args.ingress_url} with the credentials of "
+            f"{len(signing.agencies)} agencies from {args.credentials}"
+        )
     else:
         from connectors.publisher import EventPublisher
         from hub.settings import HubSettings
@@ -910,8 +971,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if close is not None:
             close()
     progress(report.summary())
+    describe = getattr(publisher, "summary", None)
+    if describe is not None:
+        progress(f"  {describe()}")
     for sample in report.problem_samples:
         progress(f"  problem: {sample}")
+    for sample in report.send_error_samples:
+        progress(f"  send error: {sample}")
     return 0 if report.problems == 0 and report.send_errors == 0 else 1
 
 

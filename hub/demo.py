@@ -1,14 +1,20 @@
-"""``hub demo``: broker, registry, one hub worker and a simulated province, then a tour.
+"""``hub demo``: the whole province on one machine, then a tour.
 
 1. starts the local stack (``hub stack up``: Kafka in KRaft mode and the schema registry);
 2. starts one hub worker (``python -m hub worker -l info``) logging to
    ``$HUB_DEMO_DIR/worker.log`` with its state in ``$HUB_DEMO_DIR/worker-data``
    (``HUB_DEMO_DIR`` defaults to ``.hub/demo``) and waits until it answers ``/ready``;
-3. runs the province simulator (:mod:`connectors.simulator`);
-4. waits until the worker has read every event sent (``hub_events_in_total`` on /metrics);
-5. shows where to look, with real answers fetched from the worker;
-6. keeps running until Ctrl-C (or ``--duration`` seconds), then stops the worker and, unless
-   ``--keep-stack`` or the stack was already running before, the stack.
+3. starts the national-portal side: the portal emulator and the portal sink;
+4. starts the HTTP ingress as in production (``hub connector run --config
+   $HUB_DEMO_DIR/ingress.json``, port ``HUB_DEMO_INGRESS_PORT``, default 8088) with a fresh
+   key for every agency in ``$HUB_DEMO_DIR/ingress-credentials.json``;
+5. runs the province simulator (:mod:`connectors.simulator`) through the ingress: each
+   agency's events are POSTed with that agency's key, as its own system would;
+6. waits until the worker has read every event the ingress acknowledged
+   (``hub_events_in_total`` on /metrics);
+7. shows where to look, with real answers fetched from the worker and the ingress;
+8. keeps running until Ctrl-C (or ``--duration`` seconds), then stops the connectors, the
+   worker and, unless ``--keep-stack`` or the stack was already running before, the stack.
 
 Whatever happens (an error, Ctrl-C, SIGTERM), the processes the demo started are stopped.
 """
@@ -26,6 +32,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from datetime import date
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -54,14 +61,18 @@ def demo_dir() -> Path:
 def add_demo_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo = subparsers.add_parser(
         "demo",
-        help="the whole hub on this machine: broker, registry, a worker and a simulated province",
+        help="the whole province on this machine: broker, registry, a worker, connectors and "
+        "a simulated province",
         description=(
-            "Start the local Kafka broker and schema registry, one hub worker and the province "
-            "simulator; wait until the worker has caught up; show the dossier view, the overdue "
-            "list, an agency's figures, the metrics and the dead letters with live answers; "
-            "then keep running until Ctrl-C. Ports come from HUB_KAFKA_PORT, "
-            "HUB_CONTROLLER_PORT, HUB_REGISTRY_PORT and HUB_WEB_PORT; files go to "
-            "$HUB_DEMO_DIR (default .hub/demo) and $HUB_STATE_DIR (default .hub/stack)."
+            "Start the local Kafka broker and schema registry, one hub worker, the portal "
+            "emulator and sink, the HTTP ingress, and the province simulator sending every "
+            "agency's events through the ingress with that agency's key; wait until the worker "
+            "has caught up; show the dossier view, the overdue list, an agency's figures, the "
+            "ingress, the metrics and the dead letters with live answers; then keep running "
+            "until Ctrl-C. Ports come from HUB_KAFKA_PORT, HUB_CONTROLLER_PORT, "
+            "HUB_REGISTRY_PORT, HUB_WEB_PORT, HUB_DEMO_PORTAL_PORT and HUB_DEMO_INGRESS_PORT; "
+            "files go to $HUB_DEMO_DIR (default .hub/demo) and $HUB_STATE_DIR (default "
+            ".hub/stack)."
         ),
     )
     demo.add_argument(
@@ -130,6 +141,20 @@ def _pretty(data: Any) -> str:
     return "\n".join(lines)
 
 
+def metric_total(metrics_text: str, family_name: str, **labels: str) -> float:
+    """The sum of the ``<family>_total`` samples whose labels include ``labels``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(metrics_text)
+        if family.name == family_name
+        for sample in family.samples
+        if sample.name.endswith("_total")
+        and all(sample.labels.get(k) == v for k, v in labels.items())
+    )
+
+
 def events_read(metrics_text: str, topics: set[str]) -> dict[str, float]:
     """``hub_events_in_total`` for the given input topics, by outcome."""
     from prometheus_client.parser import text_string_to_metric_families
@@ -179,6 +204,8 @@ class Demo:
         #: the national-portal side: emulator and sink, as (name, process)
         self.helpers: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.portal_port = int(os.environ.get("HUB_DEMO_PORTAL_PORT", "8089"))
+        self.ingress_port = int(os.environ.get("HUB_DEMO_INGRESS_PORT", "8088"))
+        self.ingress_credentials = self.dir / "ingress-credentials.json"
 
     # --- 1. the stack -----------------------------------------------------------------------
     def start_stack(self) -> None:
@@ -297,19 +324,77 @@ class Demo:
 
     def outbox_size(self) -> int:
         """Status records the worker wrote to portal.outbox (hub_events_out_total)."""
-        from prometheus_client.parser import text_string_to_metric_families
-
         _, body = _http(f"{self.base}/metrics")
-        total = 0.0
-        for family in text_string_to_metric_families(body.decode()):
-            if family.name == "hub_events_out":
-                total += sum(
-                    sample.value
-                    for sample in family.samples
-                    if sample.name.endswith("_total")
-                    and sample.labels.get("topic_kind") == "portal.outbox"
+        return int(metric_total(body.decode(), "hub_events_out", topic_kind="portal.outbox"))
+
+    # --- 2c. the agency side: the HTTP ingress, run as a connector --------------------------
+    INGRESS_NAME = "demo-http-ingress"
+
+    @property
+    def ingress_url(self) -> str:
+        return f"http://127.0.0.1:{self.ingress_port}"
+
+    def start_ingress(self) -> None:
+        from connectors.ingress.credentials import generate_credentials, write_credentials
+        from hub.reference import load_reference
+
+        require_free_port(self.ingress_port, "the HTTP ingress", "HUB_DEMO_INGRESS_PORT")
+        # a fresh key for every agency in force today: whatever the simulator draws has one
+        agencies = [a.code for a in load_reference().agencies.active(date.today())]
+        write_credentials(generate_credentials(agencies, key_id_suffix="demo"),
+                          self.ingress_credentials)  # fmt: skip
+        config = self.dir / "ingress.json"
+        config.write_text(
+            json.dumps(
+                {
+                    "name": self.INGRESS_NAME,
+                    "connector.class": "http-ingress",
+                    "bootstrap.servers": self.stack.bootstrap,
+                    "schema.registry.url": self.stack.registry_url,
+                    "topic.prefix": self.prefix,
+                    "settings": {
+                        "host": "127.0.0.1",
+                        "port": self.ingress_port,
+                        "credentials_file": str(self.ingress_credentials),
+                    },
+                },
+                indent=2,
+            ),
+            encoding="utf-8",
+        )
+        self.say(
+            f"starting the HTTP ingress (hub connector run --config {config}) on "
+            f"{self.ingress_url}, {len(agencies)} agency keys in {self.ingress_credentials}"
+        )
+        process = self._spawn(
+            "http-ingress", ["hub", "connector", "run", "--config", str(config)], {}
+        )
+        started = time.monotonic()
+        while time.monotonic() - started < 60:
+            if process.poll() is not None:
+                raise DemoError(
+                    f"the HTTP ingress exited with code {process.returncode}; "
+                    f"see {self.dir}/http-ingress.log"
                 )
-        return int(total)
+            try:
+                # 200 once it listens and reaches Kafka
+                if _http(f"{self.ingress_url}/health", timeout_s=2)[0] == 200:
+                    self.say(f"  ingress ready (pid {process.pid})")
+                    return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.3)
+        raise DemoError(f"the HTTP ingress did not start; see {self.dir}/http-ingress.log")
+
+    def ingress_published(self) -> int:
+        """Events the ingress acknowledged (hub_connector_records_total, outcome published)."""
+        _, body = _http(f"{self.ingress_url}/metrics")
+        return int(
+            metric_total(
+                body.decode(), "hub_connector_records",
+                connector=self.INGRESS_NAME, outcome="published",
+            )
+        )  # fmt: skip
 
     def wait_portal(self, expected: int) -> dict[str, Any]:
         """Until the emulator holds ``expected`` statuses (or stops growing for 20 s)."""
@@ -338,22 +423,21 @@ class Demo:
 
     # --- 3. the province --------------------------------------------------------------------
     def simulate(self) -> Any:
-        from connectors.publisher import EventPublisher
         from connectors.simulator import procedure_lookup, simulate
+        from connectors.simulator_ingress import IngressPublisher, load_signing
         from hub.reference import load_reference
 
         seed = self.args.seed if self.args.seed is not None else int(time.time()) % 100_000
         reference = load_reference()
         self.say(
-            f"simulating {self.args.dossiers} dossiers at {self.args.rate:g} events/s "
-            f"(seed {seed}: repeat with --seed {seed})"
+            f"simulating {self.args.dossiers} dossiers at {self.args.rate:g} events/s through "
+            f"the HTTP ingress, each agency with its own key (seed {seed}: repeat with "
+            f"--seed {seed})"
         )
-        publisher = EventPublisher(
-            self.stack.bootstrap,
-            self.stack.registry_url,
-            topic_prefix=self.prefix,
+        publisher = IngressPublisher(
+            self.ingress_url,
+            load_signing(self.ingress_credentials, reference.agencies),
             procedure_effective_from=procedure_lookup(reference),
-            client_id="hub-demo-simulator",
         )
         try:
             report = simulate(
@@ -368,8 +452,11 @@ class Demo:
             publisher.close()
         for line in report.summary().splitlines():
             self.say(f"  {line.strip()}")
+        self.say(f"  {publisher.summary()}")
         for sample in report.problem_samples:
             self.say(f"  validation problem: {sample}")
+        for sample in report.send_error_samples:
+            self.say(f"  send error: {sample}")
         return report
 
     # --- 4. catching up ---------------------------------------------------------------------
@@ -451,6 +538,26 @@ class Demo:
                 say(line)
 
         say("")
+        say("# the agency side: the HTTP ingress every simulated agency system posted to")
+        say(f"ingress: {self.ingress_url}/v1/dossier-events and /v1/feedback-events")
+        say(f"OpenAPI document: {self.ingress_url}/openapi.json")
+        say(
+            f"credentials (one API key per agency, in clear: demo only): {self.ingress_credentials}"
+        )
+        agency = busiest or "<agency code>"
+        say(
+            f"$ curl -s -X POST {self.ingress_url}/v1/dossier-events -H 'Content-Type: "
+            f"application/json' -H 'X-Api-Key: <api_key of {agency} in that file>' -d @event.json"
+        )
+        say(f"$ curl -s {self.ingress_url}/metrics | grep -E "
+            "'^hub_(ingress_requests|connector_records)_total'")  # fmt: skip
+        _, body = _http(f"{self.ingress_url}/metrics")
+        for line in body.decode().splitlines():
+            if line.startswith(("hub_ingress_requests_total{", "hub_connector_records_total{")):
+                say(line)
+        say(f"  the ingress acknowledged {self.ingress_published()} events (202 after Kafka's ack)")
+
+        say("")
         say("# dead letters: events the hub could not apply (none expected)")
         for topic in ("dossier.events.dlq", "feedback.events.dlq"):
             full = f"{self.prefix}{topic}"
@@ -464,7 +571,8 @@ class Demo:
             )  # fmt: skip
             say((result.stdout + result.stderr).rstrip())
         say("")
-        say(f"worker log: {self.dir / 'worker.log'} · stack logs: hub stack logs")
+        say(f"worker log: {self.dir / 'worker.log'} · ingress log: {self.dir / 'http-ingress.log'}"
+            " · stack logs: hub stack logs")  # fmt: skip
         say(rule)
 
     # --- 6. waiting and stopping ------------------------------------------------------------
@@ -536,8 +644,10 @@ def run_demo_command(args: argparse.Namespace) -> int:
         demo.start_stack()
         demo.start_worker()
         demo.start_portal()
+        demo.start_ingress()
         report = demo.simulate()
-        demo.wait_caught_up(report.events)
+        # what the ingress refused never reached Kafka: the worker cannot read it
+        demo.wait_caught_up(report.events - report.send_errors)
         demo.tour(report)
         outbox = demo.outbox_size()
         portal = demo.wait_portal(outbox)

@@ -18,6 +18,10 @@ previous credentials stay in force::
   tests and environment-provided credentials, never logged.
 * HMAC secrets must be usable to verify signatures, so they are stored as given; write them as
   ``${env:NAME}`` to keep them out of the file.
+* ``python -m connectors.ingress.credentials generate --out FILE`` writes a file with a fresh
+  key for every agency (the demo and the province simulator use one: the simulator needs the
+  keys themselves, so such a file holds ``api_key`` or ``hmac_secret`` in clear; keep it to
+  test and demo machines).
 
 The same document may come from an environment variable (``credentials_env``), read once at
 start; both sources are merged.
@@ -33,11 +37,13 @@ import json
 import logging
 import os
 import re
+import secrets
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Final
 
@@ -50,8 +56,10 @@ __all__ = [
     "CredentialEntry",
     "CredentialStore",
     "CredentialsFile",
+    "generate_credentials",
     "hash_api_key",
     "sign",
+    "write_credentials",
 ]
 
 log = logging.getLogger("connectors.ingress.credentials")
@@ -261,14 +269,76 @@ class CredentialStore:
         return Caller(entry.agency_code, entry.key_id, "hmac")
 
 
+def generate_credentials(
+    agency_codes: Iterable[str], *, method: str = "api-key", key_id_suffix: str = "sim"
+) -> CredentialsFile:
+    """One fresh credential per agency, in clear (``api_key`` or ``hmac_secret``): for the
+    demo and the simulator, which must present the keys, not only check them."""
+    if method not in ("api-key", "hmac"):
+        raise ValueError(f"method must be 'api-key' or 'hmac', not {method!r}")
+    entries = []
+    for code in sorted(set(agency_codes)):
+        secret = SecretStr(secrets.token_urlsafe(24))
+        kind = {"api_key": secret} if method == "api-key" else {"hmac_secret": secret}
+        entries.append(CredentialEntry(agency_code=code, key_id=f"{code}-{key_id_suffix}", **kind))
+    return CredentialsFile(credentials=entries)
+
+
+def write_credentials(document: CredentialsFile, path: Path) -> Path:
+    """Write ``document`` readable by its owner only (it holds secrets in clear)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {
+        "credentials": [
+            {
+                key: value.get_secret_value() if isinstance(value, SecretStr) else value
+                for key, value in entry.model_dump(exclude_none=True).items()
+            }
+            for entry in document.credentials
+        ]
+    }
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        json.dump(data, out, indent=1)
+        out.write("\n")
+    return path
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m connectors.ingress.credentials",
-        description="Print the SHA-256 of an API key for the ingress credentials file "
-        "(api_key_sha256); the key is read from stdin or prompted, never from the command line.",
+        description="hash: print the SHA-256 of an API key for the ingress credentials file "
+        "(api_key_sha256); the key is read from stdin or prompted, never from the command line. "
+        "generate: write a credentials file with a fresh key in clear for every agency active "
+        "today in the reference data (or those given), for the demo and the province simulator "
+        "(python -m connectors.simulator --via ingress --credentials FILE).",
     )
-    parser.add_argument("action", choices=["hash"])
-    parser.parse_args(argv)
+    parser.add_argument("action", choices=["hash", "generate"])
+    parser.add_argument("--out", type=Path, help="generate: the file to write (mode 600)")
+    parser.add_argument(
+        "--agency",
+        action="append",
+        default=[],
+        help="generate: an agency code (repeatable; default every agency active today)",
+    )
+    parser.add_argument(
+        "--method",
+        choices=["api-key", "hmac"],
+        default="api-key",
+        help="generate: API keys (X-Api-Key) or HMAC secrets (X-Signature)",
+    )
+    args = parser.parse_args(argv)
+    if args.action == "generate":
+        if args.out is None:
+            parser.error("generate needs --out FILE")
+        agencies = args.agency
+        if not agencies:
+            from hub.reference import load_reference
+
+            agencies = [a.code for a in load_reference().agencies.active(date.today())]
+        document = generate_credentials(agencies, method=args.method)
+        write_credentials(document, args.out)
+        print(f"{args.out}: {len(document.credentials)} {args.method} credential(s)")
+        return 0
     key = sys.stdin.readline().strip() if not sys.stdin.isatty() else getpass.getpass("API key: ")
     if len(key) < 16:
         print("an API key has at least 16 characters", file=sys.stderr)

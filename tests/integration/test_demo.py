@@ -1,5 +1,6 @@
-"""``hub demo`` end to end: its own stack on free ports, a worker, the simulator, the tour, and
-nothing left running afterwards."""
+"""``hub demo`` end to end: its own stack on free ports, a worker, the portal side, the HTTP
+ingress the simulator sends every event through, the tour, and nothing left running
+afterwards."""
 
 from __future__ import annotations
 
@@ -54,6 +55,7 @@ def test_demo_runs_shows_the_hub_and_leaves_nothing_behind(tmp_path: Path) -> No
             "HUB_REGISTRY_PORT": str(free_port()),
             "HUB_WEB_PORT": str(free_port()),
             "HUB_DEMO_PORTAL_PORT": str(free_port()),
+            "HUB_DEMO_INGRESS_PORT": str(ingress_port := free_port()),
             "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p),
         }
     )
@@ -73,8 +75,19 @@ def test_demo_runs_shows_the_hub_and_leaves_nothing_behind(tmp_path: Path) -> No
     elapsed = time.monotonic() - started
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
-    assert "simulated 40 dossiers" in output
+    simulated = re.search(r"simulated 40 dossiers, (\d+) events", output)
+    assert simulated is not None, output[-3000:]
+    events = int(simulated.group(1))
     assert "validation problems 0, send errors 0" in output
+    # every event went through the HTTP ingress, each acknowledged (202) once: the simulator
+    # counted the 202s, the ingress counted what it published to Kafka
+    ingress = f"http://127.0.0.1:{ingress_port}"
+    assert f"ingress {ingress}: {events} acknowledged (202), 0 rejected" in output
+    assert f"the ingress acknowledged {events} events" in output
+    assert f"OpenAPI document: {ingress}/openapi.json" in output
+    credentials = tmp_path / "demo" / "ingress-credentials.json"
+    assert str(credentials) in output and credentials.stat().st_mode & 0o777 == 0o600
+    assert "stopping the http-ingress" in output
     assert "caught up" in output
     assert '"dossier_code":' in output and '"timeline": [' in output  # a dossier's JSON
     assert '"on_time_rate":' in output and '"counts":' in output  # an agency summary

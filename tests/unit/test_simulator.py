@@ -252,7 +252,8 @@ def test_help_explains_every_option() -> None:
     for action in parser._actions:
         assert action.help, action.option_strings
     text = parser.format_help()
-    for option in ("--seed", "--rate", "--duration", "--dossiers", "--dry-run", "--online-share"):
+    for option in ("--seed", "--rate", "--duration", "--dossiers", "--dry-run", "--online-share",
+                   "--via", "--ingress-url", "--credentials"):  # fmt: skip
         assert option in text
 
 
