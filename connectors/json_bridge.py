@@ -72,6 +72,7 @@ from hub.dlq import (
     detail_from_problems,
     dlq_topic,
 )
+from hub.security.client import env_client_kwargs
 from hub.settings import HubSettings
 from hub.worker.topics import TopicCreator
 
@@ -296,6 +297,7 @@ class JsonBridge(JsonChecker):
         try:
             self.consumer = KafkaConsumer(
                 bootstrap_servers=bootstrap,
+                **env_client_kwargs(),
                 group_id=self.group_id,
                 client_id=PROCESSOR,
                 enable_auto_commit=False,

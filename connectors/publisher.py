@@ -25,6 +25,7 @@ from hub.contract.inbound import (
 from hub.contract.registry import SchemaRegistryClient
 from hub.contract.schemas import SchemaKind, load_schema, versions
 from hub.contract.serde import AvroSerializer
+from hub.security.client import env_client_kwargs
 
 __all__ = ["EventPublisher"]
 
@@ -55,6 +56,7 @@ class EventPublisher:
         self._procedure_effective_from = procedure_effective_from
         self.producer = KafkaProducer(
             bootstrap_servers=bootstrap,
+            **env_client_kwargs(),
             acks="all",
             enable_idempotence=True,
             linger_ms=5,

@@ -98,6 +98,7 @@ from hub.dlq import (
     DeadLetterPublisher,
     dlq_topic,
 )
+from hub.security.client import env_client_kwargs
 from hub.settings import HubSettings
 from hub.worker.topics import TopicCreator
 
@@ -350,6 +351,7 @@ class WebhookSink(PortalSink):
         try:
             self.consumer = KafkaConsumer(
                 bootstrap_servers=bootstrap,
+                **env_client_kwargs(),
                 group_id=self.group_id,
                 client_id=PROCESSOR,
                 enable_auto_commit=False,

@@ -10,6 +10,7 @@ from connectors.sdk.cli import add_connector_parser, run_connector_command
 from hub.audit.commands import add_audit_parser, run_audit_command
 from hub.demo import add_demo_parser, run_demo_command
 from hub.dlq.commands import add_dlq_parser, run_dlq_command
+from hub.security.cli import add_security_parser, run_security_command
 from hub.stack.cli import add_stack_parser, run_stack_command
 
 __all__ = ["main"]
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_audit_parser(sub)
     add_demo_parser(sub)
     add_connector_parser(sub)
+    add_security_parser(sub)
     return parser
 
 
@@ -59,6 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_demo_command(args)
     if args.command == "connector":
         return run_connector_command(args)
+    if args.command == "security":
+        return run_security_command(args)
     raise AssertionError(f"unhandled command {args.command}")
 
 

@@ -8,10 +8,12 @@ run against the local stack (``hub stack up``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from hub.security.client import KafkaClientSecurity
 
 __all__ = ["HubSettings"]
 
@@ -50,6 +52,29 @@ class HubSettings(BaseSettings):
     session_timeout_s: float = 30.0
     #: back-off between attempts while the schema registry is unreachable
     registry_retry_s: float = 2.0
+    #: Kafka client security (see README, "Kafka security"); PLAINTEXT needs nothing else
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    #: SecretStr: printed as ********** if the settings are ever logged
+    kafka_sasl_password: SecretStr | None = None
+    #: a 0600 file holding the password (e.g. the one `hub security apply-acls` wrote)
+    kafka_sasl_password_file: Path | None = None
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
+
+    def kafka_security(self) -> KafkaClientSecurity:
+        """Validated client security; raises SecurityConfigError when incomplete."""
+        password = self.kafka_sasl_password
+        return KafkaClientSecurity.build(
+            self.kafka_security_protocol,
+            self.kafka_sasl_mechanism,
+            self.kafka_sasl_username,
+            password.get_secret_value() if password else None,
+            self.kafka_sasl_password_file,
+        )
+
+    def kafka_client_kwargs(self) -> dict[str, Any]:
+        """Security keyword arguments for kafka-python and aiokafka clients ({} if plain)."""
+        return self.kafka_security().client_kwargs()

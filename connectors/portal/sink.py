@@ -82,6 +82,7 @@ from hub.dlq import (
     attempt_of,
     dlq_topic,
 )
+from hub.security.client import env_client_kwargs
 from hub.settings import HubSettings
 from hub.worker.topics import TopicCreator
 
@@ -590,6 +591,7 @@ class PortalSink:
         try:
             self.consumer = KafkaConsumer(
                 bootstrap_servers=bootstrap,
+                **env_client_kwargs(),
                 group_id=self.group_id,
                 client_id=PROCESSOR,
                 enable_auto_commit=False,

@@ -25,6 +25,7 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from connectors.sdk.errors import BrokerUnavailableError
+from hub.security.client import env_client_kwargs
 
 __all__ = ["OffsetStore", "offset_key"]
 
@@ -62,6 +63,7 @@ class OffsetStore:
         if self._producer is None:
             self._producer = KafkaProducer(
                 bootstrap_servers=self.bootstrap,
+                **env_client_kwargs(),
                 acks="all",
                 enable_idempotence=True,
                 client_id=f"connect-offsets-{self.connector}",
@@ -71,7 +73,11 @@ class OffsetStore:
     def ensure_topic(self) -> None:
         """Create the compacted offsets topic unless it exists."""
         try:
-            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="connect-offsets")
+            admin = KafkaAdminClient(
+                bootstrap_servers=self.bootstrap,
+                client_id="connect-offsets",
+                **env_client_kwargs(),
+            )
         except KafkaError as exc:
             raise BrokerUnavailableError(f"cannot reach Kafka at {self.bootstrap}: {exc}") from exc
         try:
@@ -96,6 +102,7 @@ class OffsetStore:
         try:
             consumer = KafkaConsumer(
                 bootstrap_servers=self.bootstrap,
+                **env_client_kwargs(),
                 group_id=None,
                 enable_auto_commit=False,
                 client_id=f"connect-offsets-{self.connector}",

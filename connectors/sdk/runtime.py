@@ -86,6 +86,7 @@ from hub.contract.inbound import (
 )
 from hub.dlq import DeadLetter, attempt_of, count_dead_letter, dead_letter_record
 from hub.dlq.headers import detail_from_problems
+from hub.security.client import env_client_kwargs
 
 __all__ = [
     "FEEDBACK_EVENT_TYPES",
@@ -663,6 +664,7 @@ class ConnectorRuntime:
         try:
             consumer = KafkaConsumer(
                 bootstrap_servers=self.config.bootstrap_servers,
+                **env_client_kwargs(),
                 group_id=self.config.consumer_group,
                 client_id=f"connect-{self.name}",
                 enable_auto_commit=False,
@@ -671,6 +673,7 @@ class ConnectorRuntime:
             )
             dlq = KafkaProducer(
                 bootstrap_servers=self.config.bootstrap_servers,
+                **env_client_kwargs(),
                 client_id=f"connect-{self.name}-dlq",
                 acks="all",
                 enable_idempotence=True,

@@ -24,6 +24,7 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 
 from hub.audit.chain import chain_key, entry_for
+from hub.security.client import env_client_kwargs
 
 __all__ = ["AuditReadError", "AuditRecord", "AuditTrail", "ChainRecords", "audit_topic",
            "encode_entry", "load_head", "read_chains"]  # fmt: skip
@@ -54,6 +55,7 @@ class AuditRecord:
 def _consumer(bootstrap: str, timeout_s: float) -> KafkaConsumer:
     return KafkaConsumer(
         bootstrap_servers=bootstrap,
+        **env_client_kwargs(),
         client_id="hub-audit",
         group_id=None,
         enable_auto_commit=False,

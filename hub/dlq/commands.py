@@ -37,6 +37,7 @@ from hub.dlq.headers import (
     header_text,
     passthrough_headers,
 )
+from hub.security.client import env_client_kwargs
 
 __all__ = [
     "DEFAULT_BOOTSTRAP",
@@ -152,6 +153,7 @@ class DlqReader:
         try:
             self._consumer = KafkaConsumer(
                 bootstrap_servers=bootstrap,
+                **env_client_kwargs(),
                 client_id="hub-dlq",
                 group_id=None,
                 enable_auto_commit=False,
@@ -484,6 +486,7 @@ def _publish(bootstrap: str, timeout_s: float, entries: Sequence[DlqEntry]) -> i
     try:
         producer = KafkaProducer(
             bootstrap_servers=bootstrap,
+            **env_client_kwargs(),
             client_id="hub-dlq-replay",
             acks="all",
             enable_idempotence=True,

@@ -23,6 +23,7 @@ from kafka.errors import KafkaError
 from prometheus_client import Counter
 
 from hub.dlq.headers import DeadLetter, DeadLetterError, passthrough_headers
+from hub.security.client import env_client_kwargs
 
 __all__ = [
     "DEAD_LETTERS",
@@ -128,6 +129,7 @@ class DeadLetterPublisher:
             try:
                 producer = KafkaProducer(
                     bootstrap_servers=bootstrap_servers,
+                    **env_client_kwargs(),
                     client_id=client_id,
                     acks="all",
                     enable_idempotence=True,

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
+from hub.security.secrets import secret_file
 from hub.stack.errors import StackError
+from hub.stack.kafka import ADMIN_PRINCIPAL
 from hub.stack.stack import LocalStack, StackConfig
 
 __all__ = ["add_stack_parser", "run_stack_command"]
@@ -39,6 +42,13 @@ def add_stack_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         "--registry-port", type=int, help="schema registry port (default 8081, $HUB_REGISTRY_PORT)"
     )
     stack.add_argument("--lines", type=int, default=40, help="with logs: lines per service")
+    stack.add_argument(
+        "--secure",
+        action="store_true",
+        help="with up: SASL/SCRAM-SHA-512 clients and ACLs (StandardAuthorizer, deny by "
+        "default); Kafka only, no registry; also $HUB_KAFKA_SECURITY=sasl. The admin's "
+        "password is in <state dir>/secrets/admin.password; see `hub security`",
+    )
 
 
 def _config(args: argparse.Namespace) -> StackConfig:
@@ -50,6 +60,7 @@ def _config(args: argparse.Namespace) -> StackConfig:
         registry_port=args.registry_port or base.registry_port,
         kafka_version=base.kafka_version,
         apicurio_version=base.apicurio_version,
+        secure=args.secure or os.environ.get("HUB_KAFKA_SECURITY", "").lower() == "sasl",
     )
 
 
@@ -64,7 +75,15 @@ def run_stack_command(args: argparse.Namespace) -> int:
         if args.action == "up":
             status = stack.up(progress=progress)
             print(f"ready: KAFKA_BOOTSTRAP_SERVERS={status.bootstrap}")
-            print(f"ready: SCHEMA_REGISTRY_URL={status.registry_url}")
+            if stack.config.secure:
+                # Names and paths only: the password itself is never printed.
+                print("ready: HUB_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT")
+                print("ready: HUB_KAFKA_SASL_MECHANISM=SCRAM-SHA-512")
+                print(f"ready: HUB_KAFKA_SASL_USERNAME={ADMIN_PRINCIPAL}")
+                admin_file = secret_file(stack.config.state_dir, ADMIN_PRINCIPAL)
+                print(f"ready: HUB_KAFKA_SASL_PASSWORD_FILE={admin_file}")
+            if status.with_registry:
+                print(f"ready: SCHEMA_REGISTRY_URL={status.registry_url}")
             return 0
         if args.action == "down":
             stopped = stack.down()

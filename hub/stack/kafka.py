@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import base64
+import os
+import re
 import time
 import uuid
 from importlib import resources
 from pathlib import Path
 
+from hub.security.secrets import SecretError, ensure_secret
 from hub.stack.artifacts import kafka_classpath
 from hub.stack.errors import StackError, StartupError
 from hub.stack.process import ManagedProcess
 from hub.stack.tools import find_java, java_env
 
-__all__ = ["KafkaNode"]
+__all__ = ["ADMIN_PRINCIPAL", "SECURITY_MARKER", "KafkaNode", "secure_properties"]
+
+#: file in the state dir saying the storage holds the admin's SCRAM credential
+SECURITY_MARKER = "kafka-secure"
+
+#: the broker's own principal in secure mode, also the only super user (tooling, ACL setup)
+ADMIN_PRINCIPAL = "admin"
 
 _SERVER_PROPERTIES = """\
 # Written by `hub stack`; edits are overwritten on the next `up`.
@@ -41,6 +50,56 @@ delete.topic.enable=true
 log.retention.hours=-1
 """
 
+# Secure mode (opt-in, `hub stack up --secure`): clients authenticate with SCRAM-SHA-512 on a
+# SASL_PLAINTEXT listener and every operation goes through KRaft's StandardAuthorizer with
+# deny-by-default. The controller listener (loopback only) uses SASL/PLAIN with a static JAAS
+# user instead of PLAINTEXT: with PLAINTEXT the broker would reach its controller as
+# User:ANONYMOUS, which would then have to be a super user. KRaft does not offer SCRAM on
+# the controller listener (SCRAM credentials live in the metadata log the controller serves).
+_SECURE_OVERRIDES = {
+    "listeners": "SASL_PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+    "advertised.listeners": "SASL_PLAINTEXT://127.0.0.1:{port}",
+    "inter.broker.listener.name": "SASL_PLAINTEXT",
+    "listener.security.protocol.map": "CONTROLLER:SASL_PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+}
+_SECURE_EXTRA = """\
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+sasl.mechanism.controller.protocol=PLAIN
+listener.name.sasl_plaintext.sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=\\
+  org.apache.kafka.common.security.scram.ScramLoginModule required \\
+  username="{admin}" password="{password}";
+listener.name.controller.sasl.enabled.mechanisms=PLAIN
+listener.name.controller.plain.sasl.jaas.config=\\
+  org.apache.kafka.common.security.plain.PlainLoginModule required \\
+  username="{admin}" password="{password}" user_{admin}="{password}";
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:{admin}
+allow.everyone.if.no.acl.found=false
+"""
+
+_JAAS_UNSAFE = re.compile(r'["\\\s;,=\[\]]')
+
+
+def secure_properties(plain: str, *, port: int, controller_port: int, password: str) -> str:
+    """The plain broker properties turned into the secure variant (same keys otherwise)."""
+    if _JAAS_UNSAFE.search(password):
+        # The password sits inside a quoted JAAS string and kafka-storage's `[name=,password=]`
+        # list; any of these characters would break (or inject into) one of them.
+        raise StackError(
+            "the Kafka admin password must not contain quotes, backslashes, blanks or ;,=[]"
+        )
+    overrides = {
+        key: value.format(port=port, controller_port=controller_port)
+        for key, value in _SECURE_OVERRIDES.items()
+    }
+    lines = []
+    for line in plain.splitlines():
+        key = line.split("=", 1)[0]
+        lines.append(f"{key}={overrides[key]}" if key in overrides else line)
+    extra = _SECURE_EXTRA.format(admin=ADMIN_PRINCIPAL, password=password)
+    return "\n".join(lines) + "\n" + extra
+
 
 class KafkaNode:
     """Configures, formats, starts and probes the local broker."""
@@ -54,6 +113,7 @@ class KafkaNode:
         version: str,
         partitions: int = 6,
         heap: str = "1g",
+        secure: bool = False,
     ) -> None:
         self.state_dir = state_dir
         self.port = port
@@ -61,7 +121,33 @@ class KafkaNode:
         self.version = version
         self.partitions = partitions
         self.heap = heap
+        self.secure = secure
         self.process = ManagedProcess("kafka", state_dir)
+
+    def admin_password(self) -> str:
+        """The admin's password (secure mode): the secret file's, else env or a new one."""
+        try:
+            return ensure_secret(
+                self.state_dir, ADMIN_PRINCIPAL, os.environ.get("HUB_KAFKA_ADMIN_PASSWORD")
+            )
+        except (SecretError, OSError) as exc:
+            raise StartupError(f"Kafka admin secret: {exc}") from exc
+
+    def client_security(self) -> dict[str, str]:
+        """kafka-python keyword arguments for the admin (empty in plain mode)."""
+        if not self.secure:
+            return {}
+        return {
+            "security_protocol": "SASL_PLAINTEXT",
+            "sasl_mechanism": "SCRAM-SHA-512",
+            "sasl_plain_username": ADMIN_PRINCIPAL,
+            "sasl_plain_password": self.admin_password(),
+        }
+
+    @property
+    def security_marker(self) -> Path:
+        """Present when the storage was formatted with the admin's SCRAM credential."""
+        return self.state_dir / SECURITY_MARKER
 
     @property
     def bootstrap(self) -> str:
@@ -77,14 +163,26 @@ class KafkaNode:
 
     def _write_config(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.config_file.write_text(
-            _SERVER_PROPERTIES.format(
+        plain = _SERVER_PROPERTIES.format(
+            port=self.port,
+            controller_port=self.controller_port,
+            data_dir=self.data_dir,
+            partitions=self.partitions,
+        )
+        if not self.secure:
+            self.config_file.write_text(plain)
+        else:
+            text = secure_properties(
+                plain,
                 port=self.port,
                 controller_port=self.controller_port,
-                data_dir=self.data_dir,
-                partitions=self.partitions,
+                password=self.admin_password(),
             )
-        )
+            # The file holds the admin's password: create it private, never world-readable.
+            self.config_file.unlink(missing_ok=True)
+            fd = os.open(self.config_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
         log4j = self.state_dir / "kafka-log4j2.xml"
         log4j.write_text(resources.files("hub.stack").joinpath("templates/log4j2.xml").read_text())
 
@@ -109,6 +207,13 @@ class KafkaNode:
     def _format_if_new(self, classpath: str) -> None:
         """Format storage once; later starts reuse it so data survives restarts."""
         if (self.data_dir / "meta.properties").is_file():
+            if self.secure and not self.security_marker.is_file():
+                # No admin SCRAM credential in this metadata log: the broker could not even
+                # authenticate to itself. Say so instead of failing obscurely later.
+                raise StartupError(
+                    f"{self.data_dir} was formatted without security; "
+                    "use another --state-dir for --secure"
+                )
             return
         import subprocess
 
@@ -121,6 +226,16 @@ class KafkaNode:
             "-c",
             str(self.config_file),
         )
+        if self.secure:
+            # The admin's SCRAM credential must exist before the broker starts: the broker
+            # itself authenticates as admin on its inter-broker listener. kafka-storage takes
+            # it only as an argument, so for the seconds formatting lasts the password is in
+            # this child's command line (visible to local users of this machine); the broker
+            # and everything after read it from 0600 files.
+            argv.append(
+                f"--add-scram=SCRAM-SHA-512=[name={ADMIN_PRINCIPAL},"
+                f"password={self.admin_password()}]"
+            )
         # The marker would make the formatter look like the broker; drop it for this child.
         argv.remove(self.process.marker)
         proc = subprocess.run(
@@ -128,7 +243,12 @@ class KafkaNode:
         )
         if proc.returncode != 0:
             last = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ["no output"]
-            raise StartupError(f"formatting Kafka storage in {self.data_dir} failed: {last[0]}")
+            line = last[0]
+            if self.secure:  # a parse error could echo the --add-scram argument back
+                line = line.replace(self.admin_password(), "****")
+            raise StartupError(f"formatting Kafka storage in {self.data_dir} failed: {line}")
+        if self.secure:
+            self.security_marker.write_text("SASL_PLAINTEXT SCRAM-SHA-512\n")
 
     def start(self) -> None:
         classpath = kafka_classpath(self.version)
@@ -148,7 +268,7 @@ class KafkaNode:
                     f"{self.state_dir / 'logs' / 'server.log'}:\n{self.process.tail(8)}"
                 )
             try:
-                metadata_ok(self.bootstrap)
+                metadata_ok(self.bootstrap, security=self.client_security())
                 return
             except StackError as exc:
                 last_error = str(exc)
@@ -158,7 +278,9 @@ class KafkaNode:
         )
 
 
-def metadata_ok(bootstrap: str, timeout_s: float = 5.0) -> list[str]:
+def metadata_ok(
+    bootstrap: str, timeout_s: float = 5.0, security: dict[str, str] | None = None
+) -> list[str]:
     """Ask the broker for cluster metadata; return its topic names or raise StackError."""
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
@@ -168,6 +290,7 @@ def metadata_ok(bootstrap: str, timeout_s: float = 5.0) -> list[str]:
             bootstrap_servers=bootstrap,
             request_timeout_ms=int(timeout_s * 1000),
             client_id="hub-stack-probe",
+            **(security or {}),
         )
     except (KafkaError, OSError, ValueError) as exc:
         raise StackError(f"{type(exc).__name__}: {exc}") from exc

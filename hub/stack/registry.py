@@ -15,6 +15,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from hub.security.acls import REGISTRY_GROUP_PREFIX
+from hub.security.secrets import read_secret, secret_file
 from hub.stack.artifacts import registry_runner
 from hub.stack.errors import JavaNotFoundError, StartupError
 from hub.stack.process import ManagedProcess
@@ -44,13 +46,47 @@ class RegistryNode:
         kafka_bootstrap: str,
         version: str,
         heap: str = "512m",
+        kafka_user: str | None = None,
     ) -> None:
         self.state_dir = state_dir
         self.port = port
         self.kafka_bootstrap = kafka_bootstrap
         self.version = version
         self.heap = heap
+        #: secure mode: authenticate to Kafka as this SCRAM user (password in its secret file)
+        self.kafka_user = kafka_user
         self.process = ManagedProcess("registry", state_dir)
+
+    @property
+    def kafka_config_file(self) -> Path:
+        return self.state_dir / "registry-kafka.properties"
+
+    def _write_kafka_config(self) -> Path:
+        """SASL settings for every Kafka client of the registry, in a 0600 file.
+
+        ``apicurio.kafka.common.*`` is passed to the journal producer, consumer and admin
+        alike. A file (named by ``quarkus.config.locations``) rather than -D options keeps
+        the password out of the process list.
+        """
+        assert self.kafka_user is not None
+        password = read_secret(secret_file(self.state_dir, self.kafka_user))
+        jaas = (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="{self.kafka_user}" password="{password}";'
+        )
+        text = (
+            "apicurio.kafka.common.security.protocol=SASL_PLAINTEXT\n"
+            "apicurio.kafka.common.sasl.mechanism=SCRAM-SHA-512\n"
+            f"apicurio.kafka.common.sasl.jaas.config={jaas}\n"
+            # Its consumer groups must fall under the registry's prefixed group ACL.
+            f"apicurio.kafkasql.consumer.group-prefix={REGISTRY_GROUP_PREFIX}\n"
+        )
+        path = self.kafka_config_file
+        path.unlink(missing_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        return path
 
     @property
     def url(self) -> str:
@@ -74,9 +110,10 @@ class RegistryNode:
             "-Dapicurio.storage.kind=kafkasql",
             f"-Dapicurio.kafkasql.bootstrap.servers={self.kafka_bootstrap}",
             "-Dquarkus.log.console.json=false",
-            "-jar",
-            str(runner),
         ]
+        if self.kafka_user is not None:
+            argv.append(f"-Dquarkus.config.locations={self._write_kafka_config().as_uri()}")
+        argv += ["-jar", str(runner)]
         self.process.start(argv, env=java_env(), cwd=runner.parent)
 
     def wait_ready(self, timeout_s: float = 180.0) -> None:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from hub.security.acls import REGISTRY_PRINCIPAL, registry_rules
+from hub.security.apply import ApplyError, apply_rules
+from hub.security.secrets import SecretError
 from hub.stack.artifacts import APICURIO_VERSION, KAFKA_VERSION
-from hub.stack.kafka import KafkaNode, metadata_ok
+from hub.stack.errors import StartupError
+from hub.stack.kafka import SECURITY_MARKER, KafkaNode, metadata_ok
 from hub.stack.registry import RegistryNode
 from hub.stack.tools import find_java, find_maven, require_free_port
 
@@ -37,6 +41,11 @@ class StackConfig:
         default_factory=lambda: os.environ.get("HUB_APICURIO_VERSION", APICURIO_VERSION)
     )
     partitions: int = 6
+    #: opt-in SASL/SCRAM + StandardAuthorizer; the CLI also honours HUB_KAFKA_SECURITY=sasl,
+    #: programmatic users (tests, demo) get a plain broker unless they ask
+    secure: bool = False
+    #: False: Kafka only (tests of the broker itself need no schema registry)
+    with_registry: bool = True
 
 
 @dataclass
@@ -46,32 +55,57 @@ class StackStatus:
     bootstrap: str
     registry_url: str
 
+    with_registry: bool = True
+
     @property
     def running(self) -> bool:
-        return self.kafka_pid is not None and self.registry_pid is not None
+        registry_ok = self.registry_pid is not None or not self.with_registry
+        return self.kafka_pid is not None and registry_ok
 
 
 class LocalStack:
     def __init__(self, config: StackConfig | None = None) -> None:
-        self.config = config or StackConfig()
-        c = self.config
+        c = config or StackConfig()
+        if not c.secure and (c.state_dir / SECURITY_MARKER).is_file():
+            # Formatted secure once, secure for good: a later plain `up` would otherwise open
+            # the same data without authentication, and `status` would wait for a registry.
+            c = replace(c, secure=True)
+        self.config = c
         self.kafka = KafkaNode(
             c.state_dir,
             port=c.kafka_port,
             controller_port=c.controller_port,
             version=c.kafka_version,
             partitions=c.partitions,
+            secure=c.secure,
         )
         self.registry = RegistryNode(
             c.state_dir,
             port=c.registry_port,
             kafka_bootstrap=self.kafka.bootstrap,
             version=c.apicurio_version,
+            kafka_user=REGISTRY_PRINCIPAL if c.secure else None,
         )
 
     @property
     def bootstrap(self) -> str:
         return self.kafka.bootstrap
+
+    @property
+    def registry_wanted(self) -> bool:
+        return self.config.with_registry
+
+    def _prepare_registry_principal(self) -> None:
+        """Secure mode: the registry's SCRAM user and ACLs must exist before it connects."""
+        try:
+            apply_rules(
+                self.bootstrap,
+                self.kafka.client_security(),
+                registry_rules(),
+                self.config.state_dir,
+            )
+        except (ApplyError, SecretError) as exc:
+            raise StartupError(f"setting up the registry's Kafka principal: {exc}") from exc
 
     @property
     def registry_url(self) -> str:
@@ -81,7 +115,10 @@ class LocalStack:
         """Start whatever is not running; harmless when everything already is."""
         say = progress or (lambda _msg: None)
         find_java()
-        if not self.kafka.process.alive() or not self.registry.process.alive():
+        registry_wanted = self.registry_wanted
+        if not self.kafka.process.alive() or (
+            registry_wanted and not self.registry.process.alive()
+        ):
             find_maven()
         if self.kafka.process.alive():
             say(f"kafka already running (pid {self.kafka.process.pid()}) on {self.bootstrap}")
@@ -96,6 +133,8 @@ class LocalStack:
             self.kafka.start()
             say(f"kafka starting on {self.bootstrap}; waiting for a metadata answer")
         self.kafka.wait_ready()
+        if not registry_wanted:
+            return self.status()
         if self.registry.process.alive():
             pid = self.registry.process.pid()
             say(f"registry already running (pid {pid}) on {self.registry.url}")
@@ -106,6 +145,8 @@ class LocalStack:
                 "--registry-port / HUB_REGISTRY_PORT",
             )
             say(f"resolving Apicurio Registry {self.config.apicurio_version} (cached after)")
+            if self.config.secure:
+                self._prepare_registry_principal()
             self.registry.start()
             say(f"registry starting on {self.registry.url}; waiting for /health/ready")
         self.registry.wait_ready()
@@ -125,11 +166,12 @@ class LocalStack:
             registry_pid=self.registry.process.pid(),
             bootstrap=self.bootstrap,
             registry_url=self.registry_url,
+            with_registry=self.registry_wanted,
         )
 
     def kafka_answers(self) -> bool:
         try:
-            metadata_ok(self.bootstrap, timeout_s=2)
+            metadata_ok(self.bootstrap, timeout_s=2, security=self.kafka.client_security())
         except Exception:
             return False
         return True

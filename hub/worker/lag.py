@@ -18,6 +18,8 @@ from typing import Any
 
 from prometheus_client import Gauge
 
+from hub.security.client import env_client_kwargs
+
 __all__ = ["CONSUMER_LAG", "LagSampler", "export_lag", "lag_by_topic", "refresh"]
 
 log = logging.getLogger("hub.worker.lag")
@@ -81,11 +83,14 @@ class LagSampler:
 
         if self._admin is None:
             self._admin = KafkaAdminClient(
-                bootstrap_servers=self.bootstrap_servers, client_id="hub-lag"
+                bootstrap_servers=self.bootstrap_servers,
+                client_id="hub-lag",
+                **env_client_kwargs(),
             )
         if self._consumer is None:  # no group: only reads offsets, never joins or commits
             self._consumer = KafkaConsumer(
                 bootstrap_servers=self.bootstrap_servers,
+                **env_client_kwargs(),
                 client_id="hub-lag",
                 group_id=None,
                 enable_auto_commit=False,

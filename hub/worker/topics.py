@@ -14,6 +14,7 @@ from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from hub.dlq.headers import dlq_topic
+from hub.security.client import env_client_kwargs
 from hub.worker.processor import Topics
 
 __all__ = ["TopicCreator", "hub_topics"]
@@ -36,7 +37,9 @@ class TopicCreator:
         missing = [n for n in names if n not in self.known]
         if not missing:
             return
-        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="hub-topics")
+        admin = KafkaAdminClient(
+            bootstrap_servers=self.bootstrap, client_id="hub-topics", **env_client_kwargs()
+        )
         try:
             existing = set(admin.list_topics())
             to_create = [n for n in missing if n not in existing]

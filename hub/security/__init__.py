@@ -1,0 +1,1 @@
+"""Kafka security: principals, prefixed ACLs, SCRAM users and client credentials."""
