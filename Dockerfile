@@ -5,7 +5,7 @@ COPY pyproject.toml README.md ./
 COPY hub ./hub
 COPY connectors ./connectors
 COPY schemas ./schemas
-RUN pip install --no-cache-dir . && useradd --create-home hub && mkdir -p /data && chown hub /data
+RUN pip install --no-cache-dir . && useradd --create-home hub && mkdir -p /data /secrets && chown hub /data /secrets
 USER hub
 ENV HUB_DATA_DIR=/data HUB_WEB_HOST=0.0.0.0
 EXPOSE 6066

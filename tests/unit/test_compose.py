@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from connectors.sdk.config import load_config
 from hub.stack.artifacts import APICURIO_VERSION, KAFKA_VERSION
 
 COMPOSE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
@@ -29,7 +30,7 @@ def test_the_province_runs_in_compose() -> None:
     services = compose()["services"]
     for name in (
         "kafka", "registry", "hub-worker-1", "hub-worker-2", "portal-emulator", "portal-sink",
-        "json-bridge", "simulator", "prometheus", "grafana",
+        "json-bridge", "ingress", "simulator", "prometheus", "grafana",
     ):  # fmt: skip
         assert name in services, name
 
@@ -57,6 +58,24 @@ def test_prometheus_in_compose_scrapes_both_workers_on_all_interfaces() -> None:
     for name in ("hub-worker-1", "hub-worker-2"):
         env = services[name]["environment"]
         assert env["HUB_WEB_HOST"] == "0.0.0.0"  # scrapeable from another container
+
+
+def test_the_simulator_acts_as_the_agencies_through_the_ingress_with_its_keys() -> None:
+    services = compose()["services"]
+    ingress, simulator = services["ingress"], services["simulator"]
+    command = simulator["command"]
+    assert command[command.index("--via") + 1] == "ingress"
+    assert command[command.index("--ingress-url") + 1] == "http://ingress:8088"
+    keys = command[command.index("--credentials") + 1]
+    assert any(v.endswith(":/secrets:ro") for v in simulator["volumes"])
+    assert any(v.endswith(":/secrets") for v in ingress["volumes"])
+    script = " ".join(ingress["command"])
+    config_path = script.split("--config ")[1].split()[0].removeprefix("/app/")
+    config = load_config(COMPOSE.parent / config_path)  # the image copies connectors/ to /app
+    assert config.connector_class == "http-ingress"
+    assert config.settings["host"] == "0.0.0.0"  # reachable from the simulator's container
+    assert config.settings["credentials_file"] == keys
+    assert f"--out {keys}" in script  # generated on first start into the shared volume
 
 
 def test_docker_compose_config_accepts_the_file_when_the_client_has_compose() -> None:
