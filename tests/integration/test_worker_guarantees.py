@@ -13,7 +13,7 @@ import signal
 import time
 import uuid
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,68 +22,28 @@ from kafka import KafkaConsumer
 
 from connectors.publisher import EventPublisher
 from connectors.scenarios import VN, dossier_code, dossier_life
-from hub.contract.inbound import to_avro_record, validate_dossier_event, validate_feedback_event
 from hub.contract.registry import SchemaRegistryClient
 from hub.contract.serde import AvroDeserializer
-from hub.domain.events import from_record
-from hub.domain.lifecycle import Applied, DossierState, apply
-from hub.outputs import output_id
 from hub.reference import load_reference
-from hub.worker.processor import rule_context
+from tests.fixtures.ledger import CRIMINAL_RECORD, JUSTICE, Ledger, province_events, validated
 from tests.fixtures.stack import Broker
 from tests.fixtures.topics import read_topic as drain
-from tests.fixtures.worker import Worker, start_worker
+from tests.fixtures.worker import Worker, start_worker, view_status, wait_for
 
 pytestmark = pytest.mark.broker
 
-JUSTICE = "000.00.03.H40"
 HOME_AFFAIRS = "000.00.02.H40"  # Sở Nội vụ, successor of Sở LĐTBXH since 2025-03-01
 LABOUR_RETIRED = "000.00.26.H40"  # Sở Lao động - Thương binh và Xã hội, merged 2025-03-01
-CRIMINAL_RECORD = "2.000488"
 REFERENCE = load_reference()
 
 
 def expected_status_ids(events: list[dict[str, Any]]) -> tuple[set[str], dict[str, str]]:
     """Output ids the worker must emit, and each dossier's final status, by the pure domain."""
-    ctx = rule_context(REFERENCE)
-    states: dict[str, DossierState | None] = {}
-    ids: set[str] = set()
-    for data in events:
-        validate = (
-            validate_feedback_event
-            if data["event_type"] == "ServiceRated"
-            else validate_dossier_event
-        )
-        model = validate(data)
-        assert not isinstance(model, list), model
-        record = to_avro_record(model, recorded_at=datetime.now(UTC), schema_version=1)
-        event = from_record(record)
-        outcome = apply(states.get(event.dossier_code), event, ctx)
-        assert isinstance(outcome, Applied), outcome
-        states[event.dossier_code] = outcome.state
-        if outcome.status_change is not None:
-            ids.add(output_id(event.event_id, "status"))
-    return ids, {code: s.status.value for code, s in states.items() if s is not None}
-
-
-def province_events(count: int, start: datetime) -> list[dict[str, Any]]:
-    lives = [
-        dossier_life(
-            dossier_code(JUSTICE, start, n),
-            JUSTICE,
-            CRIMINAL_RECORD,
-            start + timedelta(minutes=n),
-            supplement=n % 5 == 0,
-            finish=n % 7 != 0,
-            rating=4 if n % 3 == 0 else None,
-        )
-        for n in range(1, count + 1)
-    ]
-    # Interleave dossiers as a province would, each dossier's own events kept in order.
-    merged: list[dict[str, Any]] = []
-    for i in range(max(len(life) for life in lives)):
-        merged.extend(life[i] for life in lives if i < len(life))
-    return merged
+    ledger = Ledger()
+    for event in events:
+        ledger.acknowledged(event)
+    ids, final = ledger.expected()
+    return {i for per_dossier in ids.values() for i in per_dossier}, final
 
 
 def publish(broker: Broker, prefix: str, events: list[dict[str, Any]]) -> None:
@@ -93,20 +53,6 @@ def publish(broker: Broker, prefix: str, events: list[dict[str, Any]]) -> None:
             assert publisher.publish(event) == []
     finally:
         publisher.close()
-
-
-def wait_for(predicate: Any, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
-
-
-def view_status(worker: Worker, code: str) -> str | None:
-    status, body = worker.get(f"/dossiers/{code}")
-    return body["status"] if status == 200 else None
 
 
 def test_overdue_dossier_alerts_once_with_apology_owed_and_due_soon_for_a_near_deadline(
@@ -246,16 +192,6 @@ def collect_ids(broker: Broker, topic: str, want: set[str], timeout_s: float) ->
     finally:
         consumer.close()
     return got
-
-
-def validated(event: dict[str, Any]) -> Any:
-    model = (
-        validate_feedback_event(event)
-        if event["event_type"] == "ServiceRated"
-        else validate_dossier_event(event)
-    )
-    assert not isinstance(model, list), model
-    return model
 
 
 def test_two_workers_split_the_partitions_and_either_answers_for_any_dossier(
