@@ -159,6 +159,21 @@ class AuditCount:
         self.consumer.close()
 
 
+def publish(res: dict[str, Any], table: str, name: str) -> Path:
+    """Write the results as JSON to ``bench/results/<name>``; print the table, any errors and
+    where the JSON went."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / name
+    out.write_text(json.dumps(res, indent=2, ensure_ascii=False, default=str) + "\n")
+    print()
+    print(table)
+    print()
+    if res["errors"]:
+        print(f"errors: {json.dumps(res['errors'], ensure_ascii=False)[:2000]}")
+    print(f"results: {out}")
+    return out
+
+
 def rss_bytes(pid: int) -> int | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -1232,15 +1247,7 @@ def main(argv: list[str] | None = None) -> int:
     table, targets = build_report(res)
     res["targets"] = targets
     res["table_markdown"] = table
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"{stamp}.json"
-    out.write_text(json.dumps(res, indent=2, ensure_ascii=False, default=str) + "\n")
-    print()
-    print(table)
-    print()
-    if res["errors"]:
-        print(f"errors: {json.dumps(res['errors'], ensure_ascii=False)[:2000]}")
-    print(f"results: {out}")
+    publish(res, table, f"{stamp}.json")
     return code
 
 

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import random
 import shutil
@@ -55,7 +54,6 @@ from pathlib import Path
 from typing import Any
 
 from bench.run import (
-    RESULTS,
     Bench,
     Stopped,
     _on_sigterm,
@@ -63,6 +61,7 @@ from bench.run import (
     events_in,
     http_get,
     machine,
+    publish,
     rss_bytes,
     say,
     versions,
@@ -448,15 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     res.setdefault("growth", {})
     table = report(res)
     res["table_markdown"] = table
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"soak-{stamp}.json"
-    out.write_text(json.dumps(res, indent=2, ensure_ascii=False, default=str) + "\n")
-    print()
-    print(table)
-    print()
-    if res["errors"]:
-        print(f"errors: {json.dumps(res['errors'], ensure_ascii=False)[:2000]}")
-    print(f"results: {out}")
+    publish(res, table, f"soak-{stamp}.json")
     return code
 
 
