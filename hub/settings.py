@@ -36,6 +36,11 @@ class HubSettings(BaseSettings):
     replication_factor: int = 1
     store: Literal["rocksdb", "memory"] = "rocksdb"
     standby_replicas: int = 0
+    #: RocksDB memory per table partition: memtable size (two at most) and block cache.
+    #: faust's defaults (64 MiB x 3 and 2 GiB) let the resident memory grow with every
+    #: dossier held; these bound it (about 24 MiB per partition)
+    rocksdb_write_buffer_mb: int = 4
+    rocksdb_block_cache_mb: int = 16
     data_dir: Path = Path(".hub/worker")
     web_host: str = "127.0.0.1"
     web_port: int = 6066
@@ -50,6 +55,11 @@ class HubSettings(BaseSettings):
     source_system: str = "nghean-hub"
     #: a worker that stops heartbeating leaves the group after this long (then a rebalance)
     session_timeout_s: float = 30.0
+    #: the agent applies up to this many records at a time and waits once for all their
+    #: outputs' acknowledgements (not once per record)
+    batch_max: int = 500
+    #: ... or what arrived within this many milliseconds, whichever comes first
+    batch_wait_ms: float = 10.0
     #: back-off between attempts while the schema registry is unreachable
     registry_retry_s: float = 2.0
     #: Kafka client security (see README, "Kafka security"); PLAINTEXT needs nothing else

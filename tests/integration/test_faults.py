@@ -315,16 +315,6 @@ def test_broker_restarts_under_load_lose_nothing_and_apply_nothing_twice(
 
 
 # --------------------------------------------------------------------------- rebalance storm
-@pytest.mark.xfail(
-    reason="KNOWN DEFECT, open: in about 3 of 5 runs a rebalance storm (SIGTERM and kill -9 "
-    "of group members under load) loses one event's effect whose offset was committed (its "
-    "status record, or its place in the dossier's state). Not fixed by finishing the record "
-    "in flight on cancellation, nor by faust's stream_wait_empty, nor by manual acks; see "
-    "README 'Fault tests and soak'. The test runs every time and reports its figures; an "
-    "XPASS is a run where nothing was lost.",
-    raises=AssertionError,
-    strict=False,
-)
 @pytest.mark.timeout(420)  # may include starting the session's broker
 def test_a_rebalance_storm_under_load_loses_nothing_and_applies_nothing_twice(
     broker: Broker, tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -1,0 +1,120 @@
+"""faust's Kafka consumer, with one rule added: no acknowledgement for a record that was not
+processed, or was fetched before a rebalance.
+
+Why: on a rebalance faust forgets each partition's committed offset until the new assignment
+is seeked, and meanwhile still accepts acknowledgements: for the records its streams *skip*
+(delivered while the flow is suspended, or of an older generation) and for records a stream
+finishes after the revocation. Those offsets then count as processed, and the next commit can
+move a partition past records that nobody applied. Under a rebalance storm that lost
+committed events (``tests/integration/test_faults.py``).
+
+So skipped records are refused, and every record is tagged with the consumer's *epoch* when
+its fetch began (faust tags records with a generation only when it converts them, which may
+be after the rebalance); the epoch moves on at each revocation and at stop. A stale record is
+not acknowledged, and the agent (``hub.worker.app``) neither applies nor stores it; the seek
+that follows every rebalance fetches it again. That records are applied in order and without
+gaps whatever the consumer's position is, is ``hub.worker.order``'s job.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+import faust
+from faust import streams as faust_streams
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+from faust.types.transports import ConsumerT, TransportT
+
+
+class HubConsumer(faust_aiokafka.Consumer):
+    """The aiokafka consumer of faust: records fetched before a revocation or a stop are
+    stale, never acknowledged, and stored by nobody (see the module's docstring)."""
+
+    #: moves on at every revocation and stop: records fetched in an older epoch are stale
+    epoch: int = 0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._fetched_in: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+        self._returned_in = 0  # the epoch when the last fetch returned its records
+
+    def give_up_fetched(self) -> None:
+        """Everything fetched so far is stale from now on."""
+        self.epoch += 1
+
+    def is_stale(self, message: Any) -> bool:
+        """True when ``message`` was fetched before the partitions were last revoked or the
+        worker began to stop: its partition may belong to another worker now."""
+        fetched = self._fetched_in.get(message)
+        return fetched is not None and fetched != self.epoch
+
+    async def _wait_next_records(self, timeout: float) -> Any:  # noqa: ASYNC109 (faust's)
+        # The epoch when the fetch *began*: a revocation while it waited makes what it
+        # returns stale (faust converts records lazily, later still).
+        epoch = self.epoch
+        records = await super()._wait_next_records(timeout)
+        self._returned_in = epoch
+        return records
+
+    def _to_message(self, tp: TP, record: Any) -> Any:
+        message = super()._to_message(tp, record)
+        self._fetched_in[message] = self._returned_in
+        return message
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        self.give_up_fetched()  # before faust forgets the committed offsets
+        await super().on_partitions_revoked(revoked)
+
+    def ack(self, message: Any) -> bool:
+        # faust also "acknowledges" the records its streams skip: those delivered while the
+        # flow is suspended (a rebalance, table recovery) or tagged with an older generation.
+        # Skipped is not processed: refused too, so a commit never passes them.
+        skipped = (
+            not self.app.flow_control.is_active()
+            or message.generation_id != self.app.consumer_generation_id
+        )
+        if skipped or self.is_stale(message):
+            # Done with, but its offset is not ours to commit: it will be fetched again.
+            message.acked = True
+            self._unacked_messages.discard(message)
+            return False
+        return bool(super().ack(message))
+
+
+class HubTransport(faust_aiokafka.Transport):
+    Consumer: ClassVar[type[ConsumerT]] = HubConsumer
+
+
+class HubApp(faust.App):
+    """faust.App on :class:`HubTransport` (same ``kafka://`` URLs and settings)."""
+
+    def _new_transport(self) -> TransportT:
+        return HubTransport(self.conf.broker_consumer, self)
+
+    async def on_stop(self) -> None:
+        # faust closes the tables first and stops the agents later, then commits what they
+        # acknowledged in between: a batch finishing in that gap would be acknowledged with
+        # its states written to closed stores. Stopping counts as a revocation instead.
+        consumer = self._consumer
+        if isinstance(consumer, HubConsumer):
+            consumer.give_up_fetched()
+        await super().on_stop()
+
+
+@contextmanager
+def acting_for(event: Any) -> Iterator[None]:
+    """Table reads and writes on behalf of ``event`` outside faust's own iteration.
+
+    A faust table (and its RocksDB store) takes the partition of a key from the *current
+    event*, which faust sets only while a stream yields one record. A batch is applied after
+    it was taken, so each read and write names its record here: the state lands in the
+    changelog partition of the record's own partition, as a per-record agent would put it."""
+    token = faust_streams._current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        faust_streams._current_event.reset(token)
