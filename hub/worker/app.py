@@ -26,6 +26,7 @@ from typing import Any
 
 from aiohttp.web import Response as AioResponse
 from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
+from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from hub.audit.trail import AuditTrail, audit_topic  # [audit]
@@ -46,7 +47,7 @@ from hub.worker.lag import LagSampler, refresh
 from hub.worker.order import PartitionOrder, Verdict, is_internal_key, next_offset_key
 from hub.worker.processor import Effects, Processor, Topics, decode_state, encode_state, utc_now
 from hub.worker.topics import TopicCreator, hub_topics
-from hub.worker.transport import HubApp, HubConsumer, acting_for
+from hub.worker.transport import HubApp, HubConsumer, acting_for, reading_partition
 
 log = logging.getLogger("hub.worker")
 
@@ -147,7 +148,9 @@ async def apply_batch(events: list[Any]) -> list[Any]:
     same ids (the states remember every applied event id)."""
     batch = Batch()
     for event in events:
-        if not consumer().is_stale(event.message):  # else fetched again after the rebalance
+        if consumer().is_stale(event.message):
+            await batch.drop(event)  # fetched before a rebalance: fetched again after it
+        else:
             await batch.take(event)
     for future in batch.pending:
         await future  # acknowledged before the states move on: nothing is lost on a crash
@@ -175,19 +178,28 @@ class Batch:
                 self.states[key] = self.stored[key] = decode_state(dossiers.get(key))
         return self.states[key]
 
-    def next_offset_of(self, event: Any) -> int | None:
+    async def next_offset_of(self, event: Any) -> int | None:
+        """The partition's stored next offset; for a partition nothing was applied from yet,
+        the first offset the broker has: faust commits a run of acknowledged records even if
+        records before it (from an uncommitted start) were never processed."""
         message = event.message
         tp = (message.topic, message.partition)
         if tp not in self.next_offsets:
             with acting_for(event):
                 raw = dossiers.get(next_offset_key(*tp))
-            self.next_offsets[tp] = int(raw) if raw is not None else None
+            self.next_offsets[tp] = int(raw) if raw is not None else await _log_start(message.tp)
         return self.next_offsets[tp]
+
+    async def drop(self, event: Any) -> None:
+        message = event.message
+        wanted = await self.next_offset_of(event)
+        if wanted is not None and message.offset >= wanted:
+            order.expect(message.topic, message.partition, wanted, time.monotonic())
 
     async def take(self, event: Any) -> None:
         message = event.message
         tp = (message.topic, message.partition)
-        wanted = self.next_offset_of(event)
+        wanted = await self.next_offset_of(event)
         verdict = order.judge(*tp, message.offset, wanted, time.monotonic())
         if verdict is Verdict.SEEK:
             assert wanted is not None
@@ -392,6 +404,20 @@ async def deadline_clock() -> None:
         log.info("deadline clock: ticked %d dossiers", sent)
 
 
+@app.timer(interval=1.0)  # type: ignore[untyped-decorator]
+async def seek_again() -> None:
+    """A seek back whose record has not come within a second is asked again, also when no
+    other record of the partition arrives to trigger it (hub/worker/order.py)."""
+    assigned = app.consumer.assignment()
+    for topic, partition, wanted in order.overdue(time.monotonic()):
+        tp = TP(topic, partition)
+        if tp in assigned:
+            log.warning("%s[%s]: still waiting for offset %s: seeking back", *tp, wanted)
+            await app.consumer.seek(tp, wanted)
+        else:
+            order.drop(topic, partition)
+
+
 lag_sampler = LagSampler(
     settings.kafka_bootstrap_servers,
     settings.app_id,
@@ -421,11 +447,18 @@ def _dossier_json(state: Any) -> dict[str, Any]:
     return data
 
 
+def read_state(key: bytes) -> DossierState | None:
+    """A dossier's state from the store of its partition (as faust's router finds it)."""
+    tp = app.producer.key_partition(dossiers.changelog_topic.get_topic_name(), key)
+    with reading_partition(tp.partition):
+        return decode_state(dossiers.get(key))
+
+
 @app.page("/dossiers/{code}")
 @app.table_route(table=dossiers, match_info="code")
 async def get_dossier(web: Any, request: Any, code: str) -> Any:
     key = code.encode()
-    state = None if is_internal_key(key) else decode_state(dossiers.get(key))
+    state = None if is_internal_key(key) else read_state(key)
     if state is None:
         return web.json({"error": f"no dossier {code}"}, status=404)
     return web.json(_dossier_json(state))

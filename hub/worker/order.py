@@ -62,9 +62,9 @@ class PartitionOrder:
     def judge(
         self, topic: str, partition: int, offset: int, next_offset: int | None, now: float
     ) -> Verdict:
-        """The verdict for a record, given its partition's stored next offset (None: nothing
-        applied from that partition yet, so the record is where the consumer starts) and the
-        time ``now`` (monotonic seconds)."""
+        """The verdict for a record, given its partition's next offset (the stored one, or the
+        broker's log start if nothing was applied from the partition yet; None: unknown, the
+        record is taken as where the partition starts) and the time ``now`` (monotonic s)."""
         tp = (topic, partition)
         if next_offset is None or offset == next_offset:
             self._sought.pop(tp, None)
@@ -77,6 +77,19 @@ class PartitionOrder:
             return Verdict.SEEK
         return Verdict.HOLD
 
+    def expect(self, topic: str, partition: int, next_offset: int, now: float) -> None:
+        """A record of the partition was dropped unseen (fetched before a rebalance): unless
+        the next offset is applied within ``reseek_after_s``, :meth:`overdue` asks for a seek
+        back to it. The rebalance's own seek usually makes this unnecessary, but a fetch that
+        began before the revocation may return records from after that seek."""
+        tp = (topic, partition)
+        if self._sought.get(tp, (None, 0.0))[0] != next_offset:
+            self._sought[tp] = (next_offset, now)
+
+    def drop(self, topic: str, partition: int) -> None:
+        """No more seeks for this partition (it is not assigned here)."""
+        self._sought.pop((topic, partition), None)
+
     @staticmethod
     def gap(topic: str, partition: int, next_offset: int, log_start: int | None) -> Gap | None:
         """The offsets from ``next_offset`` on that the broker deleted, if its log for the
@@ -84,6 +97,19 @@ class PartitionOrder:
         if log_start is None or log_start <= next_offset:
             return None
         return Gap(topic, partition, next_offset, log_start - 1)
+
+    def overdue(self, now: float) -> list[tuple[str, int, int]]:
+        """Seeks asked for at least ``reseek_after_s`` ago whose record has not come yet, as
+        (topic, partition, next offset): to ask again even if nothing else arrives (the
+        partition's last records may all have been held)."""
+        late = [
+            (topic, partition, wanted)
+            for (topic, partition), (wanted, asked) in self._sought.items()
+            if now - asked >= self.reseek_after_s
+        ]
+        for topic, partition, wanted in late:
+            self._sought[(topic, partition)] = (wanted, now)
+        return late
 
     def forget(self) -> None:
         """After a rebalance: the seeks asked for are void (faust seeks every partition)."""

@@ -4,16 +4,20 @@ processed, or was fetched before a rebalance.
 Why: on a rebalance faust forgets each partition's committed offset until the new assignment
 is seeked, and meanwhile still accepts acknowledgements: for the records its streams *skip*
 (delivered while the flow is suspended, or of an older generation) and for records a stream
-finishes after the revocation. Those offsets then count as processed, and the next commit can
-move a partition past records that nobody applied. Under a rebalance storm that lost
-committed events (``tests/integration/test_faults.py``).
+finishes after the revocation. It also counts as processed every offset it did not see when
+a delivery jumps ahead ("gaps"). All of these offsets then count as processed, and the next
+commit can move a partition past records that nobody applied. Under a rebalance storm that
+lost committed events (``tests/integration/test_faults.py``).
 
-So skipped records are refused, and every record is tagged with the consumer's *epoch* when
-its fetch began (faust tags records with a generation only when it converts them, which may
-be after the rebalance); the epoch moves on at each revocation and at stop. A stale record is
-not acknowledged, and the agent (``hub.worker.app``) neither applies nor stores it; the seek
-that follows every rebalance fetches it again. That records are applied in order and without
-gaps whatever the consumer's position is, is ``hub.worker.order``'s job.
+So skipped records are refused, gaps are not filled, and every record is tagged with the
+consumer's *epoch* when its fetch began (faust tags records with a generation only when it
+converts them, which may be after the rebalance); the epoch moves on at each revocation and
+at stop. A stale record is not acknowledged, and the agent (``hub.worker.app``) neither
+applies nor stores it; the seek that follows every rebalance fetches it again. That records
+are applied in order and without gaps whatever the consumer's position is, is
+``hub.worker.order``'s job. (faust still commits across a single missing offset, which
+covers transaction markers; a compacted input topic's larger gaps would hold its commits
+back, not its processing.)
 """
 
 from __future__ import annotations
@@ -54,7 +58,10 @@ class HubConsumer(faust_aiokafka.Consumer):
 
     async def _wait_next_records(self, timeout: float) -> Any:  # noqa: ASYNC109 (faust's)
         # The epoch when the fetch *began*: a revocation while it waited makes what it
-        # returns stale (faust converts records lazily, later still).
+        # returns stale (faust converts records lazily, later still). Not before a suspended
+        # flow resumes, though: that wait spans the whole rebalance and its seek.
+        if not self.flow_active:
+            await self.wait(self.can_resume_flow)  # type: ignore[arg-type]
         epoch = self.epoch
         records = await super()._wait_next_records(timeout)
         self._returned_in = epoch
@@ -68,6 +75,14 @@ class HubConsumer(faust_aiokafka.Consumer):
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         self.give_up_fetched()  # before faust forgets the committed offsets
         await super().on_partitions_revoked(revoked)
+
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        # faust counts offsets it did not see between two delivered records as processed
+        # (meant for compacted topics and transaction markers) and commits past them. A
+        # delivery that jumps ahead is exactly when records were *not* processed: after a
+        # rebalance, or after the worker seeks back (hub/worker/order.py) and records fetched
+        # before the seek still arrive. So no gaps: a commit only passes acknowledged records.
+        return None
 
     def ack(self, message: Any) -> bool:
         # faust also "acknowledges" the records its streams skip: those delivered while the
@@ -118,3 +133,25 @@ def acting_for(event: Any) -> Iterator[None]:
         yield
     finally:
         faust_streams._current_event.reset(token)
+
+
+class _Message:
+    def __init__(self, partition: int) -> None:
+        self.partition = partition
+
+
+class _PartitionOnly:
+    """What a table needs of an event to pick a partition's store: its partition."""
+
+    def __init__(self, partition: int) -> None:
+        self.message = _Message(partition)
+
+
+@contextmanager
+def reading_partition(partition: int) -> Iterator[None]:
+    """Table reads from ``partition``'s store only. Without an event faust searches every
+    store it has open, and a partition it no longer owns may still be open there (a late
+    changelog acknowledgement reopens it) with an older state of the same dossier."""
+    stand_in = _PartitionOnly(partition)
+    with acting_for(stand_in):
+        yield

@@ -75,3 +75,24 @@ def test_next_offset_keys_are_internal_and_distinct_per_partition() -> None:
     assert all(is_internal_key(k) for k in keys)
     assert not is_internal_key(b"000.00.03.H40-261126-0001")
     assert not is_internal_key(None)
+
+
+def test_a_seek_whose_record_does_not_come_is_due_again_even_if_nothing_else_arrives() -> None:
+    order = PartitionOrder(reseek_after_s=1.0)
+    assert order.judge(T, 0, 130, 100, now=0.0) is Verdict.SEEK
+    assert order.overdue(now=0.5) == []
+    assert order.overdue(now=1.0) == [(T, 0, 100)]
+    assert order.overdue(now=1.5) == []  # asked again at 1.0
+    assert order.judge(T, 0, 100, 100, now=1.6) is Verdict.APPLY
+    assert order.overdue(now=5.0) == []  # the record came
+
+
+def test_a_record_dropped_unseen_makes_its_next_offset_due_unless_it_is_applied() -> None:
+    order = PartitionOrder(reseek_after_s=1.0)
+    order.expect(T, 4, 50, now=0.0)
+    assert order.overdue(now=0.9) == []
+    assert order.overdue(now=1.0) == [(T, 4, 50)]
+    order.expect(T, 5, 70, now=0.0)
+    assert order.judge(T, 5, 70, 70, now=0.5) is Verdict.APPLY  # it came: nothing to ask
+    order.drop(T, 4)
+    assert order.overdue(now=10.0) == []
