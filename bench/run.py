@@ -267,9 +267,15 @@ class Bench:
             **(extra or {}),
         }
         log_path = self.workdir / f"worker-{app_id}-{port}.log"
+        command = [sys.executable, "-m", "hub", "worker", "-l", "warn"]
+        if getattr(self.args, "profile_worker", False):  # bench.soak has no such option
+            # pyinstrument (not a project dependency) writes its report when the worker stops
+            report = RESULTS / f"profile-{app_id}-{port}.txt"
+            say(f"  profiling the worker with pyinstrument into {report}")
+            command[1:2] = ["-m", "pyinstrument", "-r", "text", "-o", str(report), "-m"]
         with log_path.open("wb") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "hub", "worker", "-l", "warn"],
+                command,
                 cwd=ROOT,
                 env=env,
                 stdout=log,
@@ -1054,6 +1060,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="events for the serial-ack baseline (5000)",
     )
     p.add_argument("--workers", default="1,2", help="hub worker counts to run (1,2)")
+    p.add_argument(
+        "--profile-worker",
+        action="store_true",
+        help="run each hub worker under pyinstrument (pip install pyinstrument); reports in "
+        "bench/results/profile-*.txt",
+    )
     p.add_argument(
         "--skip", default="", help="comma list of steps to skip: baseline,hub,latency,recovery"
     )
