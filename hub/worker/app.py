@@ -209,7 +209,7 @@ class Batch:
                     "%s[%s]: the consumer is at %s but the state needs %s next: seeking back",
                     message.topic, message.partition, message.offset, wanted,
                 )  # fmt: skip
-                await app.consumer.seek(message.tp, wanted)
+                await _seek_back(message.tp, wanted)
                 return
             log.warning(
                 "%s[%s]: offsets %s to %s were deleted (retention) before they were applied",
@@ -218,7 +218,7 @@ class Batch:
             self.next_offsets[tp] = wanted = gap.last + 1
             verdict = order.judge(*tp, message.offset, wanted, time.monotonic())
             if verdict is Verdict.SEEK:  # still ahead of the log's start
-                await app.consumer.seek(message.tp, wanted)
+                await _seek_back(message.tp, wanted)
                 return
         if verdict is Verdict.HOLD:
             return
@@ -298,6 +298,17 @@ class Batch:
                 metrics.EVENTS_OUT.labels(_kind(out.topic), _output_type(out.topic)).inc()
             if effects.lag_s is not None:
                 metrics.EVENT_LATENCY.observe(max(0.0, effects.lag_s))
+
+
+async def _seek_back(tp: Any, offset: int) -> None:
+    """Seek ``tp`` to ``offset`` if it is still assigned here: a rebalance may have started
+    meanwhile, and then its own seek follows (and the order's seeks are forgotten)."""
+    if tp not in app.consumer.assignment():
+        return
+    try:
+        await app.consumer.seek(tp, offset)
+    except Exception as exc:  # revoked between the check and the seek
+        log.warning("seek of %s to %s not done: %s", tp, offset, exc)
 
 
 async def _log_start(tp: Any) -> int | None:
@@ -408,12 +419,11 @@ async def deadline_clock() -> None:
 async def seek_again() -> None:
     """A seek back whose record has not come within a second is asked again, also when no
     other record of the partition arrives to trigger it (hub/worker/order.py)."""
-    assigned = app.consumer.assignment()
     for topic, partition, wanted in order.overdue(time.monotonic()):
         tp = TP(topic, partition)
-        if tp in assigned:
+        if tp in app.consumer.assignment():
             log.warning("%s[%s]: still waiting for offset %s: seeking back", *tp, wanted)
-            await app.consumer.seek(tp, wanted)
+            await _seek_back(tp, wanted)
         else:
             order.drop(topic, partition)
 
