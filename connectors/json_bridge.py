@@ -48,13 +48,13 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Final
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from connectors.cli import add_kafka_arguments
 from connectors.publisher import EventPublisher
-from hub.consumer_group import finish_pending_join
+from hub.consumer_group import finish_pending_join, manual_commit_consumer
 from hub.contract.errors import ContractError, EncodeError
 from hub.contract.event_types import DossierEventType, FeedbackEventType
 from hub.contract.inbound import (
@@ -72,7 +72,6 @@ from hub.dlq import (
     detail_from_problems,
     dlq_topic,
 )
-from hub.security.client import env_client_kwargs
 from hub.settings import HubSettings
 from hub.worker.topics import TopicCreator
 
@@ -295,14 +294,8 @@ class JsonBridge(JsonChecker):
             client_id=PROCESSOR,
         )
         try:
-            self.consumer = KafkaConsumer(
-                bootstrap_servers=bootstrap,
-                **env_client_kwargs(),
-                group_id=self.group_id,
-                client_id=PROCESSOR,
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                max_poll_records=max_poll_records,
+            self.consumer = manual_commit_consumer(
+                bootstrap, self.group_id, PROCESSOR, max_poll_records=max_poll_records
             )
         except Exception:
             self.publisher.close()

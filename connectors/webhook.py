@@ -66,7 +66,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Final, cast
 
 import requests
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from kafka.errors import KafkaError
 from prometheus_client import Counter, Gauge, start_http_server
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
@@ -90,6 +90,7 @@ from connectors.portal.sink import (
 from connectors.sdk.base import SinkConnector, SinkRecord
 from connectors.sdk.config import ConnectorConfig
 from connectors.sdk.errors import ConfigProblem, PermanentError, RetriableError
+from hub.consumer_group import manual_commit_consumer
 from hub.contract.errors import ContractError
 from hub.contract.registry import SchemaRegistryClient
 from hub.contract.serde import AvroDeserializer
@@ -98,7 +99,6 @@ from hub.dlq import (
     DeadLetterPublisher,
     dlq_topic,
 )
-from hub.security.client import env_client_kwargs
 from hub.settings import HubSettings
 from hub.worker.topics import TopicCreator
 
@@ -349,16 +349,10 @@ class WebhookSink(PortalSink):
         self.decoder = AvroDeserializer(self.registry)
         self.dead_letters = DeadLetterPublisher(bootstrap, client_id=PROCESSOR)
         try:
-            self.consumer = KafkaConsumer(
-                bootstrap_servers=bootstrap,
-                **env_client_kwargs(),
-                group_id=self.group_id,
-                client_id=PROCESSOR,
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                max_poll_records=200,
+            self.consumer = manual_commit_consumer(
+                bootstrap, self.group_id, PROCESSOR,
                 metadata_max_age_ms=int(settings.metadata_max_age_s * 1000),
-            )
+            )  # fmt: skip
         except Exception:
             self.dead_letters.close()
             raise

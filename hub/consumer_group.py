@@ -38,3 +38,26 @@ def finish_pending_join(consumer: Any) -> bool:
     log.debug("a group join was left in flight by a short poll; resuming it on the next poll")
     coordinator.rejoin_needed = True
     return True
+
+
+def manual_commit_consumer(
+    bootstrap: str, group_id: str, client_id: str, *, max_poll_records: int = 200, **extra: Any
+) -> Any:
+    """The kafka-python consumer our sinks and bridges share: a group member that commits by
+    hand (after its work is acknowledged), starts at the earliest offset when the group has
+    none, and authenticates as the environment says (``HUB_KAFKA_SECURITY_PROTOCOL`` ...).
+    Poll it with :func:`finish_pending_join` after every ``poll``."""
+    from kafka import KafkaConsumer
+
+    from hub.security.client import env_client_kwargs
+
+    return KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        **env_client_kwargs(),
+        group_id=group_id,
+        client_id=client_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=max_poll_records,
+        **extra,
+    )

@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import requests
-from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
@@ -70,7 +70,7 @@ from connectors.portal.contract import (
     load_contract,
     to_portal_payload,
 )
-from hub.consumer_group import finish_pending_join
+from hub.consumer_group import finish_pending_join, manual_commit_consumer
 from hub.contract.errors import ContractError, RegistryUnavailableError
 from hub.contract.registry import SchemaRegistryClient
 from hub.contract.serde import AvroDeserializer
@@ -82,7 +82,6 @@ from hub.dlq import (
     attempt_of,
     dlq_topic,
 )
-from hub.security.client import env_client_kwargs
 from hub.settings import HubSettings
 from hub.worker.topics import TopicCreator
 
@@ -589,15 +588,7 @@ class PortalSink:
         self.decoder = AvroDeserializer(self.registry)
         self.dead_letters = DeadLetterPublisher(bootstrap, client_id=PROCESSOR)
         try:
-            self.consumer = KafkaConsumer(
-                bootstrap_servers=bootstrap,
-                **env_client_kwargs(),
-                group_id=self.group_id,
-                client_id=PROCESSOR,
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                max_poll_records=200,
-            )
+            self.consumer = manual_commit_consumer(bootstrap, self.group_id, PROCESSOR)
         except Exception:
             self.dead_letters.close()
             raise
