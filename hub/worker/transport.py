@@ -1,5 +1,5 @@
-"""faust's Kafka consumer, with one rule added: no acknowledgement for a record that was not
-processed, or was fetched before a rebalance.
+"""faust's Kafka consumer, with one rule added: no acknowledgement, and so no commit, for a
+record that was not processed or was fetched before a rebalance.
 
 Why: on a rebalance faust forgets each partition's committed offset until the new assignment
 is seeked, and meanwhile still accepts acknowledgements: for the records its streams *skip*
@@ -44,7 +44,7 @@ class HubConsumer(faust_aiokafka.Consumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._fetched_in: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
-        self._returned_in = 0  # the epoch when the last fetch returned its records
+        self._returned_in = 0  # the epoch when the last fetch began
 
     def give_up_fetched(self) -> None:
         """Everything fetched so far is stale from now on."""
