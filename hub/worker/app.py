@@ -44,7 +44,13 @@ from hub.settings import HubSettings
 from hub.worker import metrics
 from hub.worker.figures import LocalView
 from hub.worker.lag import LagSampler, refresh
-from hub.worker.order import PartitionOrder, Verdict, is_internal_key, next_offset_key
+from hub.worker.order import (
+    PartitionOrder,
+    Verdict,
+    is_internal_key,
+    next_offset_key,
+    start_offset,
+)
 from hub.worker.processor import Effects, Processor, Topics, decode_state, encode_state, utc_now
 from hub.worker.topics import TopicCreator, hub_topics
 from hub.worker.transport import HubApp, HubConsumer, acting_for, reading_partition
@@ -127,6 +133,8 @@ dossiers = app.Table(
 
 
 order = PartitionOrder()  # each input partition's records once, in order (hub/worker/order.py)
+INPUT_TOPICS = frozenset({topics.dossier_events, topics.feedback_events, topics.clock})
+batch_started: float | None = None  # monotonic time the batch under way began, if any
 
 
 @app.agent(inputs, concurrency=1)
@@ -146,17 +154,25 @@ async def apply_batch(events: list[Any]) -> list[Any]:
     The guarantee is the per-record one, batched: nothing is stored or acknowledged before its
     outputs are, and a batch replayed after a crash re-sends byte-identical outputs with the
     same ids (the states remember every applied event id)."""
-    batch = Batch()
-    for event in events:
-        if consumer().is_stale(event.message):
-            await batch.drop(event)  # fetched before a rebalance: fetched again after it
-        else:
-            await batch.take(event)
-    for future in batch.pending:
-        await future  # acknowledged before the states move on: nothing is lost on a crash
-    batch.store()
-    batch.count()
-    return batch.done
+    global batch_started
+    batch_started = time.monotonic()
+    try:
+        batch = Batch()
+        assigned = app.consumer.assignment()
+        for event in events:
+            if event.message.tp not in assigned:
+                continue  # no longer ours (faust may deliver such records): its owner reads it
+            if consumer().is_stale(event.message):
+                await batch.drop(event)  # fetched before a rebalance: fetched again after it
+            else:
+                await batch.take(event)
+        for future in batch.pending:
+            await future  # acknowledged before the states move on: nothing is lost on a crash
+        batch.store()
+        batch.count()
+        return batch.done
+    finally:
+        batch_started = None
 
 
 class Batch:
@@ -273,15 +289,16 @@ class Batch:
         """One table write per dossier (its state after the batch's last record for it), then
         each input partition's next offset, in the same changelog partitions: a crash between
         the two replays records whose ids the states already hold."""
+        assigned = app.consumer.assignment()
         for key, event in self.last_event.items():
             state = self.states[key]
-            if state is None or consumer().is_stale(event.message):
+            if state is None or not _current(event.message, assigned):
                 continue  # revoked while waiting: another worker stores it, from Kafka
             with acting_for(event):  # the changelog partition is the record's partition
                 dossiers[key] = encode_state(state)
             view.replace(self.stored[key], state)
         for tp, event in self.next_event.items():
-            if consumer().is_stale(event.message):
+            if not _current(event.message, assigned):
                 continue
             with acting_for(event):
                 dossiers[next_offset_key(*tp)] = str(self.next_offsets[tp]).encode()
@@ -298,6 +315,41 @@ class Batch:
                 metrics.EVENTS_OUT.labels(_kind(out.topic), _output_type(out.topic)).inc()
             if effects.lag_s is not None:
                 metrics.EVENT_LATENCY.observe(max(0.0, effects.lag_s))
+
+
+def _current(message: Any, assigned: set[Any]) -> bool:
+    """The record's partition is still this worker's and it was fetched since the last
+    rebalance: its effects may be stored."""
+    return message.tp in assigned and not consumer().is_stale(message)
+
+
+def _stored_next(tp: Any) -> int | None:
+    """The next offset the state of ``tp``'s partition holds for it (None: nothing applied)."""
+    with reading_partition(tp.partition):
+        raw = dossiers.get(next_offset_key(tp.topic, tp.partition))
+    return int(raw) if raw is not None else None
+
+
+async def place_partitions(committed: Any) -> dict[Any, int]:
+    """At the end of every rebalance: where each assigned input partition must be read from
+    (``hub.worker.order.start_offset``), after faust seeked those with a committed offset."""
+    targets: dict[Any, int] = {}
+    for tp, offset in committed.items():
+        if tp.topic not in INPUT_TOPICS:
+            continue
+        try:
+            stored = _stored_next(tp)
+            log_start = await _log_start(tp) if offset is None and stored is None else None
+        except Exception as exc:  # the watchdog (keep_partitions_moving) tries again later
+            log.warning("%s[%s]: not placed after the rebalance: %s", tp.topic, tp.partition, exc)
+            continue
+        target = start_offset(stored, offset, log_start)
+        if target is not None:
+            targets[tp] = target
+    return targets
+
+
+app.place_partitions = place_partitions
 
 
 async def _seek_back(tp: Any, offset: int) -> None:
@@ -416,16 +468,41 @@ async def deadline_clock() -> None:
 
 
 @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
-async def seek_again() -> None:
+async def keep_partitions_moving() -> None:
     """A seek back whose record has not come within a second is asked again, also when no
-    other record of the partition arrives to trigger it (hub/worker/order.py)."""
-    for topic, partition, wanted in order.overdue(time.monotonic()):
+    other record of the partition arrives to trigger it; and a partition that made no
+    progress for a while although its consumer is past its next offset (records fetched and
+    never applied) is sought back too (hub/worker/order.py)."""
+    now = time.monotonic()
+    assigned = app.consumer.assignment()
+    for topic, partition, wanted in order.overdue(now):
         tp = TP(topic, partition)
-        if tp in app.consumer.assignment():
+        if tp in assigned:
             log.warning("%s[%s]: still waiting for offset %s: seeking back", *tp, wanted)
             await _seek_back(tp, wanted)
         else:
             order.drop(topic, partition)
+    busy = batch_started is not None and now - batch_started >= order.quiet_after_s
+    if busy or not consumer().settled:
+        return  # a batch stuck (e.g. waiting for the registry) or a rebalance: nothing to judge
+    inputs = [(tp.topic, tp.partition) for tp in assigned if tp.topic in INPUT_TOPICS]
+    for topic, partition in order.quiet(inputs, now):
+        tp = TP(topic, partition)
+        try:
+            next_offset = _stored_next(tp)
+            if next_offset is None:
+                next_offset = await _log_start(tp)
+            position = await asyncio.wait_for(app.consumer.position(tp), timeout=5)
+        except Exception as exc:  # e.g. revoked meanwhile: the rebalance places it
+            log.info("%s[%s]: position not checked: %r", topic, partition, exc)
+            continue
+        if next_offset is not None and position is not None and position > next_offset:
+            log.warning(
+                "%s[%s]: read up to %s but applied only up to %s, and nothing moved for %.0fs: "
+                "seeking back", topic, partition, position, next_offset, order.quiet_after_s,
+            )  # fmt: skip
+            await _seek_back(tp, next_offset)
+            order.expect(topic, partition, next_offset, now)
 
 
 lag_sampler = LagSampler(

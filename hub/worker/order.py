@@ -14,6 +14,19 @@ against it, not against what the consumer group believes:
   offsets are gone for good (deleted by retention: the log starts after them); the caller
   asks it before seeking, and crosses such a gap.
 
+Two more rules put the consumer where the state says, instead of waiting for a record to show
+the gap (a partition's last records may be the ones missing, and then none comes):
+
+* after every rebalance, once faust has seeked to the committed offsets, each assigned input
+  partition is placed by :func:`start_offset`. faust (0.15) drops records it fetched for a
+  partition while that partition was not yet active (during table recovery) and moves on past
+  them; it seeks back only partitions that have a committed offset, so a sparse partition
+  with none yet lost them for good (seen in the rebalance storm: a feedback partition's 14
+  ratings, consumed, never delivered, never committed);
+* a watchdog (:meth:`PartitionOrder.quiet`): a partition without progress for a while whose
+  consumer position is past its next offset has records that were fetched and never applied:
+  it is sought back too.
+
 This module is the rule only, without Kafka: ``hub.worker.app`` does the seeking.
 """
 
@@ -51,13 +64,34 @@ class Gap:
     last: int
 
 
-class PartitionOrder:
-    """Judges records against the stored next offsets; remembers the seeks it asked for."""
+def start_offset(
+    stored_next: int | None, committed: int | None, log_start: int | None
+) -> int | None:
+    """Where a newly assigned input partition must be read from, or None to leave it where
+    faust put it (its committed offset).
 
-    def __init__(self, reseek_after_s: float = 1.0) -> None:
+    * a committed offset at or below the stored next offset: stay (the records in between
+      are judged DONE and acknowledged, so commits keep moving);
+    * a committed offset above it: the stored state is behind what was committed; go back
+      and apply what it misses;
+    * no committed offset: the stored next offset, else (nothing applied yet) the log's start;
+      never where an earlier fetch happened to leave the consumer."""
+    if committed is not None:
+        return stored_next if stored_next is not None and stored_next < committed else None
+    return stored_next if stored_next is not None else log_start
+
+
+class PartitionOrder:
+    """Judges records against the stored next offsets; remembers the seeks it asked for and
+    when each partition last made progress."""
+
+    def __init__(self, reseek_after_s: float = 1.0, quiet_after_s: float = 5.0) -> None:
         self.reseek_after_s = reseek_after_s
+        self.quiet_after_s = quiet_after_s
         # (topic, partition) -> (the next offset sought, when the seek was asked for)
         self._sought: dict[tuple[str, int], tuple[int, float]] = {}
+        # (topic, partition) -> when a record of it was last applied or found applied before
+        self._progress: dict[tuple[str, int], float] = {}
 
     def judge(
         self, topic: str, partition: int, offset: int, next_offset: int | None, now: float
@@ -68,8 +102,10 @@ class PartitionOrder:
         tp = (topic, partition)
         if next_offset is None or offset == next_offset:
             self._sought.pop(tp, None)
+            self._progress[tp] = now
             return Verdict.APPLY
         if offset < next_offset:
+            self._progress[tp] = now
             return Verdict.DONE
         sought = self._sought.get(tp)
         if sought is None or sought[0] != next_offset or now - sought[1] >= self.reseek_after_s:
@@ -89,6 +125,7 @@ class PartitionOrder:
     def drop(self, topic: str, partition: int) -> None:
         """No more seeks for this partition (it is not assigned here)."""
         self._sought.pop((topic, partition), None)
+        self._progress.pop((topic, partition), None)
 
     @staticmethod
     def gap(topic: str, partition: int, next_offset: int, log_start: int | None) -> Gap | None:
@@ -111,6 +148,21 @@ class PartitionOrder:
             self._sought[(topic, partition)] = (wanted, now)
         return late
 
+    def quiet(self, partitions: list[tuple[str, int]], now: float) -> list[tuple[str, int]]:
+        """Of ``partitions`` (the assigned inputs), those without progress for
+        ``quiet_after_s``: worth a look at where their consumer stands. A partition first
+        seen here counts from now; one returned counts from now again (one look per period).
+        """
+        quiet = []
+        for tp in partitions:
+            since = self._progress.setdefault(tp, now)
+            if now - since >= self.quiet_after_s:
+                quiet.append(tp)
+                self._progress[tp] = now
+        return quiet
+
     def forget(self) -> None:
-        """After a rebalance: the seeks asked for are void (faust seeks every partition)."""
+        """After a rebalance: the seeks asked for are void (faust seeks every partition), and
+        progress counts afresh for the new assignment."""
         self._sought.clear()
+        self._progress.clear()

@@ -13,8 +13,11 @@ So skipped records are refused, gaps are not filled, and every record is tagged 
 consumer's *epoch* when its fetch began (faust tags records with a generation only when it
 converts them, which may be after the rebalance); the epoch moves on at each revocation and
 at stop. A stale record is not acknowledged, and the agent (``hub.worker.app``) neither
-applies nor stores it; the seek that follows every rebalance fetches it again. That records
-are applied in order and without gaps whatever the consumer's position is, is
+applies nor stores it; the seek that follows every rebalance fetches it again. Between a
+revocation and that seek nothing is current (faust may deliver input records while its tables
+still recover), and once faust has seeked to the committed offsets the app places each input
+partition where its stored state says (:attr:`HubApp.place_partitions`). That records are
+applied in order and without gaps whatever the consumer's position is, is
 ``hub.worker.order``'s job. (faust still commits across a single missing offset, which
 covers transaction markers; a compacted input topic's larger gaps would hold its commits
 back, not its processing.)
@@ -23,7 +26,7 @@ back, not its processing.)
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
@@ -40,6 +43,8 @@ class HubConsumer(faust_aiokafka.Consumer):
 
     #: moves on at every revocation and stop: records fetched in an older epoch are stale
     epoch: int = 0
+    #: False from a revocation until the seek that ends the rebalance: nothing is current
+    settled: bool = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -52,7 +57,10 @@ class HubConsumer(faust_aiokafka.Consumer):
 
     def is_stale(self, message: Any) -> bool:
         """True when ``message`` was fetched before the partitions were last revoked or the
-        worker began to stop: its partition may belong to another worker now."""
+        worker began to stop (its partition may belong to another worker now), or arrives
+        while a rebalance is still under way (the tables may be recovering)."""
+        if not self.settled:
+            return True
         fetched = self._fetched_in.get(message)
         return fetched is not None and fetched != self.epoch
 
@@ -74,7 +82,19 @@ class HubConsumer(faust_aiokafka.Consumer):
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         self.give_up_fetched()  # before faust forgets the committed offsets
+        self.settled = False
         await super().on_partitions_revoked(revoked)
+
+    async def perform_seek(self) -> None:
+        # faust seeks the partitions that have a committed offset, and only those; the app
+        # then places every input partition where its state says (hub/worker/order.py).
+        await super().perform_seek()
+        place = getattr(self.app, "place_partitions", None)
+        if place is not None:
+            committed = {tp: self._committed_offset.get(tp) for tp in self.assignment()}
+            for tp, offset in (await place(committed)).items():
+                await self.seek(tp, offset)
+        self.settled = True
 
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
         # faust counts offsets it did not see between two delivered records as processed
@@ -104,8 +124,15 @@ class HubTransport(faust_aiokafka.Transport):
     Consumer: ClassVar[type[ConsumerT]] = HubConsumer
 
 
+#: given each assigned partition's committed offset (None: none), where to seek some of them
+PartitionPlacer = Callable[[Mapping[TP, int | None]], Awaitable[Mapping[TP, int]]]
+
+
 class HubApp(faust.App):
     """faust.App on :class:`HubTransport` (same ``kafka://`` URLs and settings)."""
+
+    #: set by the app: called at the end of every rebalance, after faust's own seek
+    place_partitions: PartitionPlacer | None = None
 
     def _new_transport(self) -> TransportT:
         return HubTransport(self.conf.broker_consumer, self)

@@ -3,7 +3,14 @@ position the consumer is at (hub/worker/order.py)."""
 
 from __future__ import annotations
 
-from hub.worker.order import Gap, PartitionOrder, Verdict, is_internal_key, next_offset_key
+from hub.worker.order import (
+    Gap,
+    PartitionOrder,
+    Verdict,
+    is_internal_key,
+    next_offset_key,
+    start_offset,
+)
 
 T = "dossier.events"
 
@@ -96,3 +103,54 @@ def test_a_record_dropped_unseen_makes_its_next_offset_due_unless_it_is_applied(
     assert order.judge(T, 5, 70, 70, now=0.5) is Verdict.APPLY  # it came: nothing to ask
     order.drop(T, 4)
     assert order.overdue(now=10.0) == []
+
+
+# --- where a partition starts after a rebalance --------------------------------------------
+
+
+def test_a_committed_offset_at_or_below_the_state_is_kept() -> None:
+    """faust already seeked there; the records up to the state's next offset are DONE."""
+    assert start_offset(stored_next=120, committed=100, log_start=0) is None
+    assert start_offset(stored_next=100, committed=100, log_start=0) is None
+
+
+def test_a_committed_offset_ahead_of_the_state_is_sought_back() -> None:
+    assert start_offset(stored_next=90, committed=100, log_start=0) == 90
+
+
+def test_a_partition_never_committed_starts_at_the_state_not_where_a_fetch_left_it() -> None:
+    """The storm's lost ratings: a feedback partition with no commit, its records consumed
+    during table recovery and dropped by faust; only a seek brings them back."""
+    assert start_offset(stored_next=7, committed=None, log_start=0) == 7
+    assert start_offset(stored_next=None, committed=None, log_start=0) == 0
+    assert start_offset(stored_next=None, committed=None, log_start=None) is None
+
+
+# --- the watchdog ----------------------------------------------------------------------------
+
+
+def test_a_partition_without_progress_is_looked_at_once_per_period() -> None:
+    order = PartitionOrder(quiet_after_s=5.0)
+    parts = [(T, 0), ("feedback.events", 0)]
+    assert order.quiet(parts, now=0.0) == []  # first seen: counts from now
+    assert order.judge(T, 0, 10, 10, now=3.0) is Verdict.APPLY  # progress on one
+    assert order.quiet(parts, now=5.0) == [("feedback.events", 0)]
+    assert order.quiet(parts, now=6.0) == []  # looked at: the next look is 5 s later
+    assert order.quiet(parts, now=8.0) == [(T, 0)]
+    assert order.quiet(parts, now=10.0) == [("feedback.events", 0)]
+
+
+def test_records_found_applied_before_count_as_progress_and_held_ones_do_not() -> None:
+    order = PartitionOrder(quiet_after_s=5.0)
+    order.quiet([(T, 0), (T, 1)], now=0.0)
+    assert order.judge(T, 0, 3, 10, now=4.0) is Verdict.DONE
+    assert order.judge(T, 1, 30, 10, now=4.0) is Verdict.SEEK  # a gap: no progress
+    assert order.quiet([(T, 0), (T, 1)], now=5.0) == [(T, 1)]
+
+
+def test_a_rebalance_restarts_the_progress_clock() -> None:
+    order = PartitionOrder(quiet_after_s=5.0)
+    order.quiet([(T, 0)], now=0.0)
+    order.forget()
+    assert order.quiet([(T, 0)], now=6.0) == []  # counts from its first look after
+    assert order.quiet([(T, 0)], now=11.0) == [(T, 0)]
