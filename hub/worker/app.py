@@ -161,8 +161,13 @@ async def apply_batch(events: list[Any]) -> list[Any]:
         assigned = app.consumer.assignment()
         for event in events:
             if event.message.tp not in assigned:
-                continue  # no longer ours (faust may deliver such records): its owner reads it
-            if consumer().is_stale(event.message):
+                # no longer ours (faust may deliver such records): its owner reads it
+                metrics.RECORDS_SET_ASIDE.labels("not_assigned").inc()
+            elif not consumer().settled:
+                # tables may be recovering: the rebalance's end seeks the partition again
+                metrics.RECORDS_SET_ASIDE.labels("rebalancing").inc()
+            elif consumer().is_stale(event.message):
+                metrics.RECORDS_SET_ASIDE.labels("fetched_before_rebalance").inc()
                 await batch.drop(event)  # fetched before a rebalance: fetched again after it
             else:
                 await batch.take(event)
@@ -225,7 +230,8 @@ class Batch:
                     "%s[%s]: the consumer is at %s but the state needs %s next: seeking back",
                     message.topic, message.partition, message.offset, wanted,
                 )  # fmt: skip
-                await _seek_back(message.tp, wanted)
+                await _seek_back(message.tp, wanted, "gap")
+                metrics.RECORDS_SET_ASIDE.labels("after_gap").inc()
                 return
             log.warning(
                 "%s[%s]: offsets %s to %s were deleted (retention) before they were applied",
@@ -234,9 +240,11 @@ class Batch:
             self.next_offsets[tp] = wanted = gap.last + 1
             verdict = order.judge(*tp, message.offset, wanted, time.monotonic())
             if verdict is Verdict.SEEK:  # still ahead of the log's start
-                await _seek_back(message.tp, wanted)
+                await _seek_back(message.tp, wanted, "gap")
+                metrics.RECORDS_SET_ASIDE.labels("after_gap").inc()
                 return
         if verdict is Verdict.HOLD:
+            metrics.RECORDS_SET_ASIDE.labels("after_gap").inc()
             return
         self.done.append(event)
         if verdict is Verdict.DONE:
@@ -320,7 +328,7 @@ class Batch:
 def _current(message: Any, assigned: set[Any]) -> bool:
     """The record's partition is still this worker's and it was fetched since the last
     rebalance: its effects may be stored."""
-    return message.tp in assigned and not consumer().is_stale(message)
+    return message.tp in assigned and consumer().settled and not consumer().is_stale(message)
 
 
 def _stored_next(tp: Any) -> int | None:
@@ -332,7 +340,8 @@ def _stored_next(tp: Any) -> int | None:
 
 async def place_partitions(committed: Any) -> dict[Any, int]:
     """At the end of every rebalance: where each assigned input partition must be read from
-    (``hub.worker.order.start_offset``), after faust seeked those with a committed offset."""
+    (``hub.worker.order.start_offset``, else its committed offset). All are sought there,
+    also those faust just seeked: records fetched until then are given up."""
     targets: dict[Any, int] = {}
     for tp, offset in committed.items():
         if tp.topic not in INPUT_TOPICS:
@@ -344,6 +353,11 @@ async def place_partitions(committed: Any) -> dict[Any, int]:
             log.warning("%s[%s]: not placed after the rebalance: %s", tp.topic, tp.partition, exc)
             continue
         target = start_offset(stored, offset, log_start)
+        if target is None:
+            target = offset
+        elif target != offset:
+            metrics.PARTITION_SEEKS.labels("placed").inc()
+            log.info("%s[%s]: placed at %s (committed: %s)", tp.topic, tp.partition, target, offset)
         if target is not None:
             targets[tp] = target
     return targets
@@ -352,11 +366,12 @@ async def place_partitions(committed: Any) -> dict[Any, int]:
 app.place_partitions = place_partitions
 
 
-async def _seek_back(tp: Any, offset: int) -> None:
+async def _seek_back(tp: Any, offset: int, reason: str) -> None:
     """Seek ``tp`` to ``offset`` if it is still assigned here: a rebalance may have started
     meanwhile, and then its own seek follows (and the order's seeks are forgotten)."""
     if tp not in app.consumer.assignment():
         return
+    metrics.PARTITION_SEEKS.labels(reason).inc()
     try:
         await app.consumer.seek(tp, offset)
     except Exception as exc:  # revoked between the check and the seek
@@ -479,7 +494,7 @@ async def keep_partitions_moving() -> None:
         tp = TP(topic, partition)
         if tp in assigned:
             log.warning("%s[%s]: still waiting for offset %s: seeking back", *tp, wanted)
-            await _seek_back(tp, wanted)
+            await _seek_back(tp, wanted, "overdue")
         else:
             order.drop(topic, partition)
     busy = batch_started is not None and now - batch_started >= order.quiet_after_s
@@ -501,7 +516,7 @@ async def keep_partitions_moving() -> None:
                 "%s[%s]: read up to %s but applied only up to %s, and nothing moved for %.0fs: "
                 "seeking back", topic, partition, position, next_offset, order.quiet_after_s,
             )  # fmt: skip
-            await _seek_back(tp, next_offset)
+            await _seek_back(tp, next_offset, "stalled")
             order.expect(topic, partition, next_offset, now)
 
 

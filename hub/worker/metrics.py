@@ -34,7 +34,14 @@ from hub.domain.events import local_date
 from hub.domain.supervision import Figures
 from hub.worker.figures import LocalView
 
-__all__ = ["FIGURES", "HUB_VERSION", "FiguresCollector", "overdue_by_agency"]
+__all__ = [
+    "FIGURES",
+    "HUB_VERSION",
+    "PARTITION_SEEKS",
+    "RECORDS_SET_ASIDE",
+    "FiguresCollector",
+    "overdue_by_agency",
+]
 
 
 def _hub_version() -> str:
@@ -62,6 +69,20 @@ EVENT_LATENCY = Histogram(
     "hub_event_processing_latency_seconds",
     "Event time (occurred_at) to processed by the hub",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
+)
+RECORDS_SET_ASIDE = Counter(
+    "hub_records_set_aside_total",
+    "Input records the worker received but neither applied nor acknowledged, to be read "
+    "again (hub/worker/order.py): not_assigned, rebalancing, fetched_before_rebalance, "
+    "after_gap (held until a missing earlier record comes)",
+    ["reason"],
+)
+PARTITION_SEEKS = Counter(
+    "hub_partition_seeks_total",
+    "Input partitions sought to where their state says: gap (a record came after a missing "
+    "one), overdue (the missing record did not come within a second), stalled (read past "
+    "what was applied, no progress for a while), placed (end of a rebalance)",
+    ["reason"],
 )
 
 

@@ -43,7 +43,8 @@ class HubConsumer(faust_aiokafka.Consumer):
 
     #: moves on at every revocation and stop: records fetched in an older epoch are stale
     epoch: int = 0
-    #: False from a revocation until the seek that ends the rebalance: nothing is current
+    #: False from a revocation until the seek that ends the rebalance: the tables may still
+    #: be recovering, so no record is applied (the agent checks it)
     settled: bool = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -56,11 +57,9 @@ class HubConsumer(faust_aiokafka.Consumer):
         self.epoch += 1
 
     def is_stale(self, message: Any) -> bool:
-        """True when ``message`` was fetched before the partitions were last revoked or the
-        worker began to stop (its partition may belong to another worker now), or arrives
-        while a rebalance is still under way (the tables may be recovering)."""
-        if not self.settled:
-            return True
+        """True when ``message`` was fetched before the partitions were last revoked, placed
+        or the worker began to stop: its partition may belong to another worker now, or the
+        consumer has been moved since."""
         fetched = self._fetched_in.get(message)
         return fetched is not None and fetched != self.epoch
 
@@ -83,18 +82,31 @@ class HubConsumer(faust_aiokafka.Consumer):
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         self.give_up_fetched()  # before faust forgets the committed offsets
         self.settled = False
+        self._assigned = False
         await super().on_partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        self._assigned = True
+        await super().on_partitions_assigned(assigned, generation_id)
 
     async def perform_seek(self) -> None:
         # faust seeks the partitions that have a committed offset, and only those; the app
         # then places every input partition where its state says (hub/worker/order.py).
         await super().perform_seek()
+        if not getattr(self, "_assigned", False):
+            # faust also seeks when a revocation interrupts a fetch: no assignment yet, so
+            # nothing to place, and the rebalance is not over
+            return
         place = getattr(self.app, "place_partitions", None)
-        if place is not None:
-            committed = {tp: self._committed_offset.get(tp) for tp in self.assignment()}
-            for tp, offset in (await place(committed)).items():
-                await self.seek(tp, offset)
+        committed = {tp: self._committed_offset.get(tp) for tp in self.assignment()}
+        targets = await place(committed) if place is not None else {}
+        # From here records are current again, except those fetched before: they may come
+        # from anywhere (faust delivers some while tables recover) and are given up; each
+        # input partition is sought to its place, which fetches again whatever they held.
+        self.give_up_fetched()
         self.settled = True
+        for tp, offset in targets.items():
+            await self.seek(tp, offset)
 
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
         # faust counts offsets it did not see between two delivered records as processed
