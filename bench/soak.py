@@ -311,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     from hub.stack.stack import LocalStack, StackConfig
     from hub.stack.tools import free_port
-    from tests.fixtures.topics import status_records
+    from tests.fixtures.topics import outputs_against
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     workdir = Path(tempfile.mkdtemp(prefix="hub-soak-"))
@@ -379,15 +379,12 @@ def main(argv: list[str] | None = None) -> int:
         res["events_acknowledged"] = ledger.events
         res["achieved_rate"] = ledger.events / duration
         say(f"load stopped: {ledger.events} events acknowledged; waiting for the worker")
-        want, _ = ledger.expected()
-        expected = sum(len(v) for v in want.values())
         drained = time.monotonic()
-        outputs = status_records(
-            bench.bootstrap, bench.registry_url, f"{prefix}portal.outbox", expected,
+        check, _ = outputs_against(
+            ledger, bench.bootstrap, bench.registry_url, f"{prefix}portal.outbox",
             timeout_s=args.drain_s,
         )  # fmt: skip
         res["drain_s"] = round(time.monotonic() - drained, 1)
-        check = ledger.check(outputs)
         res["check"] = {**vars(check), "problems": list(check.problems)}
         res["dead_letters"] = dead_letters(bench.bootstrap, f"{prefix}dossier.events.dlq")
         rss_growth = growth(

@@ -342,17 +342,23 @@ async def place_partitions(committed: Any) -> dict[Any, int]:
     """At the end of every rebalance: where each assigned input partition must be read from
     (``hub.worker.order.start_offset``, else its committed offset). All are sought there,
     also those faust just seeked: records fetched until then are given up."""
-    targets: dict[Any, int] = {}
-    for tp, offset in committed.items():
+    stored: dict[Any, int | None] = {}
+    for tp in committed:
         if tp.topic not in INPUT_TOPICS:
             continue
         try:
-            stored = _stored_next(tp)
-            log_start = await _log_start(tp) if offset is None and stored is None else None
+            stored[tp] = _stored_next(tp)
         except Exception as exc:  # the watchdog (keep_partitions_moving) tries again later
             log.warning("%s[%s]: not placed after the rebalance: %s", tp.topic, tp.partition, exc)
-            continue
-        target = start_offset(stored, offset, log_start)
+    # one request for every partition that needs its log's start, not one each
+    unknown = [
+        tp for tp, next_offset in stored.items() if next_offset is None and committed[tp] is None
+    ]
+    starts = await _log_starts(unknown) if unknown else {}
+    targets: dict[Any, int] = {}
+    for tp, next_offset in stored.items():
+        offset = committed[tp]
+        target = start_offset(next_offset, offset, starts.get(tp))
         if target is None:
             target = offset
         elif target != offset:
@@ -380,11 +386,18 @@ async def _seek_back(tp: Any, offset: int, reason: str) -> None:
 
 async def _log_start(tp: Any) -> int | None:
     """The first offset the broker still has for ``tp`` (None if it cannot tell)."""
+    return (await _log_starts([tp])).get(tp)
+
+
+async def _log_starts(tps: list[Any]) -> dict[Any, int]:
+    """The first offset the broker still has for each of ``tps``, in one request; those it
+    cannot tell are left out."""
     try:
-        return (await app.consumer.earliest_offsets(tp)).get(tp)
+        found = await asyncio.wait_for(app.consumer.earliest_offsets(*tps), timeout=15)
     except Exception as exc:  # a broker hiccup: keep seeking rather than guess
-        log.warning("log start of %s unknown: %s", tp, exc)
-        return None
+        log.warning("log start of %s unknown: %r", ", ".join(map(str, tps)), exc)
+        return {}
+    return {tp: offset for tp, offset in found.items() if offset is not None}
 
 
 async def _effects_of(message: Any, key: bytes | None, before: DossierState | None) -> Effects:

@@ -38,7 +38,7 @@ from hub.dlq.headers import HEADER_DETAIL, HEADER_REASON
 from hub.stack.stack import LocalStack
 from tests.fixtures.ledger import JUSTICE, Check, Ledger, province_events, validated
 from tests.fixtures.stack import Broker, _from_local_stack
-from tests.fixtures.topics import read_topic, status_records
+from tests.fixtures.topics import outputs_against, read_topic
 from tests.fixtures.worker import Worker, start_worker, wait_for
 
 pytestmark = pytest.mark.broker
@@ -127,12 +127,10 @@ def judge(
     timeout_s: float = 120,
 ) -> Check:
     """Outbox, view and counts against the ledger; prints the figures line, then asserts."""
-    want, final = ledger.expected()
-    expected = sum(len(ids) for ids in want.values())
-    outputs = status_records(
-        broker.bootstrap, broker.registry_url, f"{prefix}portal.outbox", expected, timeout_s
+    _, final = ledger.expected()
+    check, _ = outputs_against(
+        ledger, broker.bootstrap, broker.registry_url, f"{prefix}portal.outbox", timeout_s
     )
-    check = ledger.check(outputs)
     # Good events never belong in a dead-letter topic: one there was judged on a stale state
     # (or a rating overtook its dossier's events: the two input topics are separate streams).
     letters = dead_letters(broker, f"{prefix}dossier.events.dlq") + dead_letters(
