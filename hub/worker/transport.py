@@ -1,5 +1,6 @@
-"""faust's Kafka consumer, with one rule added: no acknowledgement, and so no commit, for a
-record that was not processed or was fetched before a rebalance.
+"""faust's Kafka consumer, with rules added: no acknowledgement, and so no commit, for a
+record that was not processed or was fetched before a rebalance; every input partition placed
+where the state says when a rebalance ends; no record from before a seek delivered after it.
 
 Why: on a rebalance faust forgets each partition's committed offset until the new assignment
 is seeked, and meanwhile still accepts acknowledgements: for the records its streams *skip*
@@ -16,9 +17,11 @@ at stop. A stale record is not acknowledged, and the agent (``hub.worker.app``) 
 applies nor stores it; the seek that follows every rebalance fetches it again. Between a
 revocation and that seek nothing is current (faust may deliver input records while its tables
 still recover), and once faust has seeked to the committed offsets the app places each input
-partition where its stored state says (:attr:`HubApp.place_partitions`). That records are
-applied in order and without gaps whatever the consumer's position is, is
-``hub.worker.order``'s job. (faust still commits across a single missing offset, which
+partition where its stored state says (:attr:`HubApp.place_partitions`); everything fetched
+until then is stale. After a seek, records of that partition fetched before it are not
+delivered until the sought offset comes (faust would otherwise count their offsets as read
+and drop the records the seek fetches again). That records are applied in order and without
+gaps whatever the consumer's position is, is ``hub.worker.order``'s job. (faust still commits across a single missing offset, which
 covers transaction markers; a compacted input topic's larger gaps would hold its commits
 back, not its processing.)
 """
@@ -51,6 +54,9 @@ class HubConsumer(faust_aiokafka.Consumer):
         super().__init__(*args, **kwargs)
         self._fetched_in: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
         self._returned_in = 0  # the epoch when the last fetch began
+        self._seeks: dict[TP, int] = {}  # partition -> seeks through :meth:`seek` so far
+        self._seeks_at_fetch: dict[TP, int] = {}  # ... when the last fetch began
+        self._sought_to: dict[TP, int] = {}  # partition -> offset sought, until it comes
 
     def give_up_fetched(self) -> None:
         """Everything fetched so far is stale from now on."""
@@ -69,10 +75,31 @@ class HubConsumer(faust_aiokafka.Consumer):
         # flow resumes, though: that wait spans the whole rebalance and its seek.
         if not self.flow_active:
             await self.wait(self.can_resume_flow)  # type: ignore[arg-type]
-        epoch = self.epoch
+        epoch, seeks = self.epoch, dict(self._seeks)
         records = await super()._wait_next_records(timeout)
-        self._returned_in = epoch
+        self._returned_in, self._seeks_at_fetch = epoch, seeks
         return records
+
+    async def getmany(self, timeout: float) -> Any:  # noqa: ASYNC109 (faust's)
+        # After a seek, records of the partition from before it are not delivered at all:
+        # faust would take their offsets as read and then silently drop the records the seek
+        # fetches again below them (its read-offset check), so a seek back would need many
+        # tries. Until the sought offset comes, a record passes only if it is that offset or
+        # its fetch began after the seek (then it is from the new position: a fetch waiting
+        # when the seek came may return either).
+        async for tp, message in super().getmany(timeout):
+            sought = self._sought_to.get(tp)
+            if sought is not None:
+                fetched_after = self._seeks.get(tp, 0) == self._seeks_at_fetch.get(tp, 0)
+                if message.offset != sought and not fetched_after:
+                    continue  # from before the seek: the seek fetches it again
+                del self._sought_to[tp]
+            yield tp, message
+
+    async def seek(self, partition: TP, offset: int) -> None:
+        self._seeks[partition] = self._seeks.get(partition, 0) + 1
+        self._sought_to[partition] = offset
+        await super().seek(partition, offset)
 
     def _to_message(self, tp: TP, record: Any) -> Any:
         message = super()._to_message(tp, record)
@@ -83,6 +110,7 @@ class HubConsumer(faust_aiokafka.Consumer):
         self.give_up_fetched()  # before faust forgets the committed offsets
         self.settled = False
         self._assigned = False
+        self._sought_to.clear()  # faust seeks every partition again (not through seek())
         await super().on_partitions_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
