@@ -36,7 +36,6 @@ from connectors.sdk.errors import (
     RetriableError,
 )
 from hub.contract.errors import ContractError, EncodeError
-from hub.contract.inbound import InboundDossierEvent
 from hub.dlq import DeadLetter
 
 __all__ = ["JsonBridgeConnector", "JsonBridgeSettings"]
@@ -127,14 +126,8 @@ class JsonBridgeConnector(SinkConnector):
         try:
             future = self.publisher.send_async(outcome)
         except EncodeError:
-            target = (
-                self.publisher.dossier_topic
-                if isinstance(outcome, InboundDossierEvent)
-                else self.publisher.feedback_topic
-            )
             raise PermanentError(
-                "unencodable",
-                f"the validated event does not fit the Avro schema of {target}-value",
+                "unencodable", self.publisher.unencodable_detail(outcome)
             ) from None
         except ContractError as exc:  # the registry did not answer: not the record's fault
             raise RetriableError(f"schema registry: {exc}") from exc

@@ -323,15 +323,10 @@ class JsonBridge(JsonChecker):
             try:
                 future = self.publisher.send_async(outcome)
             except EncodeError:
-                target = (
-                    self.publisher.dossier_topic
-                    if isinstance(outcome, InboundDossierEvent)
-                    else self.publisher.feedback_topic
-                )
                 unencodable = self._letter(
                     record,
                     "unencodable",
-                    f"the validated event does not fit the Avro schema of {target}-value",
+                    self.publisher.unencodable_detail(outcome),
                     ("hub.contract.errors.EncodeError", "record does not fit the Avro schema"),
                     _Ident(outcome.agency_code, outcome.event_type.value, outcome.dossier_code),
                 )

@@ -88,12 +88,23 @@ class EventPublisher:
     ) -> None:
         self.send_async(event).get(timeout=timeout_s)
 
+    def topic_for(self, event: InboundDossierEvent | InboundFeedbackEvent) -> str:
+        """The topic ``event`` goes to: feedback to its own, everything else to dossiers."""
+        return (
+            self.feedback_topic if isinstance(event, InboundFeedbackEvent) else self.dossier_topic
+        )
+
+    def unencodable_detail(self, event: InboundDossierEvent | InboundFeedbackEvent) -> str:
+        """The dead-letter detail for a validated event its topic's schema cannot encode."""
+        return f"the validated event does not fit the Avro schema of {self.topic_for(event)}-value"
+
     def send_async(self, event: InboundDossierEvent | InboundFeedbackEvent) -> Any:
         """Write without waiting; the returned future's ``get()`` waits for the ack."""
+        topic = self.topic_for(event)
         if isinstance(event, InboundFeedbackEvent):
-            topic, serialize, kind = self.feedback_topic, self._feedback, SchemaKind.FEEDBACK_EVENT
+            serialize, kind = self._feedback, SchemaKind.FEEDBACK_EVENT
         else:
-            topic, serialize, kind = self.dossier_topic, self._dossier, SchemaKind.DOSSIER_EVENT
+            serialize, kind = self._dossier, SchemaKind.DOSSIER_EVENT
         record = to_avro_record(
             event, recorded_at=datetime.now(UTC), schema_version=self._versions[kind]
         )
