@@ -472,6 +472,7 @@ async def rebuild_view() -> None:
         if not is_internal_key(key) and (state := decode_state(raw)) is not None
     )
     log.info("local view rebuilt from %d dossiers", count)
+    consumer().tables_recovered()  # faust's seek that ends the rebalance comes next
 
 
 @app.timer(interval=settings.clock_interval_s)  # type: ignore[untyped-decorator]

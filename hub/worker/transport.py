@@ -21,9 +21,9 @@ partition where its stored state says (:attr:`HubApp.place_partitions`); everyth
 until then is stale. After a seek, records of that partition fetched before it are not
 delivered until the sought offset comes (faust would otherwise count their offsets as read
 and drop the records the seek fetches again). That records are applied in order and without
-gaps whatever the consumer's position is, is ``hub.worker.order``'s job. (faust still commits across a single missing offset, which
-covers transaction markers; a compacted input topic's larger gaps would hold its commits
-back, not its processing.)
+gaps whatever the consumer's position is, is ``hub.worker.order``'s job. (faust still
+commits across a single missing offset, which covers transaction markers; a compacted input
+topic's larger gaps would hold its commits back, not its processing.)
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ class HubConsumer(faust_aiokafka.Consumer):
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         self.give_up_fetched()  # before faust forgets the committed offsets
         self.settled = False
-        self._assigned = False
+        self._assigned = self._recovered = False
         self._sought_to.clear()  # faust seeks every partition again (not through seek())
         await super().on_partitions_revoked(revoked)
 
@@ -117,13 +117,20 @@ class HubConsumer(faust_aiokafka.Consumer):
         self._assigned = True
         await super().on_partitions_assigned(assigned, generation_id)
 
+    def tables_recovered(self) -> None:
+        """The app's tables hold the new assignment's state (called from the table's
+        ``on_recover``, which faust runs just before its seek that ends the rebalance)."""
+        self._recovered = True
+
     async def perform_seek(self) -> None:
         # faust seeks the partitions that have a committed offset, and only those; the app
         # then places every input partition where its state says (hub/worker/order.py).
         await super().perform_seek()
-        if not getattr(self, "_assigned", False):
-            # faust also seeks when a revocation interrupts a fetch: no assignment yet, so
-            # nothing to place, and the rebalance is not over
+        if not (getattr(self, "_assigned", False) and getattr(self, "_recovered", False)):
+            # faust also seeks when the flow stops under a fetch (a revocation; table recovery
+            # pausing streams): the tables are not ready, so nothing is placed, and the
+            # rebalance is not over. (Placing then read a half-recovered state once: a
+            # partition was sought to 117 where the state, recovered, said 236.)
             return
         place = getattr(self.app, "place_partitions", None)
         committed = {tp: self._committed_offset.get(tp) for tp in self.assignment()}
