@@ -1,6 +1,9 @@
 # The hub's one image: workers, connectors, emulator and simulator are commands of it.
 FROM python:3.11-slim
 WORKDIR /app
+# openssl: `hub security make-certs` (the secure compose file's kafka-certs service)
+RUN apt-get update && apt-get install -y --no-install-recommends openssl \
+    && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml README.md ./
 COPY hub ./hub
 COPY connectors ./connectors

@@ -70,6 +70,9 @@ class HubSettings(BaseSettings):
     kafka_sasl_password: SecretStr | None = None
     #: a 0600 file holding the password (e.g. the one `hub security apply-acls` wrote)
     kafka_sasl_password_file: Path | None = None
+    #: SSL / SASL_SSL: the CA certificate (PEM) the broker's certificate is checked against;
+    #: unset, the system's trusted authorities (`hub stack up --secure` prints its own)
+    kafka_ssl_cafile: Path | None = None
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
@@ -83,6 +86,7 @@ class HubSettings(BaseSettings):
             self.kafka_sasl_username,
             password.get_secret_value() if password else None,
             self.kafka_sasl_password_file,
+            self.kafka_ssl_cafile,
         )
 
     def kafka_client_kwargs(self) -> dict[str, Any]:

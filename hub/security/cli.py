@@ -1,18 +1,21 @@
-"""``hub security plan | apply-acls``: principals and prefixed ACLs on a secure broker."""
+"""``hub security plan | apply-acls | make-certs``: principals and prefixed ACLs on a secure
+broker, and the TLS certificate it presents."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from hub.security.acls import SecurityLayout, compute_acls
 from hub.security.apply import ApplyError, apply_layout
+from hub.security.certs import BrokerTls, CertError, ensure_broker_tls
 from hub.security.client import SecurityConfigError
 from hub.security.secrets import SecretError, read_secret, secret_file
 from hub.settings import HubSettings
-from hub.stack.kafka import ADMIN_PRINCIPAL
+from hub.stack.kafka import ADMIN_PRINCIPAL, TLS_DIR, admin_security
 from hub.stack.stack import default_state_dir
 
 __all__ = ["add_security_parser", "run_security_command"]
@@ -26,10 +29,15 @@ def add_security_parser(subparsers: argparse._SubParsersAction[argparse.Argument
             "plan: print every ACL the hub, its connectors and the agencies get. apply-acls: "
             "create one SCRAM user per principal (passwords generated into "
             "<state dir>/secrets/<principal>.password, mode 0600, never printed) and their "
-            "ACLs, as the admin of the local secure stack or the HUB_KAFKA_SASL_* identity."
+            "ACLs, as the admin of the local secure stack or the HUB_KAFKA_SASL_* identity. "
+            "make-certs: a private CA (ca.pem, what clients trust via HUB_KAFKA_SSL_CAFILE) "
+            "and the broker's PKCS12 keystore for its SASL_SSL listener, in <state dir>/tls "
+            "or --out; kept while valid for every --host, renewed otherwise (keystore "
+            "password: $HUB_KAFKA_KEYSTORE_PASSWORD, else a random one). `hub stack up "
+            "--secure` does this itself."
         ),
     )
-    sec.add_argument("action", choices=["plan", "apply-acls"])
+    sec.add_argument("action", choices=["plan", "apply-acls", "make-certs"])
     sec.add_argument(
         "--state-dir",
         type=Path,
@@ -45,6 +53,14 @@ def add_security_parser(subparsers: argparse._SubParsersAction[argparse.Argument
     )
     sec.add_argument("--topic-prefix", help="default: $HUB_TOPIC_PREFIX")
     sec.add_argument("--app-id", help="the hub's faust app id (default: $HUB_APP_ID)")
+    sec.add_argument(
+        "--host",
+        action="append",
+        metavar="NAME",
+        help="make-certs: a host name or IP address clients dial the broker by (repeatable; "
+        "default: 127.0.0.1 and localhost)",
+    )
+    sec.add_argument("--out", type=Path, help="make-certs: directory (default: <state dir>/tls)")
 
 
 def _layout(args: argparse.Namespace, settings: HubSettings) -> SecurityLayout:
@@ -64,18 +80,15 @@ def _admin_security(state_dir: Path, settings: HubSettings) -> dict[str, Any]:
     """The local secure stack's admin if its secret is there, else the configured identity."""
     admin_file = secret_file(state_dir, ADMIN_PRINCIPAL)
     if admin_file.exists():
-        return {
-            "security_protocol": "SASL_PLAINTEXT",
-            "sasl_mechanism": "SCRAM-SHA-512",
-            "sasl_plain_username": ADMIN_PRINCIPAL,
-            "sasl_plain_password": read_secret(admin_file),
-        }
+        return admin_security(read_secret(admin_file), BrokerTls(state_dir / TLS_DIR).ca_cert)
     return settings.kafka_client_kwargs()
 
 
 def run_security_command(args: argparse.Namespace) -> int:
     settings = HubSettings()
     state_dir = (args.state_dir or default_state_dir()).resolve()
+    if args.action == "make-certs":
+        return _make_certs(args.out or state_dir / TLS_DIR, args.host or ["127.0.0.1", "localhost"])
     try:
         layout = _layout(args, settings)
         if args.action == "plan":
@@ -95,4 +108,19 @@ def run_security_command(args: argparse.Namespace) -> int:
     for principal in result.principals:
         print(f"principal User:{principal}")
     print(f"passwords: {state_dir / 'secrets'}/<principal>.password (mode 0600)")
+    return 0
+
+
+def _make_certs(directory: Path, hosts: list[str]) -> int:
+    try:
+        # compose names the keystore password in the broker's environment, so it is given
+        password = os.environ.get("HUB_KAFKA_KEYSTORE_PASSWORD") or None
+        tls = ensure_broker_tls(directory.resolve(), hosts, password)
+        password_file = tls.keystore_password_file
+    except CertError as exc:
+        print(f"hub security make-certs: {exc}", file=sys.stderr)
+        return 1
+    print(f"ca: {tls.ca_cert} (clients: HUB_KAFKA_SSL_CAFILE)")
+    print(f"keystore: {tls.keystore} (PKCS12; password in {password_file}, mode 0600)")
+    print(f"valid for: {', '.join(hosts)}")
     return 0

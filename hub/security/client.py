@@ -2,14 +2,17 @@
 
 Built from :class:`hub.settings.HubSettings` (``HUB_KAFKA_SECURITY_PROTOCOL``,
 ``HUB_KAFKA_SASL_MECHANISM``, ``HUB_KAFKA_SASL_USERNAME``, ``HUB_KAFKA_SASL_PASSWORD`` or
-``HUB_KAFKA_SASL_PASSWORD_FILE``). Both libraries name these options the same way, so one
-dict serves both. The password is kept out of ``repr`` so a logged settings object or
-exception never shows it.
+``HUB_KAFKA_SASL_PASSWORD_FILE``, and for TLS ``HUB_KAFKA_SSL_CAFILE``). kafka-python takes
+the CA file itself; aiokafka, and so the faust worker, take an ``ssl.SSLContext`` built from
+it (:meth:`KafkaClientSecurity.ssl_context`). Either way the broker's certificate is verified
+and must name the host dialled. The password is kept out of ``repr`` so a logged settings
+object or exception never shows it.
 """
 
 from __future__ import annotations
 
 import functools
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,7 @@ __all__ = [
 ]
 
 _SASL_PROTOCOLS = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
+_TLS_PROTOCOLS = frozenset({"SSL", "SASL_SSL"})
 _PROTOCOLS = frozenset({"PLAINTEXT", "SSL", *_SASL_PROTOCOLS})
 _MECHANISMS = frozenset({"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"})
 
@@ -38,6 +42,8 @@ class KafkaClientSecurity:
     mechanism: str = "SCRAM-SHA-512"
     username: str | None = None
     password: str | None = field(default=None, repr=False)
+    #: TLS: the CA certificate to verify the broker with (None: the system's authorities)
+    cafile: Path | None = None
 
     @classmethod
     def build(
@@ -47,12 +53,21 @@ class KafkaClientSecurity:
         username: str | None,
         password: str | None,
         password_file: Path | None,
+        cafile: Path | None = None,
     ) -> KafkaClientSecurity:
         protocol = protocol.upper()
         if protocol not in _PROTOCOLS:
             raise SecurityConfigError(f"unknown Kafka security protocol {protocol!r}")
+        if cafile is not None:
+            if protocol not in _TLS_PROTOCOLS:
+                raise SecurityConfigError(
+                    f"a CA file is for SSL or SASL_SSL, not {protocol}: set "
+                    "HUB_KAFKA_SECURITY_PROTOCOL=SASL_SSL or drop HUB_KAFKA_SSL_CAFILE"
+                )
+            if not cafile.is_file():
+                raise SecurityConfigError(f"the Kafka CA file {cafile} does not exist")
         if protocol not in _SASL_PROTOCOLS:
-            return cls(protocol)
+            return cls(protocol, cafile=cafile)
         if mechanism not in _MECHANISMS:
             raise SecurityConfigError(f"unsupported SASL mechanism {mechanism!r}")
         if password and password_file:
@@ -61,11 +76,26 @@ class KafkaClientSecurity:
             password = read_secret(password_file)
         if not username or not password:
             raise SecurityConfigError(f"{protocol} needs a SASL user name and password")
-        return cls(protocol, mechanism, username, password)
+        return cls(protocol, mechanism, username, password, cafile)
 
     @property
     def sasl(self) -> bool:
         return self.protocol in _SASL_PROTOCOLS
+
+    @property
+    def tls(self) -> bool:
+        return self.protocol in _TLS_PROTOCOLS
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """For aiokafka and faust: verifies the broker's certificate and host name (None if
+        the protocol has no TLS)."""
+        if not self.tls:
+            return None
+        context = ssl.create_default_context(
+            cafile=str(self.cafile) if self.cafile is not None else None
+        )
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        return context
 
     def client_kwargs(self) -> dict[str, Any]:
         """For KafkaProducer/KafkaConsumer/KafkaAdminClient and the aiokafka clients.
@@ -75,6 +105,12 @@ class KafkaClientSecurity:
         if self.protocol == "PLAINTEXT":
             return {}
         kwargs: dict[str, Any] = {"security_protocol": self.protocol}
+        if self.tls:
+            # kafka-python checks the certificate and the host name by default; with no CA
+            # file it trusts the system's authorities
+            kwargs["ssl_check_hostname"] = True
+            if self.cafile is not None:
+                kwargs["ssl_cafile"] = str(self.cafile)
         if self.sasl:
             kwargs |= {
                 "sasl_mechanism": self.mechanism,
@@ -103,12 +139,17 @@ def env_client_kwargs() -> dict[str, Any]:
 def faust_credentials() -> Any | None:
     """faust's ``broker_credentials`` for the environment's security; None for PLAINTEXT."""
     security = _env_security()
-    if not security.sasl:
-        if security.protocol != "PLAINTEXT":
-            raise SecurityConfigError(f"the hub worker does not support {security.protocol}")
+    if security.protocol == "PLAINTEXT":
         return None
     import faust  # only workers need it
 
+    context = security.ssl_context()
+    if not security.sasl:
+        return faust.SSLCredentials(context)  # SSL: TLS without SASL
+    # With a context faust speaks SASL_SSL, without one SASL_PLAINTEXT.
     return faust.SASLCredentials(
-        username=security.username, password=security.password, mechanism=security.mechanism
+        username=security.username,
+        password=security.password,
+        mechanism=security.mechanism,
+        ssl_context=context,
     )

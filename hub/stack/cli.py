@@ -45,9 +45,10 @@ def add_stack_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
     stack.add_argument(
         "--secure",
         action="store_true",
-        help="with up: SASL/SCRAM-SHA-512 clients and ACLs (StandardAuthorizer, deny by "
-        "default); Kafka only, no registry; also $HUB_KAFKA_SECURITY=sasl. The admin's "
-        "password is in <state dir>/secrets/admin.password; see `hub security`",
+        help="with up: SASL/SCRAM-SHA-512 over TLS (SASL_SSL, a certificate from the "
+        "stack's own CA in <state dir>/tls/ca.pem) and ACLs (StandardAuthorizer, deny by "
+        "default); the registry runs as its own principal; also $HUB_KAFKA_SECURITY=sasl. "
+        "The admin's password is in <state dir>/secrets/admin.password; see `hub security`",
     )
 
 
@@ -77,7 +78,8 @@ def run_stack_command(args: argparse.Namespace) -> int:
             print(f"ready: KAFKA_BOOTSTRAP_SERVERS={status.bootstrap}")
             if stack.config.secure:
                 # Names and paths only: the password itself is never printed.
-                print("ready: HUB_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT")
+                print("ready: HUB_KAFKA_SECURITY_PROTOCOL=SASL_SSL")
+                print(f"ready: HUB_KAFKA_SSL_CAFILE={stack.kafka.tls.ca_cert}")
                 print("ready: HUB_KAFKA_SASL_MECHANISM=SCRAM-SHA-512")
                 print(f"ready: HUB_KAFKA_SASL_USERNAME={ADMIN_PRINCIPAL}")
                 admin_file = secret_file(stack.config.state_dir, ADMIN_PRINCIPAL)

@@ -9,17 +9,29 @@ import time
 import uuid
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
+from hub.security.certs import BrokerTls, CertError, ensure_broker_tls
 from hub.security.secrets import SecretError, ensure_secret
 from hub.stack.artifacts import kafka_classpath
 from hub.stack.errors import StackError, StartupError
 from hub.stack.process import ManagedProcess
 from hub.stack.tools import find_java, java_env
 
-__all__ = ["ADMIN_PRINCIPAL", "SECURITY_MARKER", "KafkaNode", "secure_properties"]
+__all__ = [
+    "ADMIN_PRINCIPAL",
+    "SECURITY_MARKER",
+    "TLS_DIR",
+    "KafkaNode",
+    "admin_security",
+    "secure_properties",
+]
 
 #: file in the state dir saying the storage holds the admin's SCRAM credential
 SECURITY_MARKER = "kafka-secure"
+
+#: the secure stack's certificate authority and broker keystore, under the state dir
+TLS_DIR = "tls"
 
 #: the broker's own principal in secure mode, also the only super user (tooling, ACL setup)
 ADMIN_PRINCIPAL = "admin"
@@ -50,29 +62,42 @@ delete.topic.enable=true
 log.retention.hours=-1
 """
 
-# Secure mode (opt-in, `hub stack up --secure`): clients authenticate with SCRAM-SHA-512 on a
-# SASL_PLAINTEXT listener and every operation goes through KRaft's StandardAuthorizer with
-# deny-by-default. The controller listener (loopback only) uses SASL/PLAIN with a static JAAS
-# user instead of PLAINTEXT: with PLAINTEXT the broker would reach its controller as
-# User:ANONYMOUS, which would then have to be a super user. KRaft does not offer SCRAM on
-# the controller listener (SCRAM credentials live in the metadata log the controller serves).
+# Secure mode (opt-in, `hub stack up --secure`): clients reach a SASL_SSL listener, so TLS
+# protects the SCRAM-SHA-512 exchange and every record, and every operation goes through
+# KRaft's StandardAuthorizer with deny-by-default. The broker presents a certificate issued by
+# the stack's own authority (hub/security/certs.py); clients verify it against ca.pem and
+# check that it names 127.0.0.1. The broker's own inter-broker client uses the same listener.
+# The controller listener (loopback only, reached by nothing but this JVM) uses SASL/PLAIN
+# with a static JAAS user instead of PLAINTEXT: with PLAINTEXT the broker would reach its
+# controller as User:ANONYMOUS, which would then have to be a super user. KRaft does not offer
+# SCRAM on the controller listener (SCRAM credentials live in the metadata log the controller
+# serves).
 _SECURE_OVERRIDES = {
-    "listeners": "SASL_PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-    "advertised.listeners": "SASL_PLAINTEXT://127.0.0.1:{port}",
-    "inter.broker.listener.name": "SASL_PLAINTEXT",
-    "listener.security.protocol.map": "CONTROLLER:SASL_PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+    "listeners": "SASL_SSL://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+    "advertised.listeners": "SASL_SSL://127.0.0.1:{port}",
+    "inter.broker.listener.name": "SASL_SSL",
+    "listener.security.protocol.map": "CONTROLLER:SASL_PLAINTEXT,SASL_SSL:SASL_SSL",
 }
 _SECURE_EXTRA = """\
 sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
 sasl.mechanism.controller.protocol=PLAIN
-listener.name.sasl_plaintext.sasl.enabled.mechanisms=SCRAM-SHA-512
-listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=\\
+listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=\\
   org.apache.kafka.common.security.scram.ScramLoginModule required \\
   username="{admin}" password="{password}";
 listener.name.controller.sasl.enabled.mechanisms=PLAIN
 listener.name.controller.plain.sasl.jaas.config=\\
   org.apache.kafka.common.security.plain.PlainLoginModule required \\
   username="{admin}" password="{password}" user_{admin}="{password}";
+ssl.keystore.type=PKCS12
+ssl.keystore.location={keystore}
+ssl.keystore.password={keystore_password}
+ssl.key.password={keystore_password}
+ssl.truststore.type=PEM
+ssl.truststore.location={ca_cert}
+ssl.endpoint.identification.algorithm=https
+ssl.enabled.protocols=TLSv1.3,TLSv1.2
+ssl.client.auth=none
 authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
 super.users=User:{admin}
 allow.everyone.if.no.acl.found=false
@@ -81,7 +106,9 @@ allow.everyone.if.no.acl.found=false
 _JAAS_UNSAFE = re.compile(r'["\\\s;,=\[\]]')
 
 
-def secure_properties(plain: str, *, port: int, controller_port: int, password: str) -> str:
+def secure_properties(
+    plain: str, *, port: int, controller_port: int, password: str, tls: BrokerTls
+) -> str:
     """The plain broker properties turned into the secure variant (same keys otherwise)."""
     if _JAAS_UNSAFE.search(password):
         # The password sits inside a quoted JAAS string and kafka-storage's `[name=,password=]`
@@ -97,8 +124,26 @@ def secure_properties(plain: str, *, port: int, controller_port: int, password: 
     for line in plain.splitlines():
         key = line.split("=", 1)[0]
         lines.append(f"{key}={overrides[key]}" if key in overrides else line)
-    extra = _SECURE_EXTRA.format(admin=ADMIN_PRINCIPAL, password=password)
+    extra = _SECURE_EXTRA.format(
+        admin=ADMIN_PRINCIPAL,
+        password=password,
+        keystore=tls.keystore,
+        keystore_password=tls.keystore_password(),
+        ca_cert=tls.ca_cert,
+    )
     return "\n".join(lines) + "\n" + extra
+
+
+def admin_security(password: str, ca_cert: Path) -> dict[str, Any]:
+    """kafka-python keyword arguments for the secure stack's admin (over TLS)."""
+    return {
+        "security_protocol": "SASL_SSL",
+        "ssl_cafile": str(ca_cert),
+        "ssl_check_hostname": True,
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": ADMIN_PRINCIPAL,
+        "sasl_plain_password": password,
+    }
 
 
 class KafkaNode:
@@ -133,16 +178,16 @@ class KafkaNode:
         except (SecretError, OSError) as exc:
             raise StartupError(f"Kafka admin secret: {exc}") from exc
 
-    def client_security(self) -> dict[str, str]:
+    @property
+    def tls(self) -> BrokerTls:
+        """The authority and keystore of secure mode (made at the first secure start)."""
+        return BrokerTls(self.state_dir / TLS_DIR)
+
+    def client_security(self) -> dict[str, Any]:
         """kafka-python keyword arguments for the admin (empty in plain mode)."""
         if not self.secure:
             return {}
-        return {
-            "security_protocol": "SASL_PLAINTEXT",
-            "sasl_mechanism": "SCRAM-SHA-512",
-            "sasl_plain_username": ADMIN_PRINCIPAL,
-            "sasl_plain_password": self.admin_password(),
-        }
+        return admin_security(self.admin_password(), self.tls.ca_cert)
 
     @property
     def security_marker(self) -> Path:
@@ -172,11 +217,16 @@ class KafkaNode:
         if not self.secure:
             self.config_file.write_text(plain)
         else:
+            try:
+                tls = ensure_broker_tls(self.tls.directory)
+            except CertError as exc:
+                raise StartupError(f"the broker's TLS certificate: {exc}") from exc
             text = secure_properties(
                 plain,
                 port=self.port,
                 controller_port=self.controller_port,
                 password=self.admin_password(),
+                tls=tls,
             )
             # The file holds the admin's password: create it private, never world-readable.
             self.config_file.unlink(missing_ok=True)
@@ -248,7 +298,7 @@ class KafkaNode:
                 line = line.replace(self.admin_password(), "****")
             raise StartupError(f"formatting Kafka storage in {self.data_dir} failed: {line}")
         if self.secure:
-            self.security_marker.write_text("SASL_PLAINTEXT SCRAM-SHA-512\n")
+            self.security_marker.write_text("SASL_SSL SCRAM-SHA-512\n")
 
     def start(self) -> None:
         classpath = kafka_classpath(self.version)
@@ -279,7 +329,7 @@ class KafkaNode:
 
 
 def metadata_ok(
-    bootstrap: str, timeout_s: float = 5.0, security: dict[str, str] | None = None
+    bootstrap: str, timeout_s: float = 5.0, security: dict[str, Any] | None = None
 ) -> list[str]:
     """Ask the broker for cluster metadata; return its topic names or raise StackError."""
     from kafka import KafkaAdminClient

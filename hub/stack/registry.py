@@ -47,6 +47,7 @@ class RegistryNode:
         version: str,
         heap: str = "512m",
         kafka_user: str | None = None,
+        kafka_cafile: Path | None = None,
     ) -> None:
         self.state_dir = state_dir
         self.port = port
@@ -55,6 +56,8 @@ class RegistryNode:
         self.heap = heap
         #: secure mode: authenticate to Kafka as this SCRAM user (password in its secret file)
         self.kafka_user = kafka_user
+        #: secure mode: the CA certificate (PEM) the broker's TLS certificate is checked with
+        self.kafka_cafile = kafka_cafile
         self.process = ManagedProcess("registry", state_dir)
 
     @property
@@ -62,20 +65,23 @@ class RegistryNode:
         return self.state_dir / "registry-kafka.properties"
 
     def _write_kafka_config(self) -> Path:
-        """SASL settings for every Kafka client of the registry, in a 0600 file.
+        """SASL_SSL settings for every Kafka client of the registry, in a 0600 file.
 
         ``apicurio.kafka.common.*`` is passed to the journal producer, consumer and admin
         alike. A file (named by ``quarkus.config.locations``) rather than -D options keeps
         the password out of the process list.
         """
-        assert self.kafka_user is not None
+        assert self.kafka_user is not None and self.kafka_cafile is not None
         password = read_secret(secret_file(self.state_dir, self.kafka_user))
         jaas = (
             "org.apache.kafka.common.security.scram.ScramLoginModule required "
             f'username="{self.kafka_user}" password="{password}";'
         )
         text = (
-            "apicurio.kafka.common.security.protocol=SASL_PLAINTEXT\n"
+            "apicurio.kafka.common.security.protocol=SASL_SSL\n"
+            "apicurio.kafka.common.ssl.truststore.type=PEM\n"
+            f"apicurio.kafka.common.ssl.truststore.location={self.kafka_cafile}\n"
+            "apicurio.kafka.common.ssl.endpoint.identification.algorithm=https\n"
             "apicurio.kafka.common.sasl.mechanism=SCRAM-SHA-512\n"
             f"apicurio.kafka.common.sasl.jaas.config={jaas}\n"
             # Its consumer groups must fall under the registry's prefixed group ACL.

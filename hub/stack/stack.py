@@ -41,7 +41,8 @@ class StackConfig:
         default_factory=lambda: os.environ.get("HUB_APICURIO_VERSION", APICURIO_VERSION)
     )
     partitions: int = 6
-    #: opt-in SASL/SCRAM + StandardAuthorizer; the CLI also honours HUB_KAFKA_SECURITY=sasl,
+    #: opt-in SASL/SCRAM over TLS + StandardAuthorizer; the CLI also honours
+    #: HUB_KAFKA_SECURITY=sasl,
     #: programmatic users (tests, demo) get a plain broker unless they ask
     secure: bool = False
     #: False: Kafka only (tests of the broker itself need no schema registry)
@@ -85,6 +86,7 @@ class LocalStack:
             kafka_bootstrap=self.kafka.bootstrap,
             version=c.apicurio_version,
             kafka_user=REGISTRY_PRINCIPAL if c.secure else None,
+            kafka_cafile=self.kafka.tls.ca_cert if c.secure else None,
         )
 
     @property

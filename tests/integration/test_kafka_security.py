@@ -1,4 +1,4 @@
-"""A secure local broker (SASL/SCRAM, StandardAuthorizer) enforcing the computed ACLs.
+"""A secure local broker (SASL/SCRAM over TLS, StandardAuthorizer) enforcing the computed ACLs.
 
 A separate stack on free ports, not the session's plain broker: the other tests rely on
 PLAINTEXT and no authorizer. It includes the registry, to show its KafkaSQL storage works
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import ssl
 import stat
 import subprocess
 import sys
@@ -60,10 +62,15 @@ class SecureBroker:
     state_dir: Path
     stack: LocalStack
 
+    @property
+    def ca_cert(self) -> Path:
+        return self.stack.kafka.tls.ca_cert
+
     def creds(self, user: str, password: str | None = None) -> dict[str, Any]:
         return {
             "bootstrap_servers": self.bootstrap,
-            "security_protocol": "SASL_PLAINTEXT",
+            "security_protocol": "SASL_SSL",
+            "ssl_cafile": str(self.ca_cert),
             "sasl_mechanism": "SCRAM-SHA-512",
             "sasl_plain_username": user,
             "sasl_plain_password": password or read_secret(secret_file(self.state_dir, user)),
@@ -168,6 +175,47 @@ def test_a_client_without_credentials_is_refused(secure: SecureBroker) -> None:
         admin.close()
 
 
+def test_sasl_without_tls_is_refused(secure: SecureBroker) -> None:
+    """The right password, but the SCRAM exchange in clear: the listener speaks TLS only."""
+    plain_sasl = {**secure.creds(agency_principal(AGENCY_A)), "security_protocol": "SASL_PLAINTEXT"}
+    del plain_sasl["ssl_cafile"]
+    with pytest.raises(KafkaError):
+        admin = KafkaAdminClient(**plain_sasl)
+        admin.close()
+
+
+def test_a_client_that_does_not_trust_the_stacks_ca_is_refused(secure: SecureBroker) -> None:
+    """Without the CA file the client trusts only the system's authorities, which did not sign
+    the broker's certificate: no connection, so no password proof is ever sent."""
+    untrusting = dict(secure.creds(agency_principal(AGENCY_A)))
+    del untrusting["ssl_cafile"]
+    with pytest.raises(KafkaError):
+        admin = KafkaAdminClient(**untrusting)
+        admin.close()
+
+
+def tls_handshake(secure: SecureBroker, server_name: str) -> str:
+    """A bare TLS handshake with the broker's listener; returns the protocol version."""
+    port = int(secure.bootstrap.rsplit(":", 1)[1])
+    context = ssl.create_default_context(cafile=str(secure.ca_cert))
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=server_name) as tls,
+    ):
+        return str(tls.version())
+
+
+def test_the_broker_certificate_names_the_address_clients_dial(secure: SecureBroker) -> None:
+    assert tls_handshake(secure, "127.0.0.1") in ("TLSv1.2", "TLSv1.3")
+
+
+def test_a_certificate_for_another_name_is_refused(secure: SecureBroker) -> None:
+    """Host name checking is on: the same broker, dialled as a name its certificate does not
+    carry, is not trusted (what a client tricked into another host would see)."""
+    with pytest.raises(ssl.SSLCertVerificationError, match=r"match|mismatch"):
+        tls_handshake(secure, "kafka.elsewhere.invalid")
+
+
 def test_a_wrong_password_is_refused(secure: SecureBroker) -> None:
     with pytest.raises(KafkaError):
         admin = KafkaAdminClient(**secure.creds(agency_principal(AGENCY_A), "not-the-password"))
@@ -243,6 +291,9 @@ def test_passwords_live_in_private_files(secure: SecureBroker) -> None:
         mode = stat.S_IMODE(secret_file(secure.state_dir, user).stat().st_mode)
         assert mode == 0o600, user
     assert stat.S_IMODE((secure.state_dir / "kafka-server.properties").stat().st_mode) == 0o600
+    tls = secure.stack.kafka.tls
+    for private in (tls.ca_key, tls.keystore, tls.keystore_password_file):
+        assert stat.S_IMODE(private.stat().st_mode) == 0o600, private.name
 
 
 def test_apply_acls_command_prints_principals_and_no_password(secure: SecureBroker) -> None:
@@ -318,7 +369,8 @@ def test_the_worker_and_connectors_run_as_their_own_principals(
 
     registry_url = secure.stack.registry_url
     sasl = {
-        "HUB_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "HUB_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "HUB_KAFKA_SSL_CAFILE": str(secure.ca_cert),
         "HUB_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
     }
     worker = start_worker(
@@ -368,6 +420,7 @@ def test_the_worker_and_connectors_run_as_their_own_principals(
 
 def test_no_password_reaches_the_broker_logs(secure: SecureBroker) -> None:
     secrets = [read_secret(f) for f in (secure.state_dir / "secrets").iterdir()]
+    secrets.append(secure.stack.kafka.tls.keystore_password())
     logs = list((secure.state_dir / "logs").iterdir())
     assert logs
     for log in logs:
