@@ -11,9 +11,10 @@ outputs in order, waits until Kafka acknowledged them all, and only then stores 
 states and acknowledges the records; a state remembers every applied event id. A crash before
 the states are stored replays the batch and re-sends outputs with the same deterministic ids;
 a crash after it finds the event ids in the states and sends nothing. Records fetched before a
-rebalance are neither stored nor acknowledged (``hub.worker.transport``). So no acknowledged
-input is lost, the view and the figures count each event once, and downstream consumers drop
-repeated output ids.
+rebalance are neither stored nor acknowledged (``hub.worker.transport``), and when a rebalance
+ends every input partition is sought to where its stored state says (``hub.worker.order``).
+So no acknowledged input is lost, the view and the figures count each event once, and
+downstream consumers drop repeated output ids.
 """
 
 from __future__ import annotations

@@ -57,6 +57,8 @@ class HubConsumer(faust_aiokafka.Consumer):
         self._seeks: dict[TP, int] = {}  # partition -> seeks through :meth:`seek` so far
         self._seeks_at_fetch: dict[TP, int] = {}  # ... when the last fetch began
         self._sought_to: dict[TP, int] = {}  # partition -> offset sought, until it comes
+        self._assigned = False  # partitions assigned since the last revocation
+        self._recovered = False  # ... and the tables recovered for them
 
     def give_up_fetched(self) -> None:
         """Everything fetched so far is stale from now on."""
@@ -126,7 +128,7 @@ class HubConsumer(faust_aiokafka.Consumer):
         # faust seeks the partitions that have a committed offset, and only those; the app
         # then places every input partition where its state says (hub/worker/order.py).
         await super().perform_seek()
-        if not (getattr(self, "_assigned", False) and getattr(self, "_recovered", False)):
+        if not (self._assigned and self._recovered):
             # faust also seeks when the flow stops under a fetch (a revocation; table recovery
             # pausing streams): the tables are not ready, so nothing is placed, and the
             # rebalance is not over. (Placing then read a half-recovered state once: a
