@@ -207,9 +207,8 @@ class Batch:
         message = event.message
         tp = (message.topic, message.partition)
         if tp not in self.next_offsets:
-            with acting_for(event):
-                raw = dossiers.get(next_offset_key(*tp))
-            self.next_offsets[tp] = int(raw) if raw is not None else await _log_start(message.tp)
+            stored = _stored_next(message.tp)
+            self.next_offsets[tp] = stored if stored is not None else await _log_start(message.tp)
         return self.next_offsets[tp]
 
     async def drop(self, event: Any) -> None:
