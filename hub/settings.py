@@ -60,6 +60,15 @@ class HubSettings(BaseSettings):
     batch_max: int = 500
     #: ... or what arrived within this many milliseconds, whichever comes first
     batch_wait_ms: float = 10.0
+    #: the worker's engine: "checkpoint" (Kafka transactions, exactly-once, hub/engine) or
+    #: "faust" (faust's agent and table, effectively-once; being replaced)
+    engine: Literal["checkpoint", "faust"] = "faust"
+    #: checkpoint engine: a checkpoint (one Kafka transaction) at least this often; outputs
+    #: become visible to read-committed consumers when it commits, so it bounds latency
+    commit_interval_ms: int = 50
+    #: checkpoint engine: the broker aborts a transaction left open this long (a frozen or
+    #: dead worker's); until then read-committed consumers wait behind it
+    transaction_timeout_ms: int = 10_000
     #: back-off between attempts while the schema registry is unreachable
     registry_retry_s: float = 2.0
     #: Kafka client security (see README, "Kafka security"); PLAINTEXT needs nothing else

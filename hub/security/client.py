@@ -119,6 +119,23 @@ class KafkaClientSecurity:
             }
         return kwargs
 
+    def librdkafka_config(self) -> dict[str, str]:
+        """The same security for confluent-kafka (librdkafka's dotted keys); {} if plain."""
+        if self.protocol == "PLAINTEXT":
+            return {}
+        config = {"security.protocol": self.protocol}
+        if self.tls:
+            config["ssl.endpoint.identification.algorithm"] = "https"
+            if self.cafile is not None:
+                config["ssl.ca.location"] = str(self.cafile)
+        if self.sasl:
+            config |= {
+                "sasl.mechanism": self.mechanism,
+                "sasl.username": self.username or "",
+                "sasl.password": self.password or "",
+            }
+        return config
+
 
 @functools.cache
 def _env_security() -> KafkaClientSecurity:

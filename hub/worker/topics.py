@@ -33,7 +33,9 @@ class TopicCreator:
         self.replication_factor = replication_factor
         self.known: set[str] = set()
 
-    def ensure(self, names: Iterable[str]) -> None:
+    def ensure(self, names: Iterable[str], *, compact: bool = False, partitions: int = 0) -> None:
+        """Create the topics of ``names`` that do not exist yet (``compact``: compacted, as a
+        changelog must be; ``partitions``: this many instead of the hub's count)."""
         missing = [n for n in names if n not in self.known]
         if not missing:
             return
@@ -47,7 +49,15 @@ class TopicCreator:
                 # Another worker may win the race; the topic is there either way.
                 with contextlib.suppress(TopicAlreadyExistsError):
                     admin.create_topics(
-                        [NewTopic(n, self.partitions, self.replication_factor) for n in to_create]
+                        [
+                            NewTopic(
+                                n,
+                                partitions or self.partitions,
+                                self.replication_factor,
+                                topic_configs={"cleanup.policy": "compact"} if compact else {},
+                            )
+                            for n in to_create
+                        ]
                     )
         finally:
             admin.close()

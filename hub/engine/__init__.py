@@ -1,0 +1,1 @@
+"""The worker's engine: checkpoints over Kafka transactions (see ``hub.engine.loop``)."""

@@ -1,0 +1,762 @@
+"""The worker's engine: a checkpoint loop over Kafka transactions (exactly-once).
+
+One thread of the worker process runs it (the faust application around it serves HTTP and
+metrics and never waits for it). The loop, after the design of Kafka Streams' exactly-once v2
+and quix-streams' checkpoints:
+
+1. consume the input topics in batches, ``isolation.level=read_committed``, no auto-commit;
+   a partition number ``p`` is one *task*: ``dossier.events[p]`` and ``feedback.events[p]``
+   (co-partitioned by dossier code, assigned together by the range assignor) and the store
+   of partition ``p`` (``hub.engine.store``);
+2. apply each record to its dossier's state (``hub.worker.processor``; a state is read from
+   the store once per checkpoint, then kept in memory until the checkpoint ends) and produce
+   its outputs (status, portal outbox, agency inbox, alerts, audit entry, dead letter) into
+   the open transaction;
+3. every ``HUB_COMMIT_INTERVAL_MS`` (or ``HUB_BATCH_MAX`` records): produce one changelog
+   record per changed dossier and one meta record per task read from, send the input offsets
+   with the consumer's group metadata (``send_offsets_to_transaction``, KIP-447: a member the
+   group has fenced cannot commit), commit; then write the states and the meta into each
+   store in one write batch;
+4. on any failure of the transaction: abort, forget the checkpoint's states, seek every
+   input partition back to its committed offset; nothing of the aborted transaction is
+   visible to a read-committed consumer;
+5. on revocation: commit the open checkpoint (or abort it); on assignment: read the group's
+   committed offsets, bring each store up to date from the changelog (read committed, from
+   the store's own changelog offset: seconds on a kept disk, a replay on an empty one), check
+   that the store's input offsets are the committed ones, and start each input partition
+   there.
+
+The deadline clock runs in the loop too: each task keeps a due index (the next date an alert
+may fall due for each open dossier, ``hub.domain.deadlines.next_alert_date``), and only the
+dossiers due are looked at, in the same transactions as everything else.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any, cast
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+
+from hub.audit.chain import chain_key, entry_for
+from hub.audit.trail import audit_topic, encode_entry, load_head
+from hub.contract.errors import RegistryUnavailableError
+from hub.dlq.publisher import count_dead_letter, dead_letter_record
+from hub.domain.events import local_date
+from hub.domain.lifecycle import DossierState
+from hub.engine.changelog import changelog_topic
+from hub.engine.store import META_KEY, Meta, PartitionStore, open_store
+from hub.settings import HubSettings
+from hub.worker import metrics
+from hub.worker.processor import Effects, Processor, Topics, decode_state, encode_state, utc_now
+
+__all__ = ["CheckpointLoop", "EngineError", "ViewSink"]
+
+log = logging.getLogger("hub.engine")
+
+
+class EngineError(RuntimeError):
+    """The engine cannot go on (e.g. its producer was fenced by a copy of this worker)."""
+
+
+class ViewSink:
+    """Where the loop reports what the HTTP view and the figures must know. The default
+    does nothing; the worker's application posts these to its event loop."""
+
+    def rebuild(self, states: list[DossierState]) -> None:
+        """The states of every partition now held (after a rebalance)."""
+
+    def replace(self, changes: list[tuple[DossierState | None, DossierState]]) -> None:
+        """States a checkpoint committed: (before, after)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Input:
+    """An input record, as typed values (librdkafka's accessors are all optional)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes | None]]
+
+
+@dataclass
+class Task:
+    """One partition number: its store and what the open checkpoint did to it."""
+
+    partition: int
+    store: PartitionStore
+    meta: Meta  # as committed: what the store holds
+    dirty: dict[bytes, DossierState] = field(default_factory=dict)
+    before: dict[bytes, DossierState | None] = field(default_factory=dict)
+    next_inputs: dict[str, int] = field(default_factory=dict)  # topic -> next offset
+    audit_heads: dict[str, dict[str, Any]] = field(default_factory=dict)  # changed heads
+    changelog_last: int = -1  # highest changelog offset delivered in this checkpoint
+    due: list[tuple[date, bytes]] = field(default_factory=list)  # heap, lazily pruned
+    due_at: dict[bytes, date] = field(default_factory=dict)
+
+    @property
+    def touched(self) -> bool:
+        return bool(self.dirty or self.next_inputs or self.audit_heads)
+
+    def state(self, key: bytes) -> DossierState | None:
+        if key in self.dirty:
+            return self.dirty[key]
+        if key in self.before:
+            return self.before[key]
+        state = decode_state(self.store.get(key))
+        self.before[key] = state
+        return state
+
+    def forget_checkpoint(self) -> None:
+        self.dirty.clear()
+        self.before.clear()
+        self.next_inputs.clear()
+        self.audit_heads.clear()
+        self.changelog_last = -1
+
+    def delivered(self, err: Any, msg: Message) -> None:
+        offset = msg.offset()
+        if err is None and offset is not None:
+            self.changelog_last = max(self.changelog_last, offset)
+
+    def index_due(self, key: bytes, state: DossierState | None, when: date | None) -> None:
+        if state is None or when is None:
+            self.due_at.pop(key, None)
+            return
+        if self.due_at.get(key) != when:
+            self.due_at[key] = when
+            heapq.heappush(self.due, (when, key))
+
+    def due_keys(self, today: date) -> list[bytes]:
+        keys: list[bytes] = []
+        while self.due and self.due[0][0] <= today:
+            when, key = heapq.heappop(self.due)
+            if self.due_at.get(key) == when:
+                del self.due_at[key]
+                keys.append(key)
+        return keys
+
+
+def worker_id(data_dir: Path) -> str:
+    """A stable id for this worker's disk: its transactional id, so a restart on the same
+    disk fences its own previous incarnation and aborts what it left open at once."""
+    path = data_dir / "worker-id"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        value = uuid.uuid4().hex[:12]
+        path.write_text(value + "\n")
+        return value
+
+
+class CheckpointLoop:
+    def __init__(
+        self,
+        settings: HubSettings,
+        processor: Processor,
+        *,
+        ensure_topics: Callable[[Iterable[str]], None],
+        next_alert: Callable[[DossierState], date | None],
+        view: ViewSink | None = None,
+        on_fatal: Callable[[BaseException], None] | None = None,
+        on_assigned: Callable[[frozenset[int]], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.processor = processor
+        self.topics = Topics(settings.topic_prefix)
+        self.inputs = [self.topics.dossier_events, self.topics.feedback_events]
+        self.changelog = changelog_topic(settings.topic_prefix, settings.app_id)
+        self.audit_topic = audit_topic(settings.topic_prefix)
+        self._inbox_prefix = self.topics.inbox("")
+        self.ensure_topics = ensure_topics
+        self.view = view or ViewSink()
+        self.on_fatal = on_fatal
+        self.on_assigned = on_assigned  # told the partitions held after each rebalance
+        self._next_alert = next_alert  # the due index's rule (hub.domain.deadlines)
+        self.worker_id = worker_id(settings.data_dir)
+        self.tasks: dict[int, Task] = {}
+        self._stores: dict[int, PartitionStore] = {}  # kept across rebalances
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._in_txn = False
+        self._txn_records = 0
+        self._txn_started = 0.0
+        self._next_clock = 0.0
+        self._counts: Counter[tuple[str, str, str]] = Counter()
+        self._out_counts: Counter[tuple[str, str]] = Counter()
+        self._latencies: list[float] = []
+        self.ready = threading.Event()
+        self.checkpoints = 0
+        self.aborts = 0
+        security = settings.kafka_security().librdkafka_config()
+        common = {"bootstrap.servers": settings.kafka_bootstrap_servers, **security}
+        self._consumer_config = {
+            **common,
+            "group.id": settings.app_id,
+            "client.id": f"{settings.app_id}-{self.worker_id}",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            # co-partitioned inputs: partition p of every input topic to the same member
+            "partition.assignment.strategy": "range",
+            "session.timeout.ms": int(settings.session_timeout_s * 1000),
+            "heartbeat.interval.ms": int(min(3.0, settings.session_timeout_s / 3) * 1000),
+            # an assignment restores its stores inside the rebalance callback
+            "max.poll.interval.ms": 900_000,
+            "fetch.wait.max.ms": 50,
+        }
+        self._producer_config = {
+            **common,
+            "client.id": f"{settings.app_id}-{self.worker_id}",
+            "transactional.id": f"{settings.app_id}-{self.worker_id}",
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 2,
+            # where Java clients, aiokafka and kafka-python put a key
+            "partitioner": "murmur2_random",
+            "transaction.timeout.ms": settings.transaction_timeout_ms,
+        }
+        self._restore_config = {
+            **common,
+            "group.id": f"{settings.app_id}-restore",
+            "client.id": f"{settings.app_id}-{self.worker_id}-restore",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+        self.consumer: Consumer | None = None
+        self.producer: Producer | None = None
+
+    # --- life ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="hub-engine", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 60.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=timeout_s)
+
+    def owns(self, partition: int) -> bool:
+        return self.ready.is_set() and partition in self.tasks
+
+    def read(self, partition: int, key: bytes) -> bytes | None:
+        """A dossier's committed state, if this worker holds its partition."""
+        store = self._stores.get(partition)
+        return store.get(key) if store is not None else None
+
+    def _run(self) -> None:
+        try:
+            self._connect()
+            while not self._stop.is_set():
+                self._step()
+            self._close()
+        except BaseException as exc:
+            log.exception("the engine stopped: %s", exc)
+            if self.on_fatal is not None:
+                self.on_fatal(exc)
+
+    def _connect(self) -> None:
+        self.ensure_topics([self.audit_topic])  # the changelog: created compacted by the app
+        self.producer = Producer(self._producer_config)
+        self.producer.init_transactions(60)  # aborts what an earlier run of ours left open
+        self.consumer = Consumer(self._consumer_config)
+        self.consumer.subscribe(
+            self.inputs, on_assign=self._on_assign, on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )  # fmt: skip
+        log.info("engine started: worker %s, inputs %s", self.worker_id, ", ".join(self.inputs))
+
+    def _close(self) -> None:
+        assert self.consumer is not None and self.producer is not None
+        if self._in_txn:
+            self._commit()
+        self.ready.clear()
+        self.consumer.close()  # leaves the group: the others take over without waiting
+        self.producer.flush(10)
+        for store in self._stores.values():
+            store.close()
+        log.info("engine stopped: %d checkpoints, %d aborted", self.checkpoints, self.aborts)
+
+    # --- the loop -----------------------------------------------------------------------
+
+    def _step(self) -> None:
+        assert self.consumer is not None
+        interval = self.settings.commit_interval_ms / 1000
+        wait = interval
+        if self._in_txn:
+            wait = max(0.0, self._txn_started + interval - time.monotonic())
+        messages = self.consumer.consume(self.settings.batch_max, timeout=max(wait, 0.001))
+        now = utc_now()
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consumer: %s", error)
+                continue
+            self._process(message, now)
+        if self.ready.is_set() and time.monotonic() >= self._next_clock:
+            self._next_clock = time.monotonic() + self.settings.clock_interval_s
+            self._clock(now)
+        if self._in_txn and (
+            time.monotonic() - self._txn_started >= interval
+            or self._txn_records >= self.settings.batch_max
+        ):
+            self._commit()
+        self._flush_metrics()
+
+    def _begin(self) -> None:
+        if not self._in_txn:
+            assert self.producer is not None
+            self.producer.begin_transaction()
+            self._in_txn = True
+            self._txn_started = time.monotonic()
+            self._txn_records = 0
+
+    def _process(self, message: Message, now: Any) -> None:
+        record = Input(
+            cast(str, message.topic()),
+            cast(int, message.partition()),
+            cast(int, message.offset()),
+            message.key(),
+            message.value(),
+            cast(list[tuple[str, bytes | None]], message.headers() or []),
+        )
+        task = self.tasks.get(record.partition)
+        if task is None:  # not ours (a fetch from before a revocation): its owner reads it
+            return
+        self._begin()
+        self._txn_records += 1
+        key = record.key
+        if key is not None and key.startswith(META_KEY[:1]):
+            key = None  # not a dossier code: dead-lettered by the processor's key rule
+        before = task.state(key) if key is not None else None
+        effects = self._effects(record, key, before, now)
+        self._emit(record, key, effects, task)
+        if effects.state is not None and key is not None:
+            task.dirty[key] = effects.state
+            task.index_due(key, effects.state, self._next_alert(effects.state))
+        task.next_inputs[record.topic] = record.offset + 1
+        event_type = effects.event_type or "unknown"
+        self._counts[(record.topic, event_type, effects.outcome)] += 1
+        if effects.lag_s is not None:
+            self._latencies.append(max(0.0, effects.lag_s))
+
+    def _effects(
+        self, record: Input, key: bytes | None, before: DossierState | None, now: Any
+    ) -> Effects:
+        while True:
+            try:
+                return self.processor.handle(
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                    key=key,
+                    value=record.value,
+                    headers=list(record.headers),
+                    state=before,
+                    now=now,
+                )
+            except RegistryUnavailableError as exc:
+                # not the record's fault: hold everything (back-pressure) rather than
+                # dead-letter good records; a transaction timing out meanwhile is aborted
+                # and replayed
+                log.warning("%s; retrying in %.0fs", exc, self.settings.registry_retry_s)
+                self._stop.wait(self.settings.registry_retry_s)
+                if self._stop.is_set():
+                    raise
+
+    def _emit(self, record: Input, key: bytes | None, effects: Effects, task: Task) -> None:
+        producer = self.producer
+        assert producer is not None
+        self._emit_outputs(effects)
+        letter = effects.dead_letter
+        if letter is not None:
+            dead = dead_letter_record(letter, key, record.value, list(record.headers))
+            producer.produce(dead.topic, dead.value, dead.key, headers=_headers(dead.headers))
+            count_dead_letter(letter)
+            log.warning(
+                "dead letter: %s from %s[%s]@%s (%s)", letter.reason, record.topic,
+                record.partition, record.offset, letter.detail,
+            )  # fmt: skip
+        if effects.outcome == "applied" and effects.state is not None and key is not None:
+            self._audit(record, key, effects, task)
+
+    def _audit(self, record: Input, key: bytes, effects: Effects, task: Task) -> None:
+        """One hash-chained entry per applied record (hub/audit); the chain's head travels
+        in the task's meta, so it commits and aborts with the states."""
+        assert self.producer is not None
+        chain = chain_key(record.topic, record.partition)
+        head = task.audit_heads.get(chain) or task.meta.audit_heads.get(chain)
+        if head is None and chain not in task.meta.audit_heads:
+            # a store from before heads were kept in the meta: read the head back once
+            head = load_head(
+                self.settings.kafka_bootstrap_servers, self.audit_topic, record.partition, chain
+            )
+        entry = entry_for(
+            head, topic=record.topic, partition=record.partition, offset=record.offset,
+            event_id=effects.event_id or "", event_type=effects.event_type,
+            dossier_code=key.decode(), record=record.value or b"",
+        )  # fmt: skip
+        task.audit_heads[chain] = entry
+        self.producer.produce(
+            self.audit_topic, encode_entry(entry), chain.encode(), partition=record.partition
+        )
+
+    def _clock(self, now: Any) -> None:
+        """The deadline clock: only the dossiers whose next alert date has come."""
+        today = local_date(now)
+        ticked = 0
+        for task in self.tasks.values():
+            for key in task.due_keys(today):
+                state = task.state(key)
+                effects = self.processor.tick(state, now)
+                if effects.outputs:
+                    self._begin()
+                    self._emit_outputs(effects)
+                if effects.state is not None:
+                    self._begin()
+                    task.dirty[key] = effects.state
+                    state = effects.state
+                task.index_due(key, state, self._next_alert(state) if state else None)
+                ticked += 1
+        if not self._in_txn:
+            for task in self.tasks.values():
+                task.before.clear()
+        if ticked:
+            log.info("deadline clock: %d dossiers due", ticked)
+
+    def _emit_outputs(self, effects: Effects) -> None:
+        assert self.producer is not None
+        inboxes = [o.topic for o in effects.outputs if o.topic.startswith(self._inbox_prefix)]
+        if inboxes:  # a transfer: its agency's inbox must exist first (cached after that)
+            self.ensure_topics(inboxes)
+        for out in effects.outputs:
+            self.producer.produce(out.topic, out.value, out.key, headers=_headers(out.headers))
+            self._out_counts[(_kind(out.topic), _output_type(out.topic, self.topics))] += 1
+
+    # --- the checkpoint -----------------------------------------------------------------
+
+    def _commit(self) -> bool:
+        """Changelog, offsets, commit; then the stores. False when the transaction was
+        aborted instead (everything since the last checkpoint is read again)."""
+        assert self.producer is not None and self.consumer is not None
+        written: dict[int, dict[bytes, bytes | None]] = {}
+        offsets: list[TopicPartition] = []
+        try:
+            for task in self.tasks.values():
+                if not task.touched:
+                    continue
+                raw_states: dict[bytes, bytes | None] = {}
+                for key, state in task.dirty.items():
+                    raw = encode_state(state)
+                    raw_states[key] = raw
+                    self.producer.produce(
+                        self.changelog, raw, key, partition=task.partition,
+                        on_delivery=task.delivered,
+                    )  # fmt: skip
+                meta = task.meta.copy()
+                meta.inputs.update(task.next_inputs)
+                meta.audit_heads.update(task.audit_heads)
+                self.producer.produce(
+                    self.changelog, meta.encode(), META_KEY, partition=task.partition,
+                    on_delivery=task.delivered,
+                )  # fmt: skip
+                written[task.partition] = raw_states
+                offsets.extend(
+                    TopicPartition(topic, task.partition, offset)
+                    for topic, offset in task.next_inputs.items()
+                )
+            remaining = self.producer.flush(30)
+            if remaining:
+                raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "flush timed out"))
+            if offsets:
+                self.producer.send_offsets_to_transaction(
+                    offsets, self.consumer.consumer_group_metadata(), 30
+                )
+            self.producer.commit_transaction(30)
+        except KafkaException as exc:
+            self._abort(exc)
+            return False
+        self._in_txn = False
+        self.checkpoints += 1
+        changes: list[tuple[DossierState | None, DossierState]] = []
+        for partition, raw_states in written.items():
+            task = self.tasks[partition]
+            meta = task.meta.copy()
+            meta.inputs.update(task.next_inputs)
+            meta.audit_heads.update(task.audit_heads)
+            meta.changelog_next = task.changelog_last + 1
+            task.store.write(raw_states, meta)
+            task.meta = meta
+            changes.extend((task.before.get(k), s) for k, s in task.dirty.items())
+            task.forget_checkpoint()
+        for task in self.tasks.values():
+            task.before.clear()  # read-only lookups of this checkpoint: not kept
+        if changes:
+            self.view.replace(changes)
+        return True
+
+    def _abort(self, exc: KafkaException) -> None:
+        """Abort the open transaction and go back to the last checkpoint."""
+        assert self.producer is not None and self.consumer is not None
+        error = exc.args[0] if exc.args else None
+        log.warning("checkpoint aborted: %s", exc)
+        self.aborts += 1
+        if isinstance(error, KafkaError) and error.fatal():
+            # e.g. the coordinator aborted a transaction that outlived its timeout (a broker
+            # restart) and bumped our epoch: that producer is done, its transaction void
+            self._new_producer()
+        else:
+            try:
+                self.producer.abort_transaction(30)
+            except KafkaException as again:
+                log.warning("abort: %s", again)
+                self._new_producer()
+        self._in_txn = False
+        for task in self.tasks.values():
+            task.forget_checkpoint()
+            self._rebuild_due(task)
+        self._seek_to_committed()
+
+    def _new_producer(self) -> None:
+        """A new producer with the same transactional id: it fences the old one, and the
+        broker aborts whatever the old one left open."""
+        for attempt in range(1, 6):
+            try:
+                producer = Producer(self._producer_config)
+                producer.init_transactions(60)
+            except KafkaException as exc:
+                log.warning("producer not ready (attempt %d): %s", attempt, exc)
+                self._stop.wait(2.0 * attempt)
+                continue
+            self.producer = producer
+            log.info("producer re-created after a fatal error")
+            return
+        raise EngineError("the worker's transactional producer could not be re-created")
+
+    def _seek_to_committed(self) -> None:
+        assert self.consumer is not None
+        for task in self.tasks.values():
+            for topic in self.inputs:
+                offset = task.meta.inputs.get(topic, OFFSET_BEGINNING)
+                try:
+                    self.consumer.seek(TopicPartition(topic, task.partition, offset))
+                except KafkaException as exc:  # revoked meanwhile: the next owner reads it
+                    log.info("seek %s[%s] to %s: %s", topic, task.partition, offset, exc)
+
+    # --- rebalances ---------------------------------------------------------------------
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.ready.clear()
+        if self._in_txn:
+            self._commit()
+        for tp in partitions:
+            self.tasks.pop(tp.partition, None)
+        if self.on_assigned is not None:
+            self.on_assigned(frozenset(self.tasks))
+        log.info("partitions revoked: %s", _names(partitions))
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """The group expelled this member (e.g. it was frozen past its session): whatever
+        it has not committed belongs to the next owner now."""
+        self.ready.clear()
+        if self._in_txn:
+            assert self.producer is not None
+            self.aborts += 1
+            try:
+                self.producer.abort_transaction(30)
+            except KafkaException as exc:
+                log.warning("abort after losing partitions: %s", exc)
+            self._in_txn = False
+        for tp in partitions:
+            self.tasks.pop(tp.partition, None)
+        log.warning("partitions lost: %s", _names(partitions))
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        started = time.monotonic()
+        committed = {
+            (tp.topic, tp.partition): tp.offset for tp in consumer.committed(partitions, timeout=60)
+        }
+        numbers = sorted({tp.partition for tp in partitions})
+        for partition in numbers:
+            wanted = {
+                topic: offset
+                for (topic, p), offset in committed.items()
+                if p == partition and offset >= 0
+            }
+            self.tasks[partition] = self._restore(partition, wanted)
+        starts = []
+        for tp in partitions:
+            offset = self.tasks[tp.partition].meta.inputs.get(tp.topic, OFFSET_BEGINNING)
+            starts.append(TopicPartition(tp.topic, tp.partition, offset))
+        consumer.assign(starts)
+        states: list[DossierState] = []
+        for task in self.tasks.values():
+            self._rebuild_due(task, states)
+        self.view.rebuild(states)
+        self._next_clock = 0.0  # judge deadlines at once for what came in
+        self.ready.set()
+        if self.on_assigned is not None:
+            self.on_assigned(frozenset(self.tasks))
+        log.info(
+            "partitions assigned: %s; %d dossiers ready in %.1fs",
+            _names(partitions), len(states), time.monotonic() - started,
+        )  # fmt: skip
+
+    def _rebuild_due(self, task: Task, states: list[DossierState] | None = None) -> None:
+        task.due.clear()
+        task.due_at.clear()
+        for key, raw in task.store.states():
+            state = decode_state(raw)
+            if state is None:
+                continue
+            if states is not None:
+                states.append(state)
+            task.index_due(key, state, self._next_alert(state))
+
+    def _store(self, partition: int) -> PartitionStore:
+        store = self._stores.get(partition)
+        if store is None:
+            store = open_store(
+                self.settings.store, self.settings.data_dir, partition,
+                write_buffer_mb=self.settings.rocksdb_write_buffer_mb,
+                block_cache_mb=self.settings.rocksdb_block_cache_mb,
+            )  # fmt: skip
+            self._stores[partition] = store
+        return store
+
+    def _restore(self, partition: int, committed: dict[str, int]) -> Task:
+        """The store of ``partition`` brought up to the changelog's last committed
+        checkpoint, which must be the group's committed offsets."""
+        store = self._store(partition)
+        deadline = time.monotonic() + 120
+        restored = 0
+        while True:
+            restored += self._replay(store, partition)
+            meta = store.meta()
+            behind = {t: o for t, o in committed.items() if meta.inputs.get(t, -1) < o}
+            if not behind:
+                break
+            if time.monotonic() > deadline:
+                raise EngineError(
+                    f"partition {partition}: the changelog ends at input offsets "
+                    f"{meta.inputs} but the group committed {committed}"
+                )
+            time.sleep(0.2)  # a transaction's markers still being written: read again
+        ahead = {t: o for t, o in meta.inputs.items() if committed.get(t, -1) < o}
+        if ahead:
+            # only an operator's offset reset does this: the states say what was applied
+            log.warning(
+                "partition %s: the store has applied up to %s, beyond the group's committed "
+                "offsets %s; reading on from the store's", partition, meta.inputs, committed,
+            )  # fmt: skip
+        if restored:
+            log.info("partition %s: %d changelog records restored", partition, restored)
+        return Task(partition, store, meta)
+
+    def _replay(self, store: PartitionStore, partition: int) -> int:
+        """Changelog records of ``partition`` from the store's changelog offset to the last
+        stable offset, written a fetched batch at a time."""
+        meta = store.meta()
+        restorer = Consumer(self._restore_config)
+        try:
+            tp = TopicPartition(self.changelog, partition)
+            low, end = restorer.get_watermark_offsets(tp, timeout=30, cached=False)
+            start = meta.changelog_next
+            if start > end:
+                log.warning(
+                    "partition %s: the store is ahead of the changelog (%s > %s): "
+                    "restoring it from scratch", partition, start, end,
+                )  # fmt: skip
+                store.write({key: None for key, _ in store.states()}, Meta())
+                meta, start = Meta(), 0
+            start = max(start, low)
+            if start >= end:
+                return 0
+            restorer.assign([TopicPartition(self.changelog, partition, start)])
+            count = 0
+            while True:
+                batch = restorer.consume(10_000, timeout=1.0)
+                states: dict[bytes, bytes | None] = {}
+                at_end = False
+                for record in batch:
+                    error = record.error()
+                    if error is not None:
+                        if error.code() == KafkaError._PARTITION_EOF:
+                            at_end = True
+                            continue
+                        raise KafkaException(error)
+                    key = record.key()
+                    if key == META_KEY:
+                        decoded = Meta.decode(record.value())
+                        meta.inputs, meta.audit_heads = decoded.inputs, decoded.audit_heads
+                    elif key is not None:
+                        states[key] = record.value()
+                    meta.changelog_next = cast(int, record.offset()) + 1
+                    count += 1
+                if batch:
+                    store.write(states, meta)
+                position = restorer.position([tp])[0].offset
+                if at_end or (position is not None and position >= end):
+                    meta.changelog_next = max(meta.changelog_next, end)
+                    store.write({}, meta)
+                    return count
+        finally:
+            restorer.close()
+
+    def _flush_metrics(self) -> None:
+        if self._counts:
+            for (topic, event_type, outcome), n in self._counts.items():
+                metrics.EVENTS_IN.labels(topic, event_type, outcome).inc(n)
+            self._counts.clear()
+        if self._out_counts:
+            for (kind, event_type), n in self._out_counts.items():
+                metrics.EVENTS_OUT.labels(kind, event_type).inc(n)
+            self._out_counts.clear()
+        if self._latencies:
+            for lag in self._latencies:
+                metrics.EVENT_LATENCY.observe(lag)
+            self._latencies.clear()
+
+
+def _headers(headers: list[tuple[str, bytes]] | None) -> Any:
+    return headers or None
+
+
+def _names(partitions: list[TopicPartition]) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "none"
+
+
+def _kind(topic: str) -> str:
+    for kind in ("dossier.status", "portal.outbox", "dossier.alerts", "agency.inbox", "hub.audit"):
+        if kind in topic:
+            return kind
+    return "other"
+
+
+def _output_type(topic: str, topics: Topics) -> str:
+    return "DossierAlert" if topic == topics.alerts else "DossierStatusChanged"

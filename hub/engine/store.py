@@ -1,0 +1,163 @@
+"""The worker's local state: one store per partition, states and offsets in one write.
+
+Each partition number ``p`` of the hub (the dossiers whose code hashes to ``p``, fed by
+``dossier.events[p]`` and ``feedback.events[p]``) has a store of its own under the data
+directory. A store holds
+
+* every dossier's state, keyed by its code;
+* one meta entry (:class:`Meta`): the next offset of each input partition whose records
+  the states include, the next offset of the changelog partition they were restored or
+  written up to, and the audit chains' heads.
+
+A checkpoint writes its states and the new meta in one RocksDB write batch, after the Kafka
+transaction that carried the same states to the changelog committed. So a store is always
+a committed checkpoint of the past, never half of one; a crash between the Kafka commit and
+the write leaves a store one checkpoint behind, which the changelog brings up to date
+(``hub.engine.restore``).
+
+``store = "memory"`` keeps the same contract in a dict (tests, throwaway workers).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, cast
+
+from rocksdict import Options, Rdict, WriteBatch
+
+__all__ = ["META_KEY", "Meta", "PartitionStore", "open_store"]
+
+#: the meta entry's key; no dossier code starts with a NUL byte
+META_KEY = b"\x00meta"
+
+
+@dataclass
+class Meta:
+    """What a partition's store is a checkpoint of."""
+
+    #: input topic -> next offset to read (records below it are in the states)
+    inputs: dict[str, int] = field(default_factory=dict)
+    #: next changelog offset to restore from (records below it are in the store)
+    changelog_next: int = 0
+    #: audit chain key -> the chain's last entry (hub.audit.chain)
+    audit_heads: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        return json.dumps(
+            {"inputs": self.inputs, "changelog": self.changelog_next, "audit": self.audit_heads},
+            separators=(",", ":"),
+            ensure_ascii=False,
+        ).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes | None) -> Meta:
+        if raw is None:
+            return cls()
+        data = json.loads(raw)
+        return cls(
+            inputs={str(k): int(v) for k, v in data.get("inputs", {}).items()},
+            changelog_next=int(data.get("changelog", 0)),
+            audit_heads=dict(data.get("audit", {})),
+        )
+
+    def copy(self) -> Meta:
+        return Meta(dict(self.inputs), self.changelog_next, dict(self.audit_heads))
+
+
+class PartitionStore(Protocol):
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def meta(self) -> Meta: ...
+
+    def write(self, states: Mapping[bytes, bytes | None], meta: Meta) -> None:
+        """States (None deletes) and the meta, all or nothing."""
+
+    def states(self) -> Iterator[tuple[bytes, bytes]]: ...
+
+    def close(self) -> None: ...
+
+
+class RocksStore:
+    """A partition's store in RocksDB (rocksdict), bounded memory (see HubSettings)."""
+
+    def __init__(self, path: Path, *, write_buffer_mb: int, block_cache_mb: int) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        options = Options(raw_mode=True)
+        options.create_if_missing(True)
+        options.set_write_buffer_size(write_buffer_mb * 1024 * 1024)
+        options.set_max_write_buffer_number(2)
+        self._db = Rdict(str(path), options)
+
+    def get(self, key: bytes) -> bytes | None:
+        value: bytes | None = self._db.get(key)
+        return value
+
+    def meta(self) -> Meta:
+        return Meta.decode(self.get(META_KEY))
+
+    def write(self, states: Mapping[bytes, bytes | None], meta: Meta) -> None:
+        batch = WriteBatch(raw_mode=True)
+        for key, value in states.items():
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        batch.put(META_KEY, meta.encode())
+        self._db.write(batch)
+
+    def states(self) -> Iterator[tuple[bytes, bytes]]:
+        for key, value in self._db.items():
+            if key != META_KEY:
+                yield cast(bytes, key), cast(bytes, value)
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self._data: dict[bytes, bytes] = {}
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._data.get(key)
+
+    def meta(self) -> Meta:
+        return Meta.decode(self._data.get(META_KEY))
+
+    def write(self, states: Mapping[bytes, bytes | None], meta: Meta) -> None:
+        for key, value in states.items():
+            if value is None:
+                self._data.pop(key, None)
+            else:
+                self._data[key] = value
+        self._data[META_KEY] = meta.encode()
+
+    def states(self) -> Iterator[tuple[bytes, bytes]]:
+        for key, value in list(self._data.items()):
+            if key != META_KEY:
+                yield key, value
+
+    def close(self) -> None:
+        pass
+
+
+def open_store(
+    kind: str, data_dir: Path, partition: int, *, write_buffer_mb: int = 4, block_cache_mb: int = 16
+) -> PartitionStore:
+    if kind == "memory":
+        return MemoryStore()
+    return RocksStore(
+        data_dir / f"partition-{partition}",
+        write_buffer_mb=write_buffer_mb,
+        block_cache_mb=block_cache_mb,
+    )
+
+
+def wipe(data_dir: Path, partition: int) -> None:
+    """Delete a partition's store (it will be restored from the changelog)."""
+    shutil.rmtree(data_dir / f"partition-{partition}", ignore_errors=True)

@@ -1,0 +1,304 @@
+"""The hub worker with the checkpoint engine: a faust application around ``hub.engine``.
+
+Run with ``hub worker`` (``HUB_ENGINE=checkpoint``). faust runs the process: its web server
+answers the HTTP API, its timers sample the consumer lag, its sensors and the Prometheus
+registry feed ``/metrics``. It starts no Kafka client of its own (:class:`NoKafka`): the
+records are the engine's (``hub.engine.loop``), in a thread of its own, so a blocking client
+call never stalls the event loop. The engine reports every committed state change to the
+event loop, which keeps the local view (figures, open deadlines) that the HTTP API and the
+metrics read.
+
+Guarantee: exactly-once from the input topics to every output topic, the changelog and the
+view, for read-committed consumers (see ``hub.engine.loop``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import date
+from typing import Any
+
+import aiohttp
+import faust
+from aiohttp.web import Response as AioResponse
+from faust.app.base import BootStrategy
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from hub.contract.registry import SchemaRegistryClient
+from hub.contract.schemas import SchemaKind, load_schema
+from hub.contract.serde import AvroDeserializer, AvroSerializer
+from hub.domain.deadlines import effective_deadline
+from hub.domain.events import local_date
+from hub.domain.lifecycle import DossierState
+from hub.engine.changelog import changelog_topic, directory_topic
+from hub.engine.directory import Directory, partition_for
+from hub.engine.loop import CheckpointLoop, ViewSink, worker_id
+from hub.engine.store import META_KEY
+from hub.reference import ReferenceData, load_reference
+from hub.settings import HubSettings
+from hub.worker import metrics
+from hub.worker.figures import LocalView
+from hub.worker.lag import LagSampler, refresh
+from hub.worker.processor import Processor, Topics, decode_state, utc_now
+from hub.worker.topics import TopicCreator, hub_topics
+
+__all__ = ["build", "main"]
+
+log = logging.getLogger("hub.worker")
+
+#: set on a request a worker forwards to the partition's owner: the owner answers itself
+FORWARDED = "X-Hub-Forwarded"
+
+
+OUTPUT_KINDS = (SchemaKind.DOSSIER_STATUS, SchemaKind.DOSSIER_ALERT)
+
+
+class NoKafka(BootStrategy):
+    """faust without its own consumer, producer, tables or agents: the engine has them."""
+
+    enable_kafka = False
+
+
+class WorkerApp(faust.App):
+    BootStrategy = NoKafka
+
+
+class PostToLoop(ViewSink):
+    """The engine's view updates, run on the event loop that serves the view."""
+
+    def __init__(self, view: LocalView) -> None:
+        self.view = view
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def rebuild(self, states: list[DossierState]) -> None:
+        self._post(lambda: log.info("local view rebuilt from %d dossiers",
+                                    self.view.rebuild(states)))  # fmt: skip
+
+    def replace(self, changes: list[tuple[DossierState | None, DossierState]]) -> None:
+        def apply() -> None:
+            for before, after in changes:
+                self.view.replace(before, after)
+
+        self._post(apply)
+
+    def _post(self, work: Any) -> None:
+        if self.loop is None:
+            work()  # not started yet: nothing reads the view concurrently
+        else:
+            self.loop.call_soon_threadsafe(work)
+
+
+def _processor(settings: HubSettings, reference: ReferenceData) -> Processor:
+    registry = SchemaRegistryClient(settings.schema_registry_url)
+
+    def serializer_for(kind: SchemaKind) -> Any:
+        schema = load_schema(kind)
+        return lambda topic: AvroSerializer(registry, f"{topic}-value", schema)
+
+    return Processor(
+        settings,
+        reference,
+        AvroDeserializer(registry),
+        {
+            kind: serializer_for(kind)
+            for kind in (SchemaKind.DOSSIER_STATUS, SchemaKind.DOSSIER_ALERT)
+        },
+    )
+
+
+def build(settings: HubSettings) -> tuple[faust.App, TopicCreator]:
+    """The worker's application, its engine and its HTTP API, from ``settings``."""
+    reference = load_reference()
+    topics = Topics(settings.topic_prefix)
+    view = LocalView(reference.calendar, settings.late_if_repeated_supplement)
+    metrics.FIGURES.watch(view)
+    sink = PostToLoop(view)
+    topic_creator = TopicCreator(
+        settings.kafka_bootstrap_servers, settings.partitions, settings.replication_factor
+    )
+    app = WorkerApp(
+        settings.app_id,
+        store="memory://",
+        datadir=str(settings.data_dir / "faust"),
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        canonical_url=f"http://{settings.web_host}:{settings.web_port}",
+    )
+
+    def next_alert(state: DossierState) -> date | None:
+        # INTERIM until hub.domain.deadlines.next_alert_date lands: every open dossier with
+        # an appointment is looked at on every clock run
+        return None if state.is_finished or state.appointment_date is None else date.min
+
+    def fatal(exc: BaseException) -> None:
+        loop = sink.loop
+        if loop is not None:
+            asyncio.run_coroutine_threadsafe(app.crash(exc), loop)
+
+    security = settings.kafka_security().librdkafka_config()
+    directory = Directory(
+        {"bootstrap.servers": settings.kafka_bootstrap_servers, **security},
+        directory_topic(settings.topic_prefix, settings.app_id),
+        f"{settings.app_id}-{worker_id(settings.data_dir)}",
+        f"http://{settings.web_host}:{settings.web_port}",
+    )
+    engine = CheckpointLoop(
+        settings,
+        _processor(settings, reference),
+        ensure_topics=topic_creator.ensure,
+        next_alert=next_alert,
+        view=sink,
+        on_fatal=fatal,
+        on_assigned=directory.announce,
+    )
+
+    @app.service
+    class Engine(faust.Service):
+        async def on_start(self) -> None:
+            sink.loop = asyncio.get_running_loop()
+            await asyncio.to_thread(
+                topic_creator.ensure,
+                [changelog_topic(settings.topic_prefix, settings.app_id)],
+                compact=True,
+            )
+            await asyncio.to_thread(
+                topic_creator.ensure,
+                [directory_topic(settings.topic_prefix, settings.app_id)],
+                compact=True,
+                partitions=1,
+            )
+            directory.start()
+            engine.start()
+
+        async def on_stop(self) -> None:
+            await asyncio.to_thread(engine.stop)
+            await asyncio.to_thread(directory.stop)
+
+    lag_sampler = LagSampler(
+        settings.kafka_bootstrap_servers,
+        settings.app_id,
+        [topics.dossier_events, topics.feedback_events],
+    )
+
+    @app.timer(interval=15.0)  # type: ignore[untyped-decorator]
+    async def sample_consumer_lag() -> None:
+        """hub_consumer_lag_messages{topic} (hub/worker/lag.py), sampled in a thread."""
+        await refresh(lag_sampler)
+
+    def mask(name: str | None) -> str | None:
+        if name is None or settings.show_personal_data:
+            return name
+        return " ".join(part[0] + "*" * (len(part) - 1) for part in name.split())
+
+    def dossier_json(state: DossierState) -> dict[str, Any]:
+        data: dict[str, Any] = state.to_dict()
+        data["applicant_name"] = mask(state.applicant_name)
+        data["portal_status_code"] = reference.portal_codes[state.status]
+        deadline = effective_deadline(state, reference.calendar)
+        data["effective_deadline"] = deadline.isoformat() if deadline else None
+        data.pop("alerts_emitted", None)
+        return data
+
+    session: dict[str, aiohttp.ClientSession] = {}
+
+    async def forward(request: Any, url: str) -> Any:
+        client = session.get("client")
+        if client is None:
+            client = session["client"] = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=5)
+            )
+        async with client.get(f"{url}{request.rel_url}", headers={FORWARDED: "1"}) as resp:
+            body = await resp.read()
+            return AioResponse(body=body, status=resp.status, content_type="application/json")
+
+    @app.page("/dossiers/{code}")
+    async def get_dossier(web: Any, request: Any, code: str) -> Any:
+        key = code.encode()
+        if key.startswith(META_KEY[:1]):
+            return web.json({"error": f"no dossier {code}"}, status=404)
+        partition = partition_for(key, settings.partitions)
+        if not engine.owns(partition):
+            owner = directory.owner(partition)
+            if owner is None or owner == directory.url or request.headers.get(FORWARDED):
+                return web.json(
+                    {"error": f"partition {partition} has no owner now (rebalancing)"},
+                    status=503,
+                )
+            try:
+                return await forward(request, owner)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                return web.json(
+                    {"error": f"the owner of partition {partition} did not answer: {exc!r}"},
+                    status=503,
+                )
+        state = decode_state(engine.read(partition, key))
+        if state is None:
+            return web.json({"error": f"no dossier {code}"}, status=404)
+        return web.json(dossier_json(state))
+
+    @app.page("/overdue")
+    async def overdue(web: Any, request: Any) -> Any:
+        """Open dossiers past their appointment date held by this worker (filter: agency)."""
+        agency = request.query.get("agency")
+        page = max(1, int(request.query.get("page", "1")))
+        size = min(500, max(1, int(request.query.get("size", "50"))))
+        today = local_date(utc_now()).isoformat()
+        rows = sorted(
+            (deadline, code, holder)
+            for code, (holder, deadline) in view.open_deadlines.items()
+            if deadline < today and (agency is None or holder == agency)
+        )
+        chunk = rows[(page - 1) * size : page * size]
+        return web.json(
+            {
+                "total": len(rows),
+                "page": page,
+                "size": size,
+                "items": [
+                    {"dossier_code": c, "agency_code": a, "deadline": d} for d, c, a in chunk
+                ],
+            }
+        )
+
+    @app.page("/agencies/{code}/summary")
+    async def agency_summary(web: Any, request: Any, code: str) -> Any:
+        from hub.domain.supervision import Figures
+
+        total = Figures()
+        for key, figures in view.figures.items():
+            if key.agency_code == code:
+                total = total + figures
+        return web.json(
+            {
+                "agency_code": code,
+                "counts": total.to_dict(),
+                "on_time_rate": total.on_time_rate,
+                "online_share": total.online_share,
+                "satisfaction": total.satisfaction,
+            }
+        )
+
+    @app.page("/health")
+    async def health(web: Any, request: Any) -> Any:
+        return web.json({"status": "ok"})
+
+    @app.page("/ready")
+    async def ready(web: Any, request: Any) -> Any:
+        """200 once the engine holds its partitions with their stores restored."""
+        is_ready = engine.ready.is_set()
+        return web.json({"ready": is_ready}, status=200 if is_ready else 503)
+
+    @app.page("/metrics")
+    async def prometheus_metrics(web: Any, request: Any) -> Any:
+        return AioResponse(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    return app, topic_creator
+
+
+def main() -> None:
+    settings = HubSettings()
+    app, topic_creator = build(settings)
+    topic_creator.ensure(hub_topics(Topics(settings.topic_prefix)))
+    app.main()
