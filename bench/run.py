@@ -49,6 +49,7 @@ from types import FrameType
 from typing import Any
 
 from bench.events import EncodedEvent, LiveEvents, dossier_serializer, preencode
+from hub.consumers import READ_COMMITTED
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -146,7 +147,11 @@ class AuditCount:
         from kafka import KafkaConsumer
 
         self.topic = topic
-        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="bench-audit-count")
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap,
+            client_id="bench-audit-count",
+            isolation_level=READ_COMMITTED,
+        )
 
     def __call__(self) -> int:
         from kafka import TopicPartition
@@ -392,7 +397,10 @@ async def baseline_loop(
 
     deserializer = AvroDeserializer(SchemaRegistryClient(registry_url))
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level=READ_COMMITTED,
     )
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, acks="all", linger_ms=0 if serial else 5
@@ -551,6 +559,7 @@ async def latency_phase(bench: Bench, rates: list[int], seconds: float) -> list[
         group_id=f"{app_id}-probe",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
+        isolation_level=READ_COMMITTED,
     )
     producer = AIOKafkaProducer(
         bootstrap_servers=bench.bootstrap, acks="all", enable_idempotence=True, linger_ms=1
@@ -801,7 +810,9 @@ def changelog_records(bootstrap: str, topic: str) -> int | None:
     from kafka import KafkaConsumer, TopicPartition
 
     try:
-        consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="bench-probe")
+        consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap, client_id="bench-probe", isolation_level=READ_COMMITTED
+        )
         try:
             parts = consumer.partitions_for_topic(topic) or set()
             tps = [TopicPartition(topic, p) for p in parts]

@@ -43,20 +43,17 @@ def finish_pending_join(consumer: Any) -> bool:
 def manual_commit_consumer(
     bootstrap: str, group_id: str, client_id: str, *, max_poll_records: int = 200, **extra: Any
 ) -> Any:
-    """The kafka-python consumer our sinks and bridges share: a group member that commits by
-    hand (after its work is acknowledged), starts at the earliest offset when the group has
-    none, and authenticates as the environment says (``HUB_KAFKA_SECURITY_PROTOCOL`` ...).
+    """The kafka-python consumer our sinks and bridges share: a group member that reads
+    committed records only (:mod:`hub.consumers`), commits by hand (after its work is
+    acknowledged), starts at the earliest offset when the group has none, and authenticates
+    as the environment says (``HUB_KAFKA_SECURITY_PROTOCOL`` ...).
     Poll it with :func:`finish_pending_join` after every ``poll``."""
-    from kafka import KafkaConsumer
+    from hub.consumers import committed_consumer
 
-    from hub.security.client import env_client_kwargs
-
-    return KafkaConsumer(
-        bootstrap_servers=bootstrap,
-        **env_client_kwargs(),
+    return committed_consumer(
+        bootstrap,
         group_id=group_id,
         client_id=client_id,
-        enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_poll_records=max_poll_records,
         **extra,

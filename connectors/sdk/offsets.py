@@ -25,6 +25,7 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from connectors.sdk.errors import BrokerUnavailableError
+from hub.consumers import committed_consumer
 from hub.security.client import env_client_kwargs
 
 __all__ = ["OffsetStore", "offset_key"]
@@ -97,16 +98,15 @@ class OffsetStore:
         finally:
             admin.close()
 
+    def _reader(self) -> KafkaConsumer:
+        """Group-less, committed records only: an offset written in an aborted transaction
+        was never the connector's."""
+        return committed_consumer(self.bootstrap, client_id=f"connect-offsets-{self.connector}")
+
     def load(self) -> dict[str, Offset]:
         """The latest stored offset of each of this connector's source partitions."""
         try:
-            consumer = KafkaConsumer(
-                bootstrap_servers=self.bootstrap,
-                **env_client_kwargs(),
-                group_id=None,
-                enable_auto_commit=False,
-                client_id=f"connect-offsets-{self.connector}",
-            )
+            consumer = self._reader()
         except KafkaError as exc:
             raise BrokerUnavailableError(f"cannot reach Kafka at {self.bootstrap}: {exc}") from exc
         found: dict[str, Offset] = {}

@@ -73,7 +73,7 @@ from connectors.sdk.errors import (
 from connectors.sdk.metrics import RECORDS, RETRIES, UP, HealthServer
 from connectors.sdk.offsets import Offset, OffsetStore
 from connectors.sdk.retry import Backoff
-from hub.consumer_group import finish_pending_join
+from hub.consumer_group import finish_pending_join, manual_commit_consumer
 from hub.contract.errors import ContractError, DecodeError, RegistryError
 from hub.contract.inbound import (
     AGENCY_CODE_PATTERN,
@@ -659,18 +659,19 @@ class ConnectorRuntime:
 
         return from_avro
 
+    def _sink_consumer(self) -> KafkaConsumer:
+        """The sink's group member: manual commits, committed records only."""
+        return manual_commit_consumer(
+            self.config.bootstrap_servers,
+            self.config.consumer_group,
+            f"connect-{self.name}",
+            max_poll_records=100,
+        )
+
     def _run_sink(self, connector: SinkConnector) -> None:
         decode = self._decoder()
         try:
-            consumer = KafkaConsumer(
-                bootstrap_servers=self.config.bootstrap_servers,
-                **env_client_kwargs(),
-                group_id=self.config.consumer_group,
-                client_id=f"connect-{self.name}",
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                max_poll_records=100,
-            )
+            consumer = self._sink_consumer()
             dlq = KafkaProducer(
                 bootstrap_servers=self.config.bootstrap_servers,
                 **env_client_kwargs(),

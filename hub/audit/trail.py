@@ -24,7 +24,7 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 
 from hub.audit.chain import chain_key, entry_for
-from hub.security.client import env_client_kwargs
+from hub.consumers import committed_consumer
 
 __all__ = ["AuditReadError", "AuditRecord", "AuditTrail", "ChainRecords", "audit_topic",
            "encode_entry", "load_head", "read_chains"]  # fmt: skip
@@ -53,12 +53,10 @@ class AuditRecord:
 
 
 def _consumer(bootstrap: str, timeout_s: float) -> KafkaConsumer:
-    return KafkaConsumer(
-        bootstrap_servers=bootstrap,
-        **env_client_kwargs(),
+    # committed records only: an entry of an aborted transaction is no part of any chain
+    return committed_consumer(
+        bootstrap,
         client_id="hub-audit",
-        group_id=None,
-        enable_auto_commit=False,
         allow_auto_create_topics=False,
         bootstrap_timeout_ms=int(timeout_s * 1000),
     )

@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Self
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
+from hub.consumers import committed_consumer
 from hub.dlq.headers import (
     HEADER_ATTEMPT,
     HEADER_REPLAY_OF,
@@ -151,12 +152,10 @@ class DlqReader:
         self.bootstrap = bootstrap
         self.timeout_s = timeout_s
         try:
-            self._consumer = KafkaConsumer(
-                bootstrap_servers=bootstrap,
-                **env_client_kwargs(),
+            # committed records only: a dead letter of an aborted transaction never happened
+            self._consumer = committed_consumer(
+                bootstrap,
                 client_id="hub-dlq",
-                group_id=None,
-                enable_auto_commit=False,
                 allow_auto_create_topics=False,
                 auto_offset_reset="earliest",
                 bootstrap_timeout_ms=int(timeout_s * 1000),

@@ -79,7 +79,9 @@ class LagSampler:
         self._consumer: Any = None
 
     def _clients(self) -> tuple[Any, Any]:
-        from kafka import KafkaAdminClient, KafkaConsumer
+        from kafka import KafkaAdminClient
+
+        from hub.consumers import committed_consumer
 
         if self._admin is None:
             self._admin = KafkaAdminClient(
@@ -88,13 +90,8 @@ class LagSampler:
                 **env_client_kwargs(),
             )
         if self._consumer is None:  # no group: only reads offsets, never joins or commits
-            self._consumer = KafkaConsumer(
-                bootstrap_servers=self.bootstrap_servers,
-                **env_client_kwargs(),
-                client_id="hub-lag",
-                group_id=None,
-                enable_auto_commit=False,
-            )
+            # end offsets as a read_committed member sees them (the last stable offset)
+            self._consumer = committed_consumer(self.bootstrap_servers, client_id="hub-lag")
         return self._admin, self._consumer
 
     def sample(self) -> dict[str, int]:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer, TopicPartition
 
 from connectors.sdk import (
     Connector,
@@ -39,6 +39,7 @@ from connectors.sdk import (
 )
 from connectors.sdk.offsets import OffsetStore
 from connectors.sdk.runtime import ConnectorRuntime
+from hub.consumers import committed_consumer
 from hub.contract.registry import SchemaRegistryClient
 from hub.contract.serde import AvroDeserializer
 from hub.dlq import DeadLetter
@@ -102,7 +103,7 @@ def read_topic(
 ) -> list[Any]:
     """Every record of ``topic`` (from the start), once at least ``at_least`` are there;
     ``settle`` keeps reading that much longer to catch unwanted extras (duplicates)."""
-    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False)
+    consumer = committed_consumer(broker.bootstrap, client_id="test-contract-reader")
     records: list[Any] = []
     try:
         deadline = time.monotonic() + timeout

@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer, TopicPartition
 
 from connectors.bridge_connector import JsonBridgeConnector
 from connectors.sdk import Connector, ConnectorConfigError, parse_config
+from hub.consumers import committed_consumer
 from tests.contract.connector_contract import SinkContract, event_ids, make_event
 from tests.fixtures.stack import Broker
 
@@ -57,7 +58,7 @@ class TestJsonBridgeContract(SinkContract):
     def delivered(self, tmp_path: Path) -> list[str]:
         broker, prefix = self.where[tmp_path]
         topic = f"{prefix}dossier.events"
-        consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False)
+        consumer = committed_consumer(broker.bootstrap, client_id="test-json-bridge-reader")
         try:
             parts = consumer.partitions_for_topic(topic)
             if not parts:

@@ -28,11 +28,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer, TopicPartition
 
 from connectors.json_bridge import JsonBridge, _procedure_lookup
 from connectors.json_bridge import main as bridge_main
 from connectors.scenarios import VN, dossier_code, dossier_life
+from hub.consumers import committed_consumer
 from hub.contract.inbound import InboundDossierEvent, to_avro_record, validate_dossier_event
 from hub.contract.registry import SchemaRegistryClient
 from hub.contract.schemas import SchemaKind, load_schema
@@ -92,9 +93,7 @@ class TopicReader:
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.topic = topic
         self.records: list[Any] = []
-        self._consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None
-        )
+        self._consumer = committed_consumer(bootstrap, client_id="test-bad-input-reader")
         deadline = time.monotonic() + 30
         parts = self._consumer.partitions_for_topic(topic)
         while not parts and time.monotonic() < deadline:

@@ -12,6 +12,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
 from hub.consumer_group import finish_pending_join
+from hub.consumers import READ_COMMITTED
 from tests.fixtures.stack import Broker, create_topics
 
 pytestmark = pytest.mark.broker
@@ -25,6 +26,7 @@ def test_a_new_topic_matching_the_pattern_is_assigned_and_read(broker: Broker) -
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         metadata_max_age_ms=500,
+        isolation_level=READ_COMMITTED,
     )
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
     try:

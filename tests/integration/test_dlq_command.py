@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer, TopicPartition
 
+from hub.consumers import committed_consumer
 from hub.dlq.headers import HEADER_ATTEMPT, HEADER_REPLAY_OF, DeadLetter, dlq_topic
 from hub.dlq.publisher import DeadLetterPublisher
 from tests.fixtures.stack import Broker, _delete_topics, create_topics, unique_topic
@@ -55,7 +56,7 @@ def json_lines(result: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]
 
 
 def read_all(bootstrap: str, topic: str) -> list[Any]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    consumer = committed_consumer(bootstrap, client_id="test-dlq-reader")
     try:
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
         end = consumer.end_offsets(partitions)
@@ -236,7 +237,7 @@ def test_list_ends_promptly_on_an_empty_or_missing_topic(broker: Broker) -> None
             f"hub dlq list: topic {missing} does not exist on {broker.bootstrap}"
         )
         assert time.monotonic() - started < 60
-        consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap)
+        consumer = committed_consumer(broker.bootstrap, client_id="test-dlq-topics")
         try:
             assert missing not in consumer.topics()  # listing did not create it
         finally:

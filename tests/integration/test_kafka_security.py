@@ -32,6 +32,7 @@ from kafka.errors import (
     TopicAuthorizationFailedError,
 )
 
+from hub.consumers import READ_COMMITTED
 from hub.security.acls import (
     HUB_PRINCIPAL,
     SecurityLayout,
@@ -153,6 +154,7 @@ def consume(
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         consumer_timeout_ms=TIMEOUT_MS,
+        isolation_level=READ_COMMITTED,
     )
     if assign:
         consumer.assign([TopicPartition(topic, 0)])
@@ -343,7 +345,11 @@ def read_all(
 ) -> list[bytes]:
     """Avro records (magic byte 0) of ``topic`` as ``user``, once ``expect`` are there."""
     consumer = KafkaConsumer(
-        topic, **broker.creds(user), group_id=group, auto_offset_reset="earliest"
+        topic,
+        **broker.creds(user),
+        group_id=group,
+        auto_offset_reset="earliest",
+        isolation_level=READ_COMMITTED,
     )
     found: list[bytes] = []
     deadline = time.monotonic() + timeout_s

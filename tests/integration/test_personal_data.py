@@ -19,10 +19,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaProducer
 
 from connectors.publisher import EventPublisher
 from connectors.scenarios import VN, dossier_code, dossier_life
+from hub.consumers import committed_consumer
 from hub.contract.inbound import InboundDossierEvent, to_avro_record, validate_dossier_event
 from hub.contract.registry import SchemaRegistryClient
 from hub.contract.schemas import SchemaKind, load_schema
@@ -194,7 +195,7 @@ def test_personal_data_reaches_the_portal_and_nothing_else(
 
     # Every header of every dead letter on every .dlq topic (the value keeps the original
     # bytes on purpose: replay needs them).
-    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap)
+    consumer = committed_consumer(broker.bootstrap, client_id="test-personal-data")
     dlq_topics = sorted(t for t in consumer.topics() if t.startswith(prefix) and t.endswith(".dlq"))
     consumer.close()
     assert f"{dossier_topic}.dlq" in dlq_topics

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 import requests
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from prometheus_client import REGISTRY
 
 from connectors.portal.contract import PortalContract
@@ -37,6 +37,7 @@ from connectors.portal.sink import (
 )
 from connectors.publisher import EventPublisher
 from connectors.scenarios import VN, dossier_code, dossier_life
+from hub.consumers import committed_consumer
 from hub.contract.registry import SchemaRegistryClient
 from hub.contract.serde import AvroDeserializer
 from hub.dlq.headers import DeadLetter
@@ -354,7 +355,7 @@ def test_every_status_reaches_the_portal_once_and_in_order_through_an_outage(
         emulator.stop()
 
     # Offsets were committed up to the end: everything was acknowledged or dead-lettered.
-    ends = KafkaConsumer(bootstrap_servers=broker.bootstrap)
+    ends = committed_consumer(broker.bootstrap, client_id="test-portal-ends")
     try:
         parts = [TopicPartition(f"{prefix}portal.outbox", p) for p in sorted(committed)]
         end_offsets = ends.end_offsets(parts)

@@ -24,6 +24,7 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer as ConfluentDe
 from confluent_kafka.schema_registry.avro import AvroSerializer as ConfluentSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from hub.consumers import READ_COMMITTED
 from hub.contract.compat import (
     TRANSITIVE,
     compatibility_with_all,
@@ -210,6 +211,7 @@ def consume(bootstrap: str, topic: str, count: int, timeout_s: float = 30.0) -> 
             "group.id": f"evo-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
+            "isolation.level": READ_COMMITTED,
         }
     )
     consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])

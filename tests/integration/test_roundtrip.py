@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaProducer
 
+from hub.consumers import committed_consumer
 from hub.contract.registry import SchemaRegistryClient
 from hub.contract.serde import MAGIC_BYTE, AvroDeserializer, AvroSerializer
 from tests.fixtures.stack import Broker, create_topics, unique_topic
@@ -52,14 +53,13 @@ def _consume_one(
     timeout_s: float = 60.0,
     producer_alive: Callable[[], bool] = lambda: True,
 ) -> Any:
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
+    consumer = committed_consumer(
+        bootstrap,
+        client_id="test-roundtrip",
         auto_offset_reset="earliest",
-        enable_auto_commit=False,
         consumer_timeout_ms=1000,
-        group_id=None,
     )
+    consumer.subscribe([topic])
     deadline = time.monotonic() + timeout_s
     try:
         while time.monotonic() < deadline:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
+from hub.consumers import READ_COMMITTED
 from hub.contract.registry import SchemaRegistryClient
 from hub.contract.serde import AvroDeserializer, AvroSerializer
 from hub.stack.stack import LocalStack, StackConfig
@@ -141,6 +142,7 @@ def test_up_twice_down_and_data_survives_a_restart(tmp_path: Path) -> None:
             bootstrap_servers=stack.bootstrap,
             auto_offset_reset="earliest",
             consumer_timeout_ms=10_000,
+            isolation_level=READ_COMMITTED,
         )
         values = [m.value for m in consumer]
         consumer.close()

@@ -22,6 +22,7 @@ from kafka import KafkaConsumer
 
 from connectors.publisher import EventPublisher
 from connectors.scenarios import VN, dossier_code, dossier_life
+from hub.consumers import READ_COMMITTED
 from hub.contract.registry import SchemaRegistryClient
 from hub.contract.serde import AvroDeserializer
 from hub.reference import load_reference
@@ -177,6 +178,7 @@ def collect_ids(broker: Broker, topic: str, want: set[str], timeout_s: float) ->
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         consumer_timeout_ms=2000,
+        isolation_level=READ_COMMITTED,
     )
     consumer.subscribe([topic])
     got: Counter[str] = Counter()
