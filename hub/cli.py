@@ -49,16 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_stack_command(args)
     if args.command == "worker":
         sys.argv = ["hub worker", "worker", *extra, *args.faust_args]
-        from hub.settings import HubSettings
+        from hub.worker.app import main as worker_main  # imported late: it reads settings
 
-        if HubSettings().engine == "checkpoint":
-            from hub.worker.main import main as engine_main  # imported late: heavy
-
-            engine_main()
-        else:
-            from hub.worker.app import main as worker_main  # imported late: it reads settings
-
-            worker_main()
+        worker_main()
         return 0
     if args.command == "dlq":
         return run_dlq_command(args)

@@ -35,6 +35,8 @@ class HubSettings(BaseSettings):
     partitions: int = 6
     replication_factor: int = 1
     store: Literal["rocksdb", "memory"] = "rocksdb"
+    #: keep warm copies of the stores of this many other workers' partitions (read from the
+    #: changelog every 2 s), so a takeover restores seconds, not the whole partition
     standby_replicas: int = 0
     #: RocksDB memory per table partition: memtable size (two at most) and block cache.
     #: faust's defaults (64 MiB x 3 and 2 GiB) let the resident memory grow with every
@@ -44,6 +46,10 @@ class HubSettings(BaseSettings):
     data_dir: Path = Path(".hub/worker")
     web_host: str = "127.0.0.1"
     web_port: int = 6066
+    #: the URL other workers reach this one's HTTP API at (they forward dossier queries for
+    #: its partitions there); default http://<web host>:<web port>, so set it when binding
+    #: 0.0.0.0 (compose: http://<service name>:6066)
+    advertised_url: str | None = None
     #: alert this many working days before a deadline (DUE_SOON)
     due_soon_working_days: int = 1
     #: Decision 766 variant: more than one supplement request counts as late
@@ -55,19 +61,13 @@ class HubSettings(BaseSettings):
     source_system: str = "nghean-hub"
     #: a worker that stops heartbeating leaves the group after this long (then a rebalance)
     session_timeout_s: float = 30.0
-    #: the agent applies up to this many records at a time and waits once for all their
-    #: outputs' acknowledgements (not once per record)
-    batch_max: int = 500
-    #: ... or what arrived within this many milliseconds, whichever comes first
-    batch_wait_ms: float = 10.0
-    #: the worker's engine: "checkpoint" (Kafka transactions, exactly-once, hub/engine) or
-    #: "faust" (faust's agent and table, effectively-once; being replaced)
-    engine: Literal["checkpoint", "faust"] = "faust"
-    #: checkpoint engine: a checkpoint (one Kafka transaction) at least this often; outputs
-    #: become visible to read-committed consumers when it commits, so it bounds latency
+    #: records taken from the consumer at a time; a checkpoint also ends after this many
+    batch_max: int = 2000
+    #: a checkpoint (one Kafka transaction) at least this often; outputs become visible to
+    #: read-committed consumers when it commits, so it bounds their latency
     commit_interval_ms: int = 50
-    #: checkpoint engine: the broker aborts a transaction left open this long (a frozen or
-    #: dead worker's); until then read-committed consumers wait behind it
+    #: the broker aborts a transaction left open this long (a frozen or dead worker's);
+    #: until then read-committed consumers of its partitions wait behind it
     transaction_timeout_ms: int = 10_000
     #: back-off between attempts while the schema registry is unreachable
     registry_retry_s: float = 2.0
@@ -82,6 +82,9 @@ class HubSettings(BaseSettings):
     #: SSL / SASL_SSL: the CA certificate (PEM) the broker's certificate is checked against;
     #: unset, the system's trusted authorities (`hub stack up --secure` prints its own)
     kafka_ssl_cafile: Path | None = None
+
+    def web_url(self) -> str:
+        return self.advertised_url or f"http://{self.web_host}:{self.web_port}"
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"

@@ -1,6 +1,7 @@
 """The changelog: the stores' contents on Kafka, written in the checkpoints' transactions.
 
-Topic ``<prefix><app id>-dossiers-changelog``, compacted, with the hub's partition count;
+Topic ``<app id>-dossiers-changelog`` (named by the app id alone, as faust named its
+changelogs: the hub's ACLs grant the app id's prefix), compacted, with the hub's partition count;
 partition ``p`` holds the stores of partition ``p``. A checkpoint writes, in its transaction,
 one record per dossier it changed (key: the dossier code, value: the encoded state) and then
 one meta record per partition it read (key :data:`hub.engine.store.META_KEY`, value the
@@ -14,10 +15,10 @@ from __future__ import annotations
 __all__ = ["changelog_topic", "directory_topic"]
 
 
-def changelog_topic(prefix: str, app_id: str) -> str:
-    return f"{prefix}{app_id}-dossiers-changelog"
+def changelog_topic(app_id: str) -> str:
+    return f"{app_id}-dossiers-changelog"
 
 
-def directory_topic(prefix: str, app_id: str) -> str:
+def directory_topic(app_id: str) -> str:
     """Where workers announce their partitions and URL (``hub.engine.directory``)."""
-    return f"{prefix}{app_id}-workers"
+    return f"{app_id}-workers"

@@ -44,6 +44,48 @@ class Claim:
     at: float
 
 
+class Claims:
+    """The announcements read so far (pure: the rule, without Kafka)."""
+
+    def __init__(self) -> None:
+        self._by_worker: dict[str, Claim] = {}
+        self._lock = threading.Lock()
+
+    def update(self, worker: str, claim: Claim | None) -> None:
+        with self._lock:
+            if claim is None:
+                self._by_worker.pop(worker, None)
+            else:
+                self._by_worker[worker] = claim
+
+    def owner(self, partition: int) -> str | None:
+        """The URL of the worker whose newest announcement claims ``partition``."""
+        with self._lock:
+            best: Claim | None = None
+            for claim in self._by_worker.values():
+                if partition in claim.partitions and (best is None or claim.at > best.at):
+                    best = claim
+        return best.url if best is not None else None
+
+    def standbys(self, me: str, mine: frozenset[int], replicas: int) -> frozenset[int]:
+        """Partitions ``me`` keeps warm for others (standby replicas): those of the
+        ``replicas`` workers after it in the order of their ids, so each partition has up to
+        ``replicas`` warm copies on other workers."""
+        if replicas <= 0:
+            return frozenset()
+        with self._lock:
+            claims = {w: c for w, c in self._by_worker.items() if c.partitions}
+        holders = sorted(claims)
+        others = [w for w in holders if w != me]
+        if me in holders:
+            at = holders.index(me)
+            others = holders[at + 1 :] + holders[:at]
+        chosen: set[int] = set()
+        for worker in others[:replicas]:
+            chosen |= claims[worker].partitions
+        return frozenset(chosen - mine)
+
+
 def _claim(data: dict[str, object]) -> Claim:
     partitions = data["partitions"]
     if not isinstance(partitions, list):
@@ -56,8 +98,7 @@ class Directory:
         self.topic = topic
         self.worker = worker
         self.url = url
-        self._claims: dict[str, Claim] = {}
-        self._lock = threading.Lock()
+        self.claims = Claims()
         self._mine: frozenset[int] = frozenset()
         self._stop = threading.Event()
         self._producer = Producer({**config, "client.id": f"{worker}-directory", "linger.ms": 0})
@@ -95,12 +136,10 @@ class Directory:
 
     def owner(self, partition: int) -> str | None:
         """The URL of the worker holding ``partition`` now, or None."""
-        with self._lock:
-            best: Claim | None = None
-            for claim in self._claims.values():
-                if partition in claim.partitions and (best is None or claim.at > best.at):
-                    best = claim
-        return best.url if best is not None else None
+        return self.claims.owner(partition)
+
+    def standbys(self, replicas: int) -> frozenset[int]:
+        return self.claims.standbys(self.worker, self._mine, replicas)
 
     def _read(self) -> None:
         while not self._stop.is_set():
@@ -121,8 +160,4 @@ class Directory:
                 except (ValueError, KeyError, TypeError) as exc:
                     log.warning("directory: unreadable announcement %r: %s", key, exc)
                     continue
-                with self._lock:
-                    if claim is None:
-                        self._claims.pop(key.decode(errors="replace"), None)
-                    else:
-                        self._claims[key.decode(errors="replace")] = claim
+                self.claims.update(key.decode(errors="replace"), claim)

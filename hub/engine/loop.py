@@ -71,6 +71,9 @@ __all__ = ["CheckpointLoop", "EngineError", "ViewSink"]
 
 log = logging.getLogger("hub.engine")
 
+#: how often a standby replica reads its partitions' changelog on
+STANDBY_EVERY_S = 2.0
+
 
 class EngineError(RuntimeError):
     """The engine cannot go on (e.g. its producer was fenced by a copy of this worker)."""
@@ -181,18 +184,21 @@ class CheckpointLoop:
         view: ViewSink | None = None,
         on_fatal: Callable[[BaseException], None] | None = None,
         on_assigned: Callable[[frozenset[int]], None] | None = None,
+        standbys: Callable[[], frozenset[int]] = frozenset,
     ) -> None:
         self.settings = settings
         self.processor = processor
         self.topics = Topics(settings.topic_prefix)
         self.inputs = [self.topics.dossier_events, self.topics.feedback_events]
-        self.changelog = changelog_topic(settings.topic_prefix, settings.app_id)
+        self.changelog = changelog_topic(settings.app_id)
         self.audit_topic = audit_topic(settings.topic_prefix)
         self._inbox_prefix = self.topics.inbox("")
         self.ensure_topics = ensure_topics
         self.view = view or ViewSink()
         self.on_fatal = on_fatal
         self.on_assigned = on_assigned  # told the partitions held after each rebalance
+        self.standbys = standbys  # partitions to keep warm for other workers
+        self._locks: dict[int, threading.Lock] = {}  # per store: restore vs. standby
         self._next_alert = next_alert  # the due index's rule (hub.domain.deadlines)
         self.worker_id = worker_id(settings.data_dir)
         self.tasks: dict[int, Task] = {}
@@ -254,6 +260,8 @@ class CheckpointLoop:
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="hub-engine", daemon=True)
         self._thread.start()
+        if self.settings.standby_replicas > 0:
+            threading.Thread(target=self._keep_standbys, name="hub-standby", daemon=True).start()
 
     def stop(self, timeout_s: float = 60.0) -> None:
         self._stop.set()
@@ -278,6 +286,26 @@ class CheckpointLoop:
             log.exception("the engine stopped: %s", exc)
             if self.on_fatal is not None:
                 self.on_fatal(exc)
+
+    def _keep_standbys(self) -> None:
+        """Standby replicas: the stores of partitions other workers hold, kept close to their
+        changelog's end, so taking one over restores only the last few seconds."""
+        while not self._stop.wait(STANDBY_EVERY_S):
+            for partition in sorted(self.standbys()):
+                lock = self._lock(partition)
+                with lock:
+                    if partition in self.tasks or self._stop.is_set():
+                        continue  # ours now: the loop has it
+                    try:
+                        replayed = self._replay(self._store(partition), partition)
+                    except KafkaException as exc:
+                        log.info("standby of partition %s: %s", partition, exc)
+                        continue
+                if replayed:
+                    log.debug("standby of partition %s: %d records", partition, replayed)
+
+    def _lock(self, partition: int) -> threading.Lock:
+        return self._locks.setdefault(partition, threading.Lock())
 
     def _connect(self) -> None:
         self.ensure_topics([self.audit_topic])  # the changelog: created compacted by the app
@@ -464,6 +492,7 @@ class CheckpointLoop:
         """Changelog, offsets, commit; then the stores. False when the transaction was
         aborted instead (everything since the last checkpoint is read again)."""
         assert self.producer is not None and self.consumer is not None
+        started = time.monotonic()
         written: dict[int, dict[bytes, bytes | None]] = {}
         offsets: list[TopicPartition] = []
         try:
@@ -518,6 +547,8 @@ class CheckpointLoop:
             task.before.clear()  # read-only lookups of this checkpoint: not kept
         if changes:
             self.view.replace(changes)
+        metrics.CHECKPOINTS.labels("committed").inc()
+        metrics.CHECKPOINT_SECONDS.observe(time.monotonic() - started)
         return True
 
     def _abort(self, exc: KafkaException) -> None:
@@ -526,6 +557,7 @@ class CheckpointLoop:
         error = exc.args[0] if exc.args else None
         log.warning("checkpoint aborted: %s", exc)
         self.aborts += 1
+        metrics.CHECKPOINTS.labels("aborted").inc()
         if isinstance(error, KafkaError) and error.fatal():
             # e.g. the coordinator aborted a transaction that outlived its timeout (a broker
             # restart) and bumped our epoch: that producer is done, its transaction void
@@ -587,6 +619,7 @@ class CheckpointLoop:
         if self._in_txn:
             assert self.producer is not None
             self.aborts += 1
+            metrics.CHECKPOINTS.labels("aborted").inc()
             try:
                 self.producer.abort_transaction(30)
             except KafkaException as exc:
@@ -652,7 +685,13 @@ class CheckpointLoop:
     def _restore(self, partition: int, committed: dict[str, int]) -> Task:
         """The store of ``partition`` brought up to the changelog's last committed
         checkpoint, which must be the group's committed offsets."""
-        store = self._store(partition)
+        with self._lock(partition):  # not while a standby replay of it runs
+            store = self._store(partition)
+            return self._restore_locked(store, partition, committed)
+
+    def _restore_locked(
+        self, store: PartitionStore, partition: int, committed: dict[str, int]
+    ) -> Task:
         deadline = time.monotonic() + 120
         restored = 0
         while True:
@@ -675,6 +714,7 @@ class CheckpointLoop:
                 "offsets %s; reading on from the store's", partition, meta.inputs, committed,
             )  # fmt: skip
         if restored:
+            metrics.RESTORED.inc(restored)
             log.info("partition %s: %d changelog records restored", partition, restored)
         return Task(partition, store, meta)
 

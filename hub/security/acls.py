@@ -9,7 +9,7 @@ Principals (SCRAM user names; the Kafka principal is ``User:<name>``):
 
 ``hub``
     the hub workers: read and write the hub's own topics (``dossier.events``,
-    ``feedback.events``, ``hub.clock``, ``dossier.status``, ``portal.outbox``,
+    ``feedback.events``, ``dossier.status``, ``portal.outbox``,
     ``dossier.alerts``, ``hub.audit``, the inputs' ``.dlq``), write every
     ``agency.inbox.*``, everything under faust's ``<app id>-`` topics and group.
 ``connector-<name>``
@@ -79,6 +79,7 @@ _CONNECTOR_NAME = re.compile(r"^[0-9a-z][0-9a-z._-]*$")
 class ResourceType(StrEnum):
     TOPIC = "TOPIC"
     GROUP = "GROUP"
+    TRANSACTIONAL_ID = "TRANSACTIONAL_ID"
 
 
 class PatternType(StrEnum):
@@ -176,7 +177,7 @@ BUILT_IN_CONNECTORS: tuple[ConnectorAccess, ...] = (
     ConnectorAccess("simulator", writes=("dossier.events", "feedback.events")),
 )
 
-_HUB_INPUTS = ("dossier.events", "feedback.events", "hub.clock")
+_HUB_INPUTS = ("dossier.events", "feedback.events")
 _HUB_OUTPUTS = ("dossier.status", "portal.outbox", "dossier.alerts", "hub.audit")
 
 
@@ -257,10 +258,15 @@ def _hub_rules(layout: SecurityLayout) -> list[AclRule]:
     for name in hub_topic_names(pre):
         rules += _topic(p, name, own)
     rules += _topic(p, "agency.inbox.*", _SERVICE_WRITE, pre)
-    # faust's changelog and leader topics are named "<app id>-..." and its group "<app id>";
-    # the lag monitor reads the group's committed offsets.
+    # the engine's changelog and worker directory are named "<app id>-..."; its consumer
+    # group is "<app id>" (the lag monitor reads its committed offsets), its restore and
+    # directory readers "<app id>-..."; its transactional ids are "<app id>-<worker id>"
     rules += _topic(p, f"{layout.app_id}-*", (Operation.ALL,))
-    rules += _group(p, layout.app_id, PatternType.LITERAL)
+    rules += _group(p, layout.app_id, PatternType.PREFIXED)
+    rules += [
+        AclRule(p, ResourceType.TRANSACTIONAL_ID, layout.app_id, PatternType.PREFIXED, op)
+        for op in (Operation.WRITE, Operation.DESCRIBE)
+    ]
     return rules
 
 

@@ -23,7 +23,6 @@ __all__ = [
     "KafkaClientSecurity",
     "SecurityConfigError",
     "env_client_kwargs",
-    "faust_credentials",
 ]
 
 _SASL_PROTOCOLS = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
@@ -151,22 +150,3 @@ def env_client_kwargs() -> dict[str, Any]:
     PLAINTEXT, so plain deployments build exactly the clients they did before.
     """
     return _env_security().client_kwargs()
-
-
-def faust_credentials() -> Any | None:
-    """faust's ``broker_credentials`` for the environment's security; None for PLAINTEXT."""
-    security = _env_security()
-    if security.protocol == "PLAINTEXT":
-        return None
-    import faust  # only workers need it
-
-    context = security.ssl_context()
-    if not security.sasl:
-        return faust.SSLCredentials(context)  # SSL: TLS without SASL
-    # With a context faust speaks SASL_SSL, without one SASL_PLAINTEXT.
-    return faust.SASLCredentials(
-        username=security.username,
-        password=security.password,
-        mechanism=security.mechanism,
-        ssl_context=context,
-    )

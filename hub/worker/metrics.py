@@ -11,10 +11,9 @@ agency totals are ``sum`` over workers, and rates are recomputed from the summed
 averaging the per-worker ``*_ratio`` gauges.
 
 Elsewhere on the same /metrics (the default registry): the consumer lag of the input topics
-(``hub_consumer_lag_messages{topic}``, :mod:`hub.worker.lag`, sampled every 15 s) and
-faust's own sensor metrics (``hub_faust_*``, faust.sensors.prometheus, wired in
-:mod:`hub.worker.app`). Connector metrics are on each connector's own endpoint
-(``hub_portal_*``, ``hub_connector_*``).
+(``hub_consumer_lag_messages{topic}``, :mod:`hub.worker.lag`, sampled every 15 s).
+Connector metrics are on each connector's own endpoint (``hub_portal_*``,
+``hub_connector_*``).
 """
 
 from __future__ import annotations
@@ -35,10 +34,11 @@ from hub.domain.supervision import Figures
 from hub.worker.figures import LocalView
 
 __all__ = [
+    "CHECKPOINTS",
+    "CHECKPOINT_SECONDS",
     "FIGURES",
     "HUB_VERSION",
-    "PARTITION_SEEKS",
-    "RECORDS_SET_ASIDE",
+    "RESTORED",
     "FiguresCollector",
     "overdue_by_agency",
 ]
@@ -70,19 +70,20 @@ EVENT_LATENCY = Histogram(
     "Event time (occurred_at) to processed by the hub",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
 )
-RECORDS_SET_ASIDE = Counter(
-    "hub_records_set_aside_total",
-    "Input records the worker received but neither applied nor acknowledged, to be read "
-    "again (hub/worker/order.py): not_assigned, rebalancing, fetched_before_rebalance, "
-    "after_gap (held until a missing earlier record comes)",
-    ["reason"],
+CHECKPOINTS = Counter(
+    "hub_checkpoints_total",
+    "Checkpoints of the engine (one Kafka transaction each): committed, or aborted and read "
+    "again (a fenced member, a broker or coordinator change, a revocation mid-transaction)",
+    ["outcome"],
 )
-PARTITION_SEEKS = Counter(
-    "hub_partition_seeks_total",
-    "Input partitions sought to where their state says: gap (a record came after a missing "
-    "one), overdue (the missing record did not come within a second), stalled (read past "
-    "what was applied, no progress for a while), placed (end of a rebalance)",
-    ["reason"],
+CHECKPOINT_SECONDS = Histogram(
+    "hub_checkpoint_seconds",
+    "Time to commit a checkpoint: changelog flush, offsets, commit, store write",
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+RESTORED = Counter(
+    "hub_changelog_restored_records_total",
+    "Changelog records replayed into the local stores (after an assignment)",
 )
 
 

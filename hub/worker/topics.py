@@ -21,7 +21,7 @@ __all__ = ["TopicCreator", "hub_topics"]
 
 
 def hub_topics(topics: Topics) -> list[str]:
-    inputs = [topics.dossier_events, topics.feedback_events, topics.clock]
+    inputs = [topics.dossier_events, topics.feedback_events]
     outputs = [topics.status, topics.portal_outbox, topics.alerts]
     return inputs + outputs + [dlq_topic(t) for t in inputs]
 

@@ -18,6 +18,7 @@ is in ``test_worker_guarantees.py``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -364,4 +365,50 @@ def test_a_rebalance_storm_under_load_loses_nothing_and_applies_nothing_twice(
         )  # fmt: skip
     finally:
         for worker in live:
+            worker.stop(kill=True)
+
+
+# --------------------------------------------------------------------------- zombie worker
+@pytest.mark.timeout(420)
+def test_a_frozen_worker_that_wakes_after_the_takeover_writes_nothing_visible(
+    broker: Broker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A worker frozen (SIGSTOP) past its session timeout while it has a transaction open,
+    another taking its partitions, then the first resumed (SIGCONT): a zombie. Whatever it
+    wrote before or after waking must not reach a read-committed reader (KIP-447: its offsets
+    carry a stale group generation, so its transaction cannot commit), and nothing is lost.
+    Its checkpoints are long (3 s), so a transaction with outputs is open when it freezes."""
+    tag = uuid.uuid4().hex[:8]
+    prefix, app_id = f"zb{tag}.", f"hub-zombie-{tag}"
+    events = province_events(100, datetime.now(VN) - timedelta(hours=8))
+    session = {"HUB_SESSION_TIMEOUT_S": "6"}
+    zombie = start_worker(
+        broker, tmp_path / "zombie", prefix=prefix, app_id=app_id,
+        extra={**session, "HUB_COMMIT_INTERVAL_MS": "3000"},
+    )  # fmt: skip
+    workers = [zombie]
+    try:
+        with Load(broker, prefix, events, rate=25) as load:
+            load.wait_acknowledged(len(events) // 4, 120)
+            os.kill(zombie.process.pid, signal.SIGSTOP)
+            heir = start_worker(
+                broker, tmp_path / "heir", prefix=prefix, app_id=app_id, extra=session
+            )  # ready: it holds every partition, the zombie having been expelled
+            workers.append(heir)
+            load.wait_acknowledged(min(len(events), load.acknowledged + 150), 120)
+            os.kill(zombie.process.pid, signal.SIGCONT)
+            load.wait(240)
+        for worker in workers:
+            assert worker.process.poll() is None, f"a worker died:\n{worker.log_tail()}"
+            wait_for(lambda w=worker: w.get("/ready")[0] == 200, 180, "both workers ready")
+        judge(
+            broker, prefix, workers, load.ledger, faults=1,
+            what="zombie (SIGSTOP past the session, SIGCONT after the takeover)", capsys=capsys,
+        )  # fmt: skip
+        log = zombie.log_path.read_text(errors="replace")
+        assert "aborted" in log or "lost" in log, "the zombie's transaction was not fenced"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(zombie.process.pid, signal.SIGCONT)
+        for worker in workers:
             worker.stop(kill=True)

@@ -177,10 +177,10 @@ def test_prometheus_reads_the_workers_figures_back(
     prometheus.wait_for_value(f'agency:hub_satisfaction_rated:ratio{{agency="{JUSTICE}"}}', 1)
     prometheus.wait_for_value("count(hub_build_info)", 1)
     # the lag sampler (hub/worker/lag.py, every 15s): one series per input topic, and the
-    # group catches up; faust's own sensor metrics on the same /metrics
+    # group catches up; the engine's committed checkpoints on the same /metrics
     prometheus.wait_for_value("count(hub_consumer_lag_messages)", 2)
     prometheus.wait_for_value("sum(hub_consumer_lag_messages)", 0)
-    prometheus.wait_for_value("clamp_max(sum(hub_faust_messages_received_total), 1)", 1)
+    prometheus.wait_for_value('clamp_max(sum(hub_checkpoints_total{outcome="committed"}), 1)', 1)
 
     status, overdue = hub_worker.get(f"/overdue?agency={JUSTICE}")
     assert status == 200

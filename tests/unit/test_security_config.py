@@ -145,16 +145,11 @@ def test_clients_built_outside_settings_read_the_environment_once(
     client._env_security.cache_clear()
     try:
         assert client.env_client_kwargs()["sasl_plain_username"] == "hub"
-        credentials = client.faust_credentials()
-        assert credentials is not None
-        assert credentials.username == "hub"
-        assert credentials.mechanism.value == "SCRAM-SHA-512"
     finally:
         client._env_security.cache_clear()
     monkeypatch.setenv("HUB_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
     try:
         assert client.env_client_kwargs() == {}
-        assert client.faust_credentials() is None
     finally:
         client._env_security.cache_clear()
 
@@ -190,20 +185,28 @@ def test_a_missing_ca_file_is_named(tmp_path: Path) -> None:
         )
 
 
-def test_the_worker_speaks_sasl_ssl_with_a_verifying_context(
-    monkeypatch: pytest.MonkeyPatch,
+def test_the_worker_speaks_sasl_ssl_verifying_the_broker_with_the_ca_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    import ssl
-
-    from hub.security import client
-
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not read here")
     hub_identity(monkeypatch, "SASL_SSL")
-    client._env_security.cache_clear()
-    try:
-        credentials = client.faust_credentials()
-    finally:
-        client._env_security.cache_clear()
-    assert credentials is not None
-    assert credentials.protocol.value == "SASL_SSL"
-    context = credentials.ssl_context
-    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    monkeypatch.setenv("HUB_KAFKA_SSL_CAFILE", str(ca))
+    # the engine's clients are librdkafka's (confluent-kafka): the same security, dotted keys
+    assert HubSettings().kafka_security().librdkafka_config() == {
+        "security.protocol": "SASL_SSL",
+        "ssl.endpoint.identification.algorithm": "https",
+        "ssl.ca.location": str(ca),
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "hub",
+        "sasl.password": "pw",
+    }
+
+
+def test_a_plain_broker_needs_no_librdkafka_security() -> None:
+    assert (
+        KafkaClientSecurity.build(
+            "PLAINTEXT", "SCRAM-SHA-512", None, None, None
+        ).librdkafka_config()
+        == {}
+    )

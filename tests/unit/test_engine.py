@@ -1,0 +1,103 @@
+"""The engine's parts that need no broker: the stores' all-or-nothing write, the meta's
+round trip, the due index, the partitioner and the directory's rule."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import cast
+
+import pytest
+
+from hub.domain.lifecycle import DossierState
+from hub.engine.directory import Claim, Claims, partition_for
+from hub.engine.loop import Task, worker_id
+from hub.engine.store import META_KEY, Meta, open_store
+
+
+@pytest.mark.parametrize("kind", ["rocksdb", "memory"])
+def test_a_store_writes_states_and_meta_together_and_deletes_on_none(
+    kind: str, tmp_path: Path
+) -> None:
+    store = open_store(kind, tmp_path, 3)
+    assert store.meta() == Meta()
+    meta = Meta({"dossier.events": 42}, 7, {"dossier.events:3": {"seq": 1, "hash": "ab"}})
+    store.write({b"A": b"1", b"B": b"2"}, meta)
+    assert (store.get(b"A"), store.get(b"B")) == (b"1", b"2")
+    assert store.meta() == meta
+    store.write({b"A": None}, Meta({"dossier.events": 43}, 8))
+    assert store.get(b"A") is None
+    assert sorted(store.states()) == [(b"B", b"2")]  # the meta is not a state
+    assert store.meta().inputs == {"dossier.events": 43}
+    store.close()
+
+
+def test_a_rocksdb_store_keeps_its_checkpoint_across_a_reopen(tmp_path: Path) -> None:
+    store = open_store("rocksdb", tmp_path, 0)
+    store.write({b"X": b"state"}, Meta({"feedback.events": 5}, 11))
+    store.close()
+    again = open_store("rocksdb", tmp_path, 0)
+    assert again.get(b"X") == b"state"
+    assert again.meta() == Meta({"feedback.events": 5}, 11)
+    again.close()
+
+
+def test_the_meta_key_is_no_dossier_code() -> None:
+    # dossier codes are letters, digits, dots and dashes (hub.contract.inbound)
+    assert META_KEY.startswith(b"\x00")
+
+
+def test_the_due_index_hands_out_each_dossier_once_when_its_date_comes(tmp_path: Path) -> None:
+    task = Task(0, open_store("memory", tmp_path, 0), Meta())
+    state = cast(DossierState, object())  # the index only needs "a state exists"
+    task.index_due(b"A", state, date(2026, 3, 2))
+    task.index_due(b"B", state, date(2026, 3, 5))
+    task.index_due(b"A", state, date(2026, 3, 4))  # moved: the old entry is void
+    assert task.due_keys(date(2026, 3, 3)) == []
+    assert task.due_keys(date(2026, 3, 4)) == [b"A"]
+    assert task.due_keys(date(2026, 3, 4)) == []  # once
+    task.index_due(b"B", state, None)  # nothing left to alert
+    assert task.due_keys(date(2026, 12, 31)) == []
+
+
+#: murmur2 of Kafka's Java client (its UtilsTest), as signed 32-bit values
+JAVA_MURMUR2 = {
+    b"21": -973932308,
+    b"foobar": -790332482,
+    b"a-little-bit-long-string": -985981536,
+    b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971,
+    b"abc": 479470107,
+}
+
+
+@pytest.mark.parametrize(("key", "java_hash"), JAVA_MURMUR2.items())
+def test_keys_land_where_the_java_client_puts_them(key: bytes, java_hash: int) -> None:
+    # the Java DefaultPartitioner: toPositive(murmur2(key)) % partitions
+    for partitions in (1, 3, 6, 100):
+        assert partition_for(key, partitions) == (java_hash & 0x7FFFFFFF) % partitions
+
+
+def test_the_newest_claim_of_a_partition_names_its_owner() -> None:
+    claims = Claims()
+    claims.update("w1", Claim("http://a", frozenset({0, 1, 2}), at=10.0))
+    claims.update("w2", Claim("http://b", frozenset({2}), at=20.0))  # took over partition 2
+    assert (claims.owner(0), claims.owner(2), claims.owner(5)) == ("http://a", "http://b", None)
+    claims.update("w2", None)  # tombstone: w2 gone
+    assert claims.owner(2) == "http://a"
+
+
+def test_standbys_are_the_next_workers_partitions() -> None:
+    claims = Claims()
+    claims.update("w1", Claim("http://a", frozenset({0, 1}), at=1.0))
+    claims.update("w2", Claim("http://b", frozenset({2, 3}), at=1.0))
+    claims.update("w3", Claim("http://c", frozenset({4, 5}), at=1.0))
+    assert claims.standbys("w1", frozenset({0, 1}), 1) == {2, 3}
+    assert claims.standbys("w3", frozenset({4, 5}), 1) == {0, 1}  # wraps around
+    assert claims.standbys("w1", frozenset({0, 1}), 2) == {2, 3, 4, 5}
+    assert claims.standbys("w1", frozenset({0, 1}), 0) == set()
+
+
+def test_a_worker_keeps_its_id_on_its_disk(tmp_path: Path) -> None:
+    first = worker_id(tmp_path / "data")
+    assert worker_id(tmp_path / "data") == first  # the same transactional id after a restart
+    assert worker_id(tmp_path / "other") != first
