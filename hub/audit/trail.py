@@ -5,29 +5,26 @@ entry as JSON (:mod:`hub.audit.chain`), partition = the input partition, so ever
 in one partition and stays in order. The topic is created with the hub's partition count,
 the same as its inputs.
 
-The worker keeps each chain's head (its last entry) in memory. On first use of a chain after
-start or a rebalance it reads the head back from the audit topic (the newest records of that
-partition first), so a worker taking over a partition continues its chain, and a record
-replayed after a crash gets its own entry again, identical.
+The worker's engine writes the entries in its checkpoints' transactions and keeps each
+chain's head (its last entry) in the meta of the partition's store, which travels in the
+changelog with the states (``hub.engine.loop``): a worker taking over a partition continues
+its chains where the last committed checkpoint left them, and an aborted checkpoint's entries
+are never visible to a read-committed reader.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
-from hub.audit.chain import chain_key, entry_for
 from hub.consumers import committed_consumer
 
-__all__ = ["AuditReadError", "AuditRecord", "AuditTrail", "ChainRecords", "audit_topic",
-           "encode_entry", "load_head", "read_chains"]  # fmt: skip
+__all__ = ["AuditReadError", "ChainRecords", "audit_topic", "encode_entry", "read_chains"]
 
 _WINDOW = 200  # records read per step when looking for a chain's head from the end
 
@@ -42,14 +39,6 @@ def encode_entry(entry: dict[str, Any]) -> bytes:
 
 class AuditReadError(RuntimeError):
     """The audit topic could not be read to its end; the message is one line."""
-
-
-@dataclass(frozen=True)
-class AuditRecord:
-    topic: str
-    partition: int
-    key: bytes
-    value: bytes
 
 
 def _consumer(bootstrap: str, timeout_s: float) -> KafkaConsumer:
@@ -81,92 +70,6 @@ def _read_range(
                 f"no records from {tp.topic}[{tp.partition}] for {timeout_s:.0f}s before its end"
             )
     return found
-
-
-def load_head(
-    bootstrap: str, topic: str, partition: int, chain: str, *, timeout_s: float = 30.0
-) -> dict[str, Any] | None:
-    """The last entry of ``chain`` in ``topic[partition]``, or None (a new chain)."""
-    consumer = _consumer(bootstrap, timeout_s)
-    try:
-        tp = TopicPartition(topic, partition)
-        if partition not in (consumer.partitions_for_topic(topic) or set()):
-            return None
-        begin = consumer.beginning_offsets([tp])[tp]
-        end = consumer.end_offsets([tp])[tp]
-        wanted = chain.encode()
-        while end > begin:
-            start = max(begin, end - _WINDOW)
-            for record in reversed(_read_range(consumer, tp, start, end, timeout_s)):
-                if record.key == wanted:
-                    head: dict[str, Any] = json.loads(record.value)
-                    return head
-            end = start
-        return None
-    finally:
-        consumer.close(autocommit=False)
-
-
-@dataclass
-class AuditTrail:
-    """The worker's side: one entry per applied record, the heads kept in memory."""
-
-    bootstrap: str
-    topic: str
-    ensure_topic: Callable[[list[str]], None] = lambda names: None
-    heads: dict[str, dict[str, Any]] = field(default_factory=dict)
-    _ready: bool = False
-
-    async def record_for(
-        self,
-        *,
-        topic: str,
-        partition: int,
-        offset: int,
-        event_id: str,
-        event_type: str | None,
-        dossier_code: str,
-        record: bytes,
-    ) -> AuditRecord | None:
-        """The audit record to send with the outputs; the head moves on at once (the agent
-        processes one record at a time, and a failed send stops the worker).
-
-        None for a record older than the chain's head: it was chained already. That happens
-        after a crash, when acknowledged entries outlived table updates not yet in the
-        changelog and the worker applies those records again. The head's own record gets its
-        entry again, identical (see :func:`hub.audit.chain.entry_for`)."""
-        if not self._ready:
-            await asyncio.to_thread(self.ensure_topic, [self.topic])
-            self._ready = True
-        chain = chain_key(topic, partition)
-        if chain not in self.heads:
-            head = await asyncio.to_thread(load_head, self.bootstrap, self.topic, partition, chain)
-            if head is not None:
-                self.heads[chain] = head
-        head = self.heads.get(chain)
-        if head is not None and isinstance(head.get("offset"), int) and offset < head["offset"]:
-            return None
-        entry = entry_for(
-            head,
-            topic=topic,
-            partition=partition,
-            offset=offset,
-            event_id=event_id,
-            event_type=event_type,
-            dossier_code=dossier_code,
-            record=record,
-        )
-        self.heads[chain] = entry
-        return AuditRecord(self.topic, partition, chain.encode(), encode_entry(entry))
-
-    def forget(self, partitions: Iterable[tuple[str, int]] | None = None) -> None:
-        """Drop cached heads (all, or of these input partitions): another worker may have
-        extended those chains meanwhile, so they are read back on next use."""
-        if partitions is None:
-            self.heads.clear()
-            return
-        for topic, partition in partitions:
-            self.heads.pop(chain_key(topic, partition), None)
 
 
 @dataclass

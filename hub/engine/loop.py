@@ -39,7 +39,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -56,13 +56,14 @@ from confluent_kafka import (
 )
 
 from hub.audit.chain import chain_key, entry_for
-from hub.audit.trail import audit_topic, encode_entry, load_head
+from hub.audit.trail import audit_topic, encode_entry
 from hub.contract.errors import RegistryUnavailableError
 from hub.dlq.publisher import count_dead_letter, dead_letter_record
 from hub.domain.events import local_date
 from hub.domain.lifecycle import DossierState
 from hub.engine.changelog import changelog_topic
 from hub.engine.store import META_KEY, Meta, PartitionStore, open_store
+from hub.engine.topics import EngineTopics
 from hub.settings import HubSettings
 from hub.worker import metrics
 from hub.worker.processor import Effects, Processor, Topics, decode_state, encode_state, utc_now
@@ -73,6 +74,9 @@ log = logging.getLogger("hub.engine")
 
 #: how often a standby replica reads its partitions' changelog on
 STANDBY_EVERY_S = 2.0
+#: how long an assignment may keep failing (broker away) before the worker gives up and
+#: exits, to be restarted by its supervisor
+ASSIGN_PATIENCE_S = 300.0
 
 
 class EngineError(RuntimeError):
@@ -179,7 +183,6 @@ class CheckpointLoop:
         settings: HubSettings,
         processor: Processor,
         *,
-        ensure_topics: Callable[[Iterable[str]], None],
         next_alert: Callable[[DossierState], date | None],
         view: ViewSink | None = None,
         on_fatal: Callable[[BaseException], None] | None = None,
@@ -193,7 +196,6 @@ class CheckpointLoop:
         self.changelog = changelog_topic(settings.app_id)
         self.audit_topic = audit_topic(settings.topic_prefix)
         self._inbox_prefix = self.topics.inbox("")
-        self.ensure_topics = ensure_topics
         self.view = view or ViewSink()
         self.on_fatal = on_fatal
         self.on_assigned = on_assigned  # told the partitions held after each rebalance
@@ -254,6 +256,14 @@ class CheckpointLoop:
         }
         self.consumer: Consumer | None = None
         self.producer: Producer | None = None
+        self.admin = EngineTopics(
+            common, settings.partitions, settings.replication_factor, timeout_s=15.0
+        )
+
+    def create_topics(self) -> None:
+        """The changelog (compacted) and the audit topic, before the loop starts."""
+        self.admin.ensure([self.changelog], compact=True)
+        self.admin.ensure([self.audit_topic])
 
     # --- life ---------------------------------------------------------------------------
 
@@ -308,7 +318,6 @@ class CheckpointLoop:
         return self._locks.setdefault(partition, threading.Lock())
 
     def _connect(self) -> None:
-        self.ensure_topics([self.audit_topic])  # the changelog: created compacted by the app
         self.producer = Producer(self._producer_config)
         self.producer.init_transactions(60)  # aborts what an earlier run of ours left open
         self.consumer = Consumer(self._consumer_config)
@@ -339,22 +348,48 @@ class CheckpointLoop:
             wait = max(0.0, self._txn_started + interval - time.monotonic())
         messages = self.consumer.consume(self.settings.batch_max, timeout=max(wait, 0.001))
         now = utc_now()
-        for message in messages:
-            error = message.error()
-            if error is not None:
-                if error.code() != KafkaError._PARTITION_EOF:
-                    log.warning("consumer: %s", error)
-                continue
-            self._process(message, now)
-        if self.ready.is_set() and time.monotonic() >= self._next_clock:
-            self._next_clock = time.monotonic() + self.settings.clock_interval_s
-            self._clock(now)
-        if self._in_txn and (
-            time.monotonic() - self._txn_started >= interval
-            or self._txn_records >= self.settings.batch_max
-        ):
-            self._commit()
+        try:
+            for message in messages:
+                error = message.error()
+                if error is not None:
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        log.warning("consumer: %s", error)
+                    continue
+                self._process(message, now)
+            if self.ready.is_set() and time.monotonic() >= self._next_clock:
+                self._next_clock = time.monotonic() + self.settings.clock_interval_s
+                self._clock(now)
+            if self._in_txn and (
+                time.monotonic() - self._txn_started >= interval
+                or self._txn_records >= self.settings.batch_max
+            ):
+                self._commit()
+        except KafkaException as exc:  # a produce or a topic creation failed: start over
+            self._abort(exc)
         self._flush_metrics()
+
+    def _produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        *,
+        headers: Any = None,
+        partition: int | None = None,
+        on_delivery: Callable[[Any, Message], None] | None = None,
+    ) -> None:
+        assert self.producer is not None
+        extra: dict[str, Any] = {}
+        if partition is not None:
+            extra["partition"] = partition
+        if on_delivery is not None:
+            extra["on_delivery"] = on_delivery
+        while True:
+            try:
+                self.producer.produce(topic, value, key, headers=headers, **extra)
+                return
+            except BufferError:  # the producer's queue is full: let it drain
+                self.producer.poll(0.05)
 
     def _begin(self) -> None:
         if not self._in_txn:
@@ -424,7 +459,7 @@ class CheckpointLoop:
         letter = effects.dead_letter
         if letter is not None:
             dead = dead_letter_record(letter, key, record.value, list(record.headers))
-            producer.produce(dead.topic, dead.value, dead.key, headers=_headers(dead.headers))
+            self._produce(dead.topic, dead.value, dead.key, headers=_headers(dead.headers))
             count_dead_letter(letter)
             log.warning(
                 "dead letter: %s from %s[%s]@%s (%s)", letter.reason, record.topic,
@@ -438,19 +473,14 @@ class CheckpointLoop:
         in the task's meta, so it commits and aborts with the states."""
         assert self.producer is not None
         chain = chain_key(record.topic, record.partition)
-        head = task.audit_heads.get(chain) or task.meta.audit_heads.get(chain)
-        if head is None and chain not in task.meta.audit_heads:
-            # a store from before heads were kept in the meta: read the head back once
-            head = load_head(
-                self.settings.kafka_bootstrap_servers, self.audit_topic, record.partition, chain
-            )
+        head = task.audit_heads.get(chain) or task.meta.audit_heads.get(chain)  # None: new
         entry = entry_for(
             head, topic=record.topic, partition=record.partition, offset=record.offset,
             event_id=effects.event_id or "", event_type=effects.event_type,
             dossier_code=key.decode(), record=record.value or b"",
         )  # fmt: skip
         task.audit_heads[chain] = entry
-        self.producer.produce(
+        self._produce(
             self.audit_topic, encode_entry(entry), chain.encode(), partition=record.partition
         )
 
@@ -481,9 +511,9 @@ class CheckpointLoop:
         assert self.producer is not None
         inboxes = [o.topic for o in effects.outputs if o.topic.startswith(self._inbox_prefix)]
         if inboxes:  # a transfer: its agency's inbox must exist first (cached after that)
-            self.ensure_topics(inboxes)
+            self.admin.ensure(inboxes)
         for out in effects.outputs:
-            self.producer.produce(out.topic, out.value, out.key, headers=_headers(out.headers))
+            self._produce(out.topic, out.value, out.key, headers=_headers(out.headers))
             self._out_counts[(_kind(out.topic), _output_type(out.topic, self.topics))] += 1
 
     # --- the checkpoint -----------------------------------------------------------------
@@ -503,14 +533,14 @@ class CheckpointLoop:
                 for key, state in task.dirty.items():
                     raw = encode_state(state)
                     raw_states[key] = raw
-                    self.producer.produce(
+                    self._produce(
                         self.changelog, raw, key, partition=task.partition,
                         on_delivery=task.delivered,
                     )  # fmt: skip
                 meta = task.meta.copy()
                 meta.inputs.update(task.next_inputs)
                 meta.audit_heads.update(task.audit_heads)
-                self.producer.produce(
+                self._produce(
                     self.changelog, meta.encode(), META_KEY, partition=task.partition,
                     on_delivery=task.delivered,
                 )  # fmt: skip
@@ -630,6 +660,22 @@ class CheckpointLoop:
         log.warning("partitions lost: %s", _names(partitions))
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Restore, then start each partition where its store says. A broker that does not
+        answer meanwhile is asked again (up to ASSIGN_PATIENCE_S): an assignment half done
+        would leave partitions consumed by nobody."""
+        deadline = time.monotonic() + ASSIGN_PATIENCE_S
+        while True:
+            try:
+                self._assign(consumer, partitions)
+                return
+            except KafkaException as exc:
+                if self._stop.is_set() or time.monotonic() > deadline:
+                    raise EngineError(f"assignment not restored: {exc}") from exc
+                log.warning("assignment not restored yet (%s): trying again", exc)
+                self.tasks.clear()
+                self._stop.wait(2.0)
+
+    def _assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         started = time.monotonic()
         committed = {
             (tp.topic, tp.partition): tp.offset for tp in consumer.committed(partitions, timeout=60)
@@ -739,8 +785,19 @@ class CheckpointLoop:
                 return 0
             restorer.assign([TopicPartition(self.changelog, partition, start)])
             count = 0
+            progress = time.monotonic()
             while True:
                 batch = restorer.consume(10_000, timeout=1.0)
+                if batch:
+                    progress = time.monotonic()
+                elif time.monotonic() - progress > 30:
+                    raise KafkaException(
+                        KafkaError(
+                            KafkaError._TIMED_OUT,
+                            f"changelog partition {partition}: nothing read for 30 s before "
+                            f"its end ({end})",
+                        )
+                    )
                 states: dict[bytes, bytes | None] = {}
                 at_end = False
                 for record in batch:

@@ -15,7 +15,9 @@ view, for read-committed consumers (see ``hub.engine.loop``).
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import logging
+import signal
 from datetime import date
 from typing import Any
 
@@ -31,7 +33,7 @@ from hub.contract.serde import AvroDeserializer, AvroSerializer
 from hub.domain.deadlines import effective_deadline
 from hub.domain.events import local_date
 from hub.domain.lifecycle import DossierState
-from hub.engine.changelog import changelog_topic, directory_topic
+from hub.engine.changelog import directory_topic
 from hub.engine.directory import Directory, partition_for
 from hub.engine.loop import CheckpointLoop, ViewSink, worker_id
 from hub.engine.store import META_KEY
@@ -147,7 +149,6 @@ def build(settings: HubSettings) -> tuple[faust.App, TopicCreator]:
     engine = CheckpointLoop(
         settings,
         _processor(settings, reference),
-        ensure_topics=topic_creator.ensure,
         next_alert=next_alert,
         view=sink,
         on_fatal=fatal,
@@ -159,16 +160,9 @@ def build(settings: HubSettings) -> tuple[faust.App, TopicCreator]:
     class Engine(faust.Service):
         async def on_start(self) -> None:
             sink.loop = asyncio.get_running_loop()
+            await asyncio.to_thread(engine.create_topics)
             await asyncio.to_thread(
-                topic_creator.ensure,
-                [changelog_topic(settings.app_id)],
-                compact=True,
-            )
-            await asyncio.to_thread(
-                topic_creator.ensure,
-                [directory_topic(settings.app_id)],
-                compact=True,
-                partitions=1,
+                engine.admin.ensure, [directory_topic(settings.app_id)], compact=True, partitions=1
             )
             directory.start()
             engine.start()
@@ -299,6 +293,8 @@ def build(settings: HubSettings) -> tuple[faust.App, TopicCreator]:
 
 
 def main() -> None:
+    # `kill -USR1 <pid>` prints every thread's stack to stderr: where a stuck worker waits
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     settings = HubSettings()
     app, topic_creator = build(settings)
     topic_creator.ensure(hub_topics(Topics(settings.topic_prefix)))
