@@ -8,21 +8,15 @@ here makes it testable without a broker and keeps the agent a thin shell.
 from __future__ import annotations
 
 import json
+import re
+import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
 from hub.contract.errors import ContractError, RegistryUnavailableError
-from hub.contract.event_types import FeedbackEventType
-from hub.contract.inbound import (
-    FieldProblem,
-    InboundDossierEvent,
-    InboundFeedbackEvent,
-    to_avro_record,
-    validate_dossier_event,
-    validate_feedback_event,
-)
+from hub.contract.inbound import FieldProblem, check_avro_record
 from hub.contract.schemas import SchemaKind
 from hub.contract.serde import AvroDeserializer, AvroSerializer
 from hub.dlq.headers import DeadLetter, attempt_of, detail_from_problems
@@ -48,6 +42,13 @@ from hub.reference import ReferenceData
 from hub.settings import HubSettings
 
 __all__ = ["Effects", "Output", "Processor", "Topics", "rule_context"]
+
+#: ``str(uuid.UUID(...))``'s form; any other spelling of an event id is canonicalised.
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _ms(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 @dataclass(frozen=True)
@@ -208,7 +209,7 @@ class Processor:
             return dead(exc, "invalid-shape", str(exc))
         # Any Kafka client can write here, bypassing the connectors: the same boundary rules
         # apply (lengths, codes, clocks, procedure dates), and text is NFC-normalised.
-        checked = self._boundary_check(record, now)
+        checked = self._boundary_check(record, event, now)
         if isinstance(checked, list):
             return dead(
                 ValueError("validation failed"), "validation", detail_from_problems(checked), event
@@ -238,31 +239,23 @@ class Processor:
         )
 
     def _boundary_check(
-        self, record: Mapping[str, Any], now: datetime
+        self, record: Mapping[str, Any], event: DomainEvent, now: datetime
     ) -> DomainEvent | list[FieldProblem]:
-        payload = record.get("payload")
-        shaped: dict[str, Any] = {
-            name: value
-            for name, value in record.items()
-            if name not in ("recorded_at", "schema_version", "payload")
-        }
-        shaped["event_id"] = str(shaped.get("event_id"))
-        shaped["payload"] = payload[1] if isinstance(payload, tuple) else payload
-        model: InboundDossierEvent | InboundFeedbackEvent | list[FieldProblem]
-        if shaped.get("event_type") in {t.value for t in FeedbackEventType}:
-            model = validate_feedback_event(shaped, now=now)
-        else:
-            model = validate_dossier_event(
-                shaped, now=now, procedure_effective_from=self._procedure_since
-            )
-        if isinstance(model, list):
-            return model
-        normalised = to_avro_record(
-            model,
-            recorded_at=record.get("recorded_at") or now,
-            schema_version=int(record.get("schema_version") or 1),
+        """The connectors' rules on a record the schema already typed, without a model round
+        trip (``check_avro_record``): the problems, or the event as the models would have
+        normalised it (NFC text, blank optional text absent, canonical event id)."""
+        problems, fixes = check_avro_record(
+            record, now=now, procedure_effective_from=self._procedure_since
         )
-        return from_record(normalised)
+        if problems:
+            return problems
+        if not _CANONICAL_UUID.fullmatch(event.event_id):
+            fixes["event_id"] = str(uuid.UUID(event.event_id))
+        if event.recorded_at is None:
+            fixes["recorded_at"] = _ms(now)
+        if not event.schema_version:
+            fixes["schema_version"] = 1
+        return replace(event, **fixes) if fixes else event
 
     def _procedure_since(self, code: str) -> date | None:
         proc = self.reference.procedures.get(code)
