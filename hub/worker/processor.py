@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
+import msgspec
+
 from hub.contract.errors import ContractError, RegistryUnavailableError
 from hub.contract.inbound import FieldProblem, check_avro_record
 from hub.contract.schemas import SchemaKind
@@ -35,6 +37,7 @@ from hub.domain.lifecycle import (
     ProcedureRule,
     Rejected,
     RuleContext,
+    Timeline,
     apply,
 )
 from hub.outputs import alert_record, status_record
@@ -334,14 +337,57 @@ class Processor:
         return Effects("tick", state=new_state, outputs=outputs)
 
 
+# --- the stored state -----------------------------------------------------------------------
+#
+# Format 2 (what ``encode_state`` writes): the byte 0x02, then one msgpack document: the
+# DossierState as a map of its fields (msgspec's dataclass encoding: enums by value, datetimes
+# as msgpack timestamps (UTC), dates as ISO strings, the dedup window as bin), with the
+# timeline as msgpack extension 1: a 4-byte big-endian entry count and the timeline's blob
+# as it is (``hub.domain.timeline``: msgpack arrays in arrival order). Decoding validates
+# every field's type (msgspec, in C) and copies the timeline's blob without decoding it, so
+# decode plus encode costs a few microseconds however long the history.
+#
+# Format 1 (legacy, what older workers stored): the JSON of ``DossierState.to_dict``; read
+# whenever the bytes start with ``{``, and written back in format 2 by the next event.
+
+_FORMAT_2 = b"\x02"
+_TIMELINE_EXT = 1
+
+
+def _enc_hook(obj: Any) -> Any:
+    if isinstance(obj, Timeline):
+        return msgspec.msgpack.Ext(_TIMELINE_EXT, len(obj).to_bytes(4, "big") + obj.blob)
+    raise NotImplementedError(f"cannot store {type(obj).__name__}")
+
+
+def _ext_hook(code: int, data: memoryview) -> Any:
+    if code != _TIMELINE_EXT:
+        raise NotImplementedError(f"unknown msgpack extension {code} in a stored state")
+    return Timeline(int.from_bytes(data[:4], "big"), bytes(data[4:]))
+
+
+def _dec_hook(kind: type, obj: Any) -> Any:
+    if kind is Timeline and isinstance(obj, Timeline):
+        return obj
+    raise NotImplementedError(f"cannot read {kind.__name__} from a stored state")
+
+
+_state_encoder = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
+_state_decoder = msgspec.msgpack.Decoder(DossierState, dec_hook=_dec_hook, ext_hook=_ext_hook)
+
+
 def encode_state(state: DossierState) -> bytes:
-    return json.dumps(state.to_dict(), ensure_ascii=False, separators=(",", ":")).encode()
+    return _FORMAT_2 + _state_encoder.encode(state)
 
 
 def decode_state(raw: bytes | None) -> DossierState | None:
     if raw is None:
         return None
-    return DossierState.from_dict(json.loads(raw))
+    if raw[:1] == b"{":
+        return DossierState.from_dict(json.loads(raw))
+    if raw[:1] != _FORMAT_2:
+        raise ValueError(f"unknown stored state format {raw[:1]!r}")
+    return _state_decoder.decode(memoryview(raw)[1:])
 
 
 def utc_now() -> datetime:
