@@ -29,6 +29,7 @@ Error messages and ``str(ValidationError)`` never carry input values (``hide_inp
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Callable, Mapping
@@ -216,14 +217,19 @@ def _check_date(value: date) -> date:
     return value
 
 
-def _check_dossier_code_date(value: str) -> str:
-    yymmdd = value.split("-")[1]
+@functools.lru_cache(maxsize=4096)
+def _valid_yymmdd(yymmdd: str) -> bool:
+    # cached: a day's dossiers share the date part, and strptime costs microseconds
     try:
         datetime.strptime(yymmdd, "%y%m%d")
     except ValueError:
-        raise PydanticCustomError(
-            "pattern", "dossier code's date part is not a valid yymmdd date"
-        ) from None
+        return False
+    return True
+
+
+def _check_dossier_code_date(value: str) -> str:
+    if not _valid_yymmdd(value.split("-")[1]):
+        raise PydanticCustomError("pattern", "dossier code's date part is not a valid yymmdd date")
     return value
 
 

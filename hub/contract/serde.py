@@ -275,6 +275,7 @@ class AvroSerializer:
         self.schema = schema
         self.parsed: Schema = fastavro.parse_schema(schema)
         self._schema_id: int | None = None
+        self._header: bytes | None = None  # the framing, once the id is known
         self._compiled: Callable[[dict[str, Any]], bytes] | None
         try:
             self._compiled = compile_writer(schema)
@@ -300,7 +301,10 @@ class AvroSerializer:
         return buf.getvalue()
 
     def frame_body(self, body: bytes) -> bytes:
-        return frame(self.schema_id, body)
+        header = self._header
+        if header is None:
+            header = self._header = _HEADER.pack(MAGIC_BYTE, self.schema_id)
+        return header + body
 
     def __call__(self, record: dict[str, Any]) -> bytes:
         return self.frame_body(self.encode_body(record))

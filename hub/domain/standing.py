@@ -9,8 +9,6 @@ never be counted twice, which plain counters incremented per event could not pro
 
 from __future__ import annotations
 
-from dataclasses import fields
-
 from hub.domain.deadlines import AlertKind, AlertScope, on_time
 from hub.domain.events import Channel
 from hub.domain.lifecycle import DossierState, WorkingDays
@@ -51,4 +49,4 @@ def standing(
 
 
 def negate(figures: Figures) -> Figures:
-    return Figures(**{f.name: -getattr(figures, f.name) for f in fields(figures)})
+    return -figures

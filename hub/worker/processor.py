@@ -7,6 +7,7 @@ here makes it testable without a broker and keeps the agent a thin shell.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import uuid
@@ -113,14 +114,20 @@ class Effects:
 
 
 def rule_context(reference: ReferenceData) -> RuleContext:
-    """The domain's view of the reference data: calendar, procedure terms, agency mergers."""
+    """The domain's view of the reference data: calendar, procedure terms, agency mergers.
 
+    Both lookups depend on the reference data alone, which a worker holds fixed, so they are
+    cached: ``apply`` resolves agencies several times an event (handler, emitter, every
+    former holder), each a walk of the merger history."""
+
+    @functools.cache
     def procedure_rule(code: str) -> ProcedureRule | None:
         proc = reference.procedures.get(code)
         if proc is None:
             return None
         return ProcedureRule(proc.working_days, tuple(step.share for step in proc.steps))
 
+    @functools.lru_cache(maxsize=1 << 16)
     def resolve_agency(code: str, on: date) -> str:
         try:
             return reference.agencies.resolve(code, on).code
@@ -149,6 +156,10 @@ class Processor:
         self._serializer_factories = serializers
         self._serializers: dict[str, AvroSerializer] = {}
         self.ctx = rule_context(reference)
+        # Topic names are built from the prefix once, not per event.
+        self._status_topics = (self.topics.status, self.topics.portal_outbox)
+        self._alerts_topic = self.topics.alerts
+        self._inboxes: dict[str, str] = {}
 
     def _serializer(self, kind: SchemaKind, topic: str) -> AvroSerializer:
         serializer = self._serializers.get(topic)
@@ -285,9 +296,11 @@ class Processor:
                 source_system=self.settings.source_system,
                 recorded_at=now,
             )
-            targets = [self.topics.status, self.topics.portal_outbox]
+            targets: tuple[str, ...] = self._status_topics
             if outcome.transfer is not None:
-                targets.append(self.topics.inbox(outcome.transfer.to_agency))
+                to = outcome.transfer.to_agency
+                inbox = self._inboxes.get(to) or self._inboxes.setdefault(to, self.topics.inbox(to))
+                targets = (*targets, inbox)
             # One schema for every status topic: encode once, frame with each topic's id.
             serializers = [self._serializer(SchemaKind.DOSSIER_STATUS, t) for t in targets]
             body = serializers[0].encode_body(record)
@@ -311,13 +324,14 @@ class Processor:
         if not alerts:
             return state, []
         key = state.dossier_code.encode()
+        topic = self._alerts_topic
         outputs = [
             Output(
-                self.topics.alerts,
+                topic,
                 key,
                 self._serialize(
                     SchemaKind.DOSSIER_ALERT,
-                    self.topics.alerts,
+                    topic,
                     alert_record(
                         alert, state, source_system=self.settings.source_system, detected_at=now
                     ),
