@@ -400,6 +400,13 @@ def _evolve(state: DossierState, **changes: Any) -> DossierState:
 def event_key(event_id: str) -> bytes:
     """16 bytes standing for an event id: the UUID's own bytes (ids are UUIDs at the
     boundary), or a UUIDv5 of any other id (tests, legacy)."""
+    if len(event_id) == 36:  # the canonical spelling: its hex digits are the bytes
+        try:
+            key = bytes.fromhex(event_id.replace("-", ""))
+        except ValueError:
+            key = b""
+        if len(key) == _KEY_SIZE:
+            return key
     try:
         return uuid.UUID(event_id).bytes
     except ValueError:

@@ -147,3 +147,11 @@ def test_state_cost_does_not_grow_with_the_history() -> None:
     encode_state(outcome.state)
     assert decoded.timeline._entries is None  # never decoded
     assert outcome.state.timeline._entries is None
+
+
+def test_event_keys_are_16_bytes_whatever_the_id() -> None:
+    u = uuid.uuid4()
+    assert event_key(str(u)) == event_key(str(u).upper()) == u.bytes
+    for odd in ("a" * 36, "0" * 36, "not-a-uuid", "", "x" * 100):
+        assert len(event_key(odd)) == 16
+    assert event_key("0" * 36) != event_key("0" * 32)
