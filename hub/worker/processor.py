@@ -3,6 +3,23 @@
 The faust agent (``hub.worker.app``) only fetches the dossier's state, calls this, writes the
 outputs, waits for their acknowledgement, and then stores the new state. Keeping the decision
 here makes it testable without a broker and keeps the agent a thin shell.
+
+The per-event path (issue 13) is kept flat in the length of a dossier's history:
+
+* Input records are checked once, on the typed Avro record (``check_avro_record``): the
+  connectors' rules and dead-letter details, without a pydantic round trip.
+* The stored state (``encode_state``/``decode_state``, format 2, see "the stored state"
+  below) is msgpack via msgspec, with the timeline carried as an opaque, append-only blob
+  (``hub.domain.timeline``): decoded only when the HTTP view or a test reads it. Chosen on
+  measurement: msgspec decodes and validates a state in about 2-4 µs and encodes it in 1-2 µs
+  on this machine, against 60-70 µs each way for the JSON it replaces; ``marshal`` and
+  ``pickle`` are as fast on plain tuples but are not a stable or safe store format.
+* Event-id deduplication keeps a bounded window per dossier (``DEDUP_WINDOW`` in
+  ``hub.domain.lifecycle``, which says why 32 ids are enough).
+* Outputs are encoded once per record and framed per topic; the status and alert schemas are
+  written by a compiled writer (``hub.contract.serde.compile_writer``); what depends only on
+  reference data (procedure terms, agency resolution, topic names, portal codes, serializers
+  per topic) is looked up once.
 """
 
 from __future__ import annotations
