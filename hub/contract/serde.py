@@ -167,7 +167,9 @@ class _Compiler:
             return self._union(schema, namespace)
         kind = schema["type"]
         logical = schema.get("logicalType")
-        if logical is not None and (kind, logical) in _LOGICAL_WRITERS:
+        if logical is not None:
+            if (kind, logical) not in _LOGICAL_WRITERS:  # decimal, local timestamps, ...
+                raise UnsupportedSchemaError(f"logical type {logical} is left to fastavro")
             return _LOGICAL_WRITERS[(kind, logical)]
         if kind in _PRIMITIVE_WRITERS:
             return _PRIMITIVE_WRITERS[kind]

@@ -82,7 +82,25 @@ def test_a_missing_optional_field_takes_its_default_like_fastavro() -> None:
     assert compile_writer(NUMBERS)(record) == fastavro_bytes(NUMBERS, record)
 
 
-def test_what_is_not_compiled_is_left_to_fastavro() -> None:
+@pytest.mark.parametrize(
+    "field_type",
+    [
+        {"type": "bytes", "logicalType": "decimal", "precision": 9, "scale": 2},
+        {"type": "long", "logicalType": "local-timestamp-millis"},
+        {"type": "int", "logicalType": "time-millis"},
+        {"type": "map", "values": "string"},
+        {"type": "fixed", "name": "Sixteen", "size": 16},
+        ["null", "string", "long"],
+    ],
+    ids=str,
+)
+def test_what_is_not_compiled_is_left_to_fastavro(field_type: Any) -> None:
+    schema = {"type": "record", "name": "R", "fields": [{"name": "x", "type": field_type}]}
+    with pytest.raises(UnsupportedSchemaError):
+        compile_writer(schema)
+
+
+def test_the_input_events_are_left_to_fastavro() -> None:
     with pytest.raises(UnsupportedSchemaError):
         compile_writer(load_schema(SchemaKind.DOSSIER_EVENT))  # a union of many payloads
 
