@@ -372,7 +372,7 @@ class Processor:
 #
 # Format 2 (what ``encode_state`` writes): the byte 0x02, then one msgpack document: the
 # DossierState as a map of its fields (msgspec's dataclass encoding: enums by value, datetimes
-# as msgpack timestamps (UTC), dates as ISO strings, the dedup window as bin), with the
+# as msgpack timestamps (UTC), dates as ISO strings, sets sorted, the dedup window as bin), with the
 # timeline as msgpack extension 1: a 4-byte big-endian entry count and the timeline's blob
 # as it is (``hub.domain.timeline``: msgpack arrays in arrival order). Decoding validates
 # every field's type (msgspec, in C) and copies the timeline's blob without decoding it, so
@@ -403,7 +403,8 @@ def _dec_hook(kind: type, obj: Any) -> Any:
     raise NotImplementedError(f"cannot read {kind.__name__} from a stored state")
 
 
-_state_encoder = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
+# deterministic: sets (the emitted alert keys) sorted, so one state always gives the same bytes
+_state_encoder = msgspec.msgpack.Encoder(enc_hook=_enc_hook, order="deterministic")
 _state_decoder = msgspec.msgpack.Decoder(DossierState, dec_hook=_dec_hook, ext_hook=_ext_hook)
 
 

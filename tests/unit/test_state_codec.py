@@ -155,3 +155,11 @@ def test_event_keys_are_16_bytes_whatever_the_id() -> None:
     for odd in ("a" * 36, "0" * 36, "not-a-uuid", "", "x" * 100):
         assert len(event_key(odd)) == 16
     assert event_key("0" * 36) != event_key("0" * 32)
+
+
+def test_one_state_always_gives_the_same_bytes() -> None:
+    state, _ = _long_history(3)
+    keys = {f"OVERDUE:STEP:{i}:2025-08-0{i}" for i in range(1, 9)}
+    one = replace(state, alerts_emitted=frozenset(keys))
+    other = replace(state, alerts_emitted=frozenset(sorted(keys, reverse=True)))
+    assert encode_state(one) == encode_state(other)
