@@ -745,7 +745,7 @@ class _Clock:
     """What timestamp checks need: the hub's clock plus the allowed future skew."""
 
     latest: datetime  # now + max_future_skew
-    skew: str  # str(max_future_skew), as the model's message shows it
+    skew: timedelta  # max_future_skew, shown in the message as the model shows it
     procedure_effective_from: ProcedureLookup | None
 
 
@@ -982,7 +982,7 @@ def check_avro_record(
     """
     if now.utcoffset() is None:
         now = now.replace(tzinfo=UTC)
-    clock = _Clock(now + max_future_skew, str(max_future_skew), procedure_effective_from)
+    clock = _Clock(now + max_future_skew, max_future_skew, procedure_effective_from)
     problems: _Problems = []
     fixes: _Fixes = {}
     raw_payload = record["payload"]
