@@ -7,6 +7,7 @@ consumer (the portal sink's idempotency key, dashboards) can drop the repeat.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -23,8 +24,17 @@ _NAMESPACE = uuid.UUID("6f1c2a0e-4b7d-5c1e-9a53-48a0b1d6e940")
 SCHEMA_VERSION = 1
 
 
+_NAMESPACE_BYTES = _NAMESPACE.bytes
+
+
 def output_id(*parts: str) -> str:
-    return str(uuid.uuid5(_NAMESPACE, "|".join(parts)))
+    """``str(uuid.uuid5(_NAMESPACE, "|".join(parts)))``, without building a UUID object
+    (one or more per event: that was a tenth of the output cost)."""
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + "|".join(parts).encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _ms(moment: datetime) -> datetime:

@@ -29,6 +29,8 @@ Error messages and ``str(ValidationError)`` never carry input values (``hide_inp
 
 from __future__ import annotations
 
+import functools
+import re
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -56,14 +58,17 @@ from hub.contract.schemas import full_name
 
 __all__ = [
     "AGENCY_CODE_PATTERN",
+    "AGENCY_CODE_RE",
     "DEFAULT_MAX_FUTURE_SKEW",
     "DOSSIER_CODE_PATTERN",
+    "DOSSIER_CODE_RE",
     "MAX_CODE_LENGTH",
     "MAX_NAME_LENGTH",
     "MAX_SOURCE_SYSTEM_LENGTH",
     "MAX_TEXT_LENGTH",
     "PII_FIELD_NAMES",
     "PROCEDURE_CODE_PATTERN",
+    "PROCEDURE_CODE_RE",
     "TIMESTAMP_FLOOR",
     "VN_TZ",
     "ApologyIssuedPayload",
@@ -90,6 +95,7 @@ __all__ = [
     "StepCompletedPayload",
     "StepStartedPayload",
     "SupplementRequestedPayload",
+    "check_avro_record",
     "to_avro_record",
     "validate_dossier_event",
     "validate_feedback_event",
@@ -101,6 +107,21 @@ AGENCY_CODE_PATTERN: Final = r"^[0-9]{3}\.[0-9]{2}\.[0-9]{2}\.[A-Z][0-9]{2}$"
 DOSSIER_CODE_PATTERN: Final = r"^[0-9]{3}\.[0-9]{2}\.[0-9]{2}\.[A-Z][0-9]{2}-[0-9]{6}-[0-9]{4,}$"
 PROCEDURE_CODE_PATTERN: Final = r"^[1-3]\.[0-9]{6}$"
 TRACEPARENT_PATTERN: Final = r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
+
+
+def _fullmatch_re(pattern: str) -> re.Pattern[str]:
+    """A pattern above compiled for ``fullmatch``: Python's ``$`` would also accept a
+    trailing newline, which pydantic's regex (and the contract) does not."""
+    assert pattern.startswith("^") and pattern.endswith("$")
+    return re.compile(pattern[1:-1])
+
+
+#: The patterns above, compiled once; use ``.fullmatch``. Every check of a code's format in
+#: the hub (domain shape checks, the worker's checks below) uses these.
+AGENCY_CODE_RE: Final = _fullmatch_re(AGENCY_CODE_PATTERN)
+DOSSIER_CODE_RE: Final = _fullmatch_re(DOSSIER_CODE_PATTERN)
+PROCEDURE_CODE_RE: Final = _fullmatch_re(PROCEDURE_CODE_PATTERN)
+TRACEPARENT_RE: Final = _fullmatch_re(TRACEPARENT_PATTERN)
 
 MAX_NAME_LENGTH: Final = 200
 MAX_TEXT_LENGTH: Final = 4000
@@ -196,14 +217,19 @@ def _check_date(value: date) -> date:
     return value
 
 
-def _check_dossier_code_date(value: str) -> str:
-    yymmdd = value.split("-")[1]
+@functools.lru_cache(maxsize=4096)
+def _valid_yymmdd(yymmdd: str) -> bool:
+    # cached: a day's dossiers share the date part, and strptime costs microseconds
     try:
         datetime.strptime(yymmdd, "%y%m%d")
     except ValueError:
-        raise PydanticCustomError(
-            "pattern", "dossier code's date part is not a valid yymmdd date"
-        ) from None
+        return False
+    return True
+
+
+def _check_dossier_code_date(value: str) -> str:
+    if not _valid_yymmdd(value.split("-")[1]):
+        raise PydanticCustomError("pattern", "dossier code's date part is not a valid yymmdd date")
     return value
 
 
@@ -697,3 +723,316 @@ def to_avro_record(
         "traceparent": event.traceparent,
         "payload": (full_name(event.event_type.value), branch),
     }
+
+
+# --- precompiled checks for records already typed by the Avro schema ---------------------------
+#
+# The worker reads Avro records any Kafka client may have written. Their types are fixed by the
+# schema (and by ``hub.domain.events.from_record``, which runs first), so the pydantic models'
+# type coercion has nothing to do there; what a foreign client can still get wrong are the
+# rules beyond types: lengths, code formats, clocks, procedure dates, NFC text. The checks
+# below are those same rules, precompiled per event type, applied to the decoded record with
+# no model round trip. They report exactly the problems (paths, rules, messages) the models
+# would report for the same values; ``tests/unit/test_avro_checks.py`` proves it on a table of
+# bad records, and that each table below lists exactly its model's fields.
+
+_Fixes = dict[str, Any]
+_Problems = list[FieldProblem]
+
+
+@dataclass(frozen=True, slots=True)
+class _Clock:
+    """What timestamp checks need: the hub's clock plus the allowed future skew."""
+
+    latest: datetime  # now + max_future_skew
+    skew: timedelta  # max_future_skew, shown in the message as the model shows it
+    procedure_effective_from: ProcedureLookup | None
+
+
+def _problem(problems: _Problems, path: str, rule: str, message: str, **ctx: Any) -> None:
+    if path.rsplit(".", 1)[-1] in PII_FIELD_NAMES:
+        template = _PII_MESSAGES.get(rule, "invalid ({rule})")
+        message = template.format(rule=rule, max_length=ctx.get("max_length", "?"))
+    problems.append(FieldProblem(path=path, rule=rule, message=message))
+
+
+def _normalised(value: str) -> str:
+    # ``normalize`` and ``strip`` return the very same object when nothing changes (the common
+    # case), which the callers test with ``is`` to know whether to record a fix.
+    return unicodedata.normalize("NFC", value).strip()
+
+
+def _text_check(max_length: int, pattern: re.Pattern[str] | None = None) -> _Check:
+    def check(
+        path: str, value: Any, problems: _Problems, fixes: _Fixes, field: str, clock: _Clock
+    ) -> bool:
+        text = _normalised(value)
+        if text is not value:
+            fixes[field] = text
+        if not text:
+            _problem(problems, path, "too_short", "String should have at least 1 character")
+        elif len(text) > max_length:
+            _problem(
+                problems, path, "too_long",
+                f"String should have at most {max_length} characters", max_length=max_length,
+            )  # fmt: skip
+        elif pattern is not None and not pattern.fullmatch(text):
+            _problem(
+                problems, path, "pattern", f"String should match pattern '^{pattern.pattern}$'"
+            )
+        else:
+            return True
+        return False
+
+    return check
+
+
+def _optional(check: _Check) -> _Check:
+    """``None`` stays absent, and so does blank text (``_blank_to_none``)."""
+
+    def optional(
+        path: str, value: Any, problems: _Problems, fixes: _Fixes, field: str, clock: _Clock
+    ) -> bool:
+        if value is None:
+            return True
+        if not _normalised(value):
+            fixes[field] = None
+            return True
+        return check(path, value, problems, fixes, field, clock)
+
+    return optional
+
+
+def _check_ts(
+    path: str, value: Any, problems: _Problems, fixes: _Fixes, field: str, clock: _Clock
+) -> bool:
+    if value > clock.latest:
+        _problem(
+            problems,
+            path,
+            "in_future",
+            f"timestamp is more than {clock.skew} after the hub's clock",
+        )
+        return False
+    if _local_date(value) < TIMESTAMP_FLOOR:
+        _problem(problems, path, "before_floor", f"timestamp is before {TIMESTAMP_FLOOR}")
+        return False
+    if value.microsecond % 1000:  # what ``timestamp-millis`` would have kept (``_millis``)
+        fixes[field] = _millis(value)
+    return True
+
+
+def _check_date_value(
+    path: str, value: Any, problems: _Problems, fixes: _Fixes, field: str, clock: _Clock
+) -> bool:
+    if value < TIMESTAMP_FLOOR:
+        _problem(problems, path, "before_floor", f"date is before {TIMESTAMP_FLOOR}")
+        return False
+    return True
+
+
+def _check_opt_date(
+    path: str, value: Any, problems: _Problems, fixes: _Fixes, field: str, clock: _Clock
+) -> bool:
+    return value is None or _check_date_value(path, value, problems, fixes, field, clock)
+
+
+def _range_check(low: int, high: int) -> _Check:
+    def check(
+        path: str, value: Any, problems: _Problems, fixes: _Fixes, field: str, clock: _Clock
+    ) -> bool:
+        if value < low:
+            _problem(
+                problems, path, "out_of_range", f"Input should be greater than or equal to {low}"
+            )
+        elif value > high:
+            _problem(
+                problems, path, "out_of_range", f"Input should be less than or equal to {high}"
+            )
+        else:
+            return True
+        return False
+
+    return check
+
+
+def _accept(
+    path: str, value: Any, problems: _Problems, fixes: _Fixes, field: str, clock: _Clock
+) -> bool:
+    return True  # the schema's type (a bool, a channel symbol) is the whole rule
+
+
+_check_name = _text_check(MAX_NAME_LENGTH)
+_check_text = _text_check(MAX_TEXT_LENGTH)
+_check_id_number = _text_check(MAX_CODE_LENGTH)
+_check_agency = _text_check(MAX_CODE_LENGTH, AGENCY_CODE_RE)
+_check_procedure_format = _text_check(MAX_CODE_LENGTH, PROCEDURE_CODE_RE)
+_check_dossier_format = _text_check(MAX_CODE_LENGTH, DOSSIER_CODE_RE)
+
+
+def _check_dossier(
+    path: str, value: Any, problems: _Problems, fixes: _Fixes, field: str, clock: _Clock
+) -> bool:
+    if not _check_dossier_format(path, value, problems, fixes, field, clock):
+        return False
+    try:
+        _check_dossier_code_date(fixes.get(field, value))
+    except PydanticCustomError as exc:
+        _problem(problems, path, "pattern", exc.message())
+        return False
+    return True
+
+
+def _check_procedure(
+    path: str, value: Any, problems: _Problems, fixes: _Fixes, field: str, clock: _Clock
+) -> bool:
+    if not _check_procedure_format(path, value, problems, fixes, field, clock):
+        return False
+    lookup = clock.procedure_effective_from
+    if lookup is not None and lookup(value) is None:
+        _problem(problems, path, "unknown_procedure", "unknown procedure code")
+        return False
+    return True
+
+
+_Check = Callable[[str, Any, _Problems, _Fixes, str, _Clock], bool]
+
+#: The envelope, in the models' field order (pydantic reports problems in that order).
+_ENVELOPE_CHECKS: Final[tuple[tuple[str, _Check], ...]] = (
+    ("event_id", _accept),  # a UUID by then (``from_record``); canonicalised by the caller
+    ("occurred_at", _check_ts),
+    ("source_system", _text_check(MAX_SOURCE_SYSTEM_LENGTH)),
+    ("agency_code", _check_agency),
+    ("dossier_code", _check_dossier),
+    ("traceparent", _optional(_text_check(MAX_TRACEPARENT_LENGTH, TRACEPARENT_RE))),
+    ("event_type", _accept),  # one of the known types by then (``from_record``)
+)
+#: Envelope names the record may carry that are the hub's own (not checked, not "extra").
+_ENVELOPE_OWN: Final = frozenset({"recorded_at", "schema_version", "payload"})
+_ENVELOPE_NAMES: Final = frozenset(name for name, _ in _ENVELOPE_CHECKS) | _ENVELOPE_OWN
+
+_OPT_NAME = _optional(_check_name)
+_OPT_TEXT = _optional(_check_text)
+
+#: Per event type, the payload fields in model order with their checks.
+_PAYLOAD_CHECKS: Final[dict[str, tuple[tuple[str, _Check], ...]]] = {
+    "DossierSubmitted": (
+        ("procedure_code", _check_procedure),
+        ("channel", _accept),
+        ("applicant_name", _check_name),
+        ("applicant_id_number", _optional(_check_id_number)),
+        ("submitted_at", _check_ts),
+    ),
+    "DossierReceived": (
+        ("received_at", _check_ts),
+        ("appointment_date", _check_opt_date),
+        ("official", _OPT_NAME),
+    ),
+    "DossierRefused": (("reason", _check_text),),
+    "SupplementRequested": (("reason", _check_text), ("requested_at", _check_ts)),
+    "DossierSupplemented": (("supplemented_at", _check_ts),),
+    "FinancialObligationRequested": (
+        ("amount_vnd", _range_check(0, _INT64_MAX)),
+        ("description", _check_text),
+    ),
+    "FinancialObligationPaid": (("paid_at", _check_ts),),
+    "StepStarted": (
+        ("step_no", _range_check(1, _INT32_MAX)),
+        ("step_name", _check_name),
+        ("official", _check_name),
+        ("unit", _check_name),
+        ("step_deadline", _check_opt_date),
+    ),
+    "StepCompleted": (("step_no", _range_check(1, _INT32_MAX)), ("content", _check_text)),
+    "DossierTransferred": (
+        ("from_agency_code", _check_agency),
+        ("to_agency_code", _check_agency),
+        ("reason", _check_text),
+    ),
+    "DossierProcessed": (("result_summary", _check_text), ("electronic_result", _accept)),
+    "ResultReturned": (("returned_at", _check_ts),),
+    "ProcessingStopped": (("reason", _check_text),),
+    "DossierWithdrawn": (("reason", _check_text),),
+    "ApologyIssued": (("new_appointment_date", _check_date_value), ("reason", _check_text)),
+    "ServiceRated": (("score", _range_check(1, 5)), ("comment", _OPT_TEXT)),
+    "ComplaintFiled": (("subject", _check_name), ("content", _check_text)),
+}
+_PAYLOAD_NAMES: Final = {
+    event_type: frozenset(name for name, _ in checks) | {"event_type"}
+    for event_type, checks in _PAYLOAD_CHECKS.items()
+}
+_EXTRA: Final = "Extra inputs are not permitted"
+
+
+def check_avro_record(
+    record: Mapping[str, Any],
+    *,
+    now: datetime,
+    procedure_effective_from: ProcedureLookup | None = None,
+    max_future_skew: timedelta = DEFAULT_MAX_FUTURE_SKEW,
+) -> tuple[list[FieldProblem], dict[str, Any]]:
+    """The boundary rules for a record decoded from the Avro topics: ``(problems, fixes)``.
+
+    ``record`` is what ``AvroDeserializer`` returns and ``hub.domain.events.from_record``
+    accepted (so every field has its schema's type). ``problems`` are those the pydantic
+    models would report for the same values (empty: valid); ``fixes`` maps the fields whose
+    value the models would normalise (NFC and stripped text, blank optional text as None,
+    timestamps to the millisecond) to the normalised value, by field name (payload fields by
+    their own name; event and payload field names never collide).
+    """
+    if now.utcoffset() is None:
+        now = now.replace(tzinfo=UTC)
+    clock = _Clock(now + max_future_skew, max_future_skew, procedure_effective_from)
+    problems: _Problems = []
+    fixes: _Fixes = {}
+    raw_payload = record["payload"]
+    body = raw_payload[1] if isinstance(raw_payload, tuple) else raw_payload
+    event_type = record["event_type"]
+    if "event_type" in body and _nfc(body["event_type"]) != _nfc(event_type):
+        # The model's before-validator refuses this first, and alone.
+        exc = _mismatch()
+        return [FieldProblem("payload.event_type", "event_type_mismatch", exc.message())], fixes
+    for name, check in _ENVELOPE_CHECKS:
+        value = record.get(name)
+        if value is not None or name == "traceparent":
+            check(name, value, problems, fixes, name, clock)
+    for name, check in _PAYLOAD_CHECKS[event_type]:
+        check(f"payload.{name}", body[name], problems, fixes, name, clock)
+    names = _PAYLOAD_NAMES[event_type]
+    for name in body:
+        if name not in names:
+            _problem(problems, f"payload.{name}", "extra", _EXTRA)
+    for name in record:
+        if name not in _ENVELOPE_NAMES:
+            _problem(problems, name, "extra", _EXTRA)
+    if not problems and procedure_effective_from is not None and event_type == "DossierSubmitted":
+        _check_procedure_dates(record, body, fixes, procedure_effective_from, problems)
+    return problems, fixes
+
+
+def _check_procedure_dates(
+    record: Mapping[str, Any],
+    body: Mapping[str, Any],
+    fixes: _Fixes,
+    lookup: ProcedureLookup,
+    problems: _Problems,
+) -> None:
+    """The model validator of ``InboundDossierEvent``: no submission before its procedure."""
+    code = fixes.get("procedure_code", body["procedure_code"])
+    effective_from = lookup(code)
+    if effective_from is None:
+        return
+    for path, value in (
+        ("occurred_at", record["occurred_at"]),
+        ("payload.submitted_at", body["submitted_at"]),
+    ):
+        if _local_date(value) < effective_from:
+            problems.append(
+                FieldProblem(
+                    path,
+                    "before_procedure",
+                    f"{path} is before procedure {code} took effect on "
+                    f"{effective_from.isoformat()}",
+                )
+            )
+            return

@@ -12,7 +12,10 @@ import io
 import json
 import struct
 import threading
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import fastavro
 from fastavro.types import Schema
@@ -25,7 +28,15 @@ from hub.contract.errors import (
 )
 from hub.contract.registry import SchemaRegistryClient
 
-__all__ = ["MAGIC_BYTE", "AvroDeserializer", "AvroSerializer", "frame", "split_frame"]
+__all__ = [
+    "MAGIC_BYTE",
+    "AvroDeserializer",
+    "AvroSerializer",
+    "UnsupportedSchemaError",
+    "compile_writer",
+    "frame",
+    "split_frame",
+]
 
 MAGIC_BYTE = 0
 _HEADER = struct.Struct(">bI")
@@ -47,6 +58,216 @@ def split_frame(data: bytes) -> tuple[int, memoryview]:
     return schema_id, memoryview(data)[_HEADER.size :]
 
 
+# --- a writer compiled from the schema ------------------------------------------------------
+#
+# fastavro's writer walks the schema for every record and tries union branches in turn; for
+# the hub's output records (a dozen nullable fields) that is most of an event's cost. The
+# writers below are built once per schema: one small closure per field, writing the Avro
+# binary encoding (zig-zag varints, length-prefixed UTF-8, union branch indexes) the way
+# fastavro does, byte for byte (tests/unit/test_avro_writer.py compares them on records
+# taking every union branch and enum symbol). Schemas using what is not needed here (maps,
+# fixed, unions other than null-or-one-type) are left to fastavro.
+
+
+class UnsupportedSchemaError(ValueError):
+    """The schema uses a construct ``compile_writer`` leaves to fastavro."""
+
+
+_Write = Callable[[bytearray, Any], None]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_NAIVE = datetime(1970, 1, 1)
+_MILLI = timedelta(milliseconds=1)
+_MICRO = timedelta(microseconds=1)
+_EPOCH_DAYS = date(1970, 1, 1).toordinal()
+_FLOAT = struct.Struct("<f").pack
+_DOUBLE = struct.Struct("<d").pack
+
+
+def _write_long(buf: bytearray, value: int) -> None:
+    n = (value << 1) ^ (value >> 63)
+    while n > 0x7F:
+        buf.append((n & 0x7F) | 0x80)
+        n >>= 7
+    buf.append(n)
+
+
+def _write_string(buf: bytearray, value: str) -> None:
+    data = value.encode()
+    _write_long(buf, len(data))
+    buf += data
+
+
+def _write_bytes(buf: bytearray, value: bytes) -> None:
+    _write_long(buf, len(value))
+    buf += value
+
+
+def _write_boolean(buf: bytearray, value: bool) -> None:
+    buf.append(1 if value else 0)
+
+
+def _write_null(buf: bytearray, value: None) -> None:
+    if value is not None:
+        raise ValueError("null field given a value")
+
+
+def _since(value: datetime, unit: timedelta) -> int:
+    return (value - (_EPOCH if value.tzinfo is not None else _EPOCH_NAIVE)) // unit
+
+
+def _write_ts_millis(buf: bytearray, value: datetime | int) -> None:
+    _write_long(buf, value if isinstance(value, int) else _since(value, _MILLI))
+
+
+def _write_ts_micros(buf: bytearray, value: datetime | int) -> None:
+    _write_long(buf, value if isinstance(value, int) else _since(value, _MICRO))
+
+
+def _write_date(buf: bytearray, value: date | int) -> None:
+    _write_long(buf, value if isinstance(value, int) else value.toordinal() - _EPOCH_DAYS)
+
+
+def _write_uuid(buf: bytearray, value: UUID | str) -> None:
+    _write_string(buf, str(value) if isinstance(value, UUID) else value)
+
+
+_PRIMITIVE_WRITERS: dict[str, _Write] = {
+    "null": _write_null,
+    "boolean": _write_boolean,
+    "int": _write_long,
+    "long": _write_long,
+    "float": lambda buf, value: buf.extend(_FLOAT(value)),
+    "double": lambda buf, value: buf.extend(_DOUBLE(value)),
+    "bytes": _write_bytes,
+    "string": _write_string,
+}
+_LOGICAL_WRITERS: dict[tuple[str, str], _Write] = {
+    ("long", "timestamp-millis"): _write_ts_millis,
+    ("long", "timestamp-micros"): _write_ts_micros,
+    ("int", "date"): _write_date,
+    ("string", "uuid"): _write_uuid,
+}
+
+
+class _Compiler:
+    def __init__(self) -> None:
+        self.named: dict[str, _Write] = {}
+
+    def compile(self, schema: Any, namespace: str) -> _Write:
+        if isinstance(schema, str):
+            if schema in _PRIMITIVE_WRITERS:
+                return _PRIMITIVE_WRITERS[schema]
+            name = schema if "." in schema or not namespace else f"{namespace}.{schema}"
+            if name in self.named:
+                return self.named[name]
+            if schema in self.named:
+                return self.named[schema]
+            raise UnsupportedSchemaError(f"unknown named type {schema}")
+        if isinstance(schema, list):
+            return self._union(schema, namespace)
+        kind = schema["type"]
+        logical = schema.get("logicalType")
+        if logical is not None:
+            if (kind, logical) not in _LOGICAL_WRITERS:  # decimal, local timestamps, ...
+                raise UnsupportedSchemaError(f"logical type {logical} is left to fastavro")
+            return _LOGICAL_WRITERS[(kind, logical)]
+        if kind in _PRIMITIVE_WRITERS:
+            return _PRIMITIVE_WRITERS[kind]
+        if kind in ("record", "error"):
+            return self._record(schema, namespace)
+        if kind == "enum":
+            return self._enum(schema, namespace)
+        if kind == "array":
+            return self._array(schema, namespace)
+        raise UnsupportedSchemaError(f"{kind} is left to fastavro")
+
+    def _full_name(self, schema: dict[str, Any], namespace: str) -> tuple[str, str]:
+        name = schema["name"]
+        space = schema.get("namespace", namespace)
+        if "." in name:
+            return name, name.rsplit(".", 1)[0]
+        return (f"{space}.{name}" if space else name), space
+
+    def _record(self, schema: dict[str, Any], namespace: str) -> _Write:
+        full, space = self._full_name(schema, namespace)
+        fields: list[tuple[str, Any, _Write]] = []
+
+        def write_record(buf: bytearray, value: Any) -> None:
+            # A missing field takes its default, as with fastavro (None when there is none).
+            for name, default, write in fields:
+                write(buf, value.get(name, default))
+
+        self.named[full] = write_record  # before the fields: a record may refer to itself
+        for item in schema["fields"]:
+            fields.append((item["name"], item.get("default"), self.compile(item["type"], space)))
+        return write_record
+
+    def _enum(self, schema: dict[str, Any], namespace: str) -> _Write:
+        full, _ = self._full_name(schema, namespace)
+        codes: dict[str, bytes] = {}
+        for index, symbol in enumerate(schema["symbols"]):
+            out = bytearray()
+            _write_long(out, index)
+            codes[symbol] = bytes(out)
+
+        def write_enum(buf: bytearray, value: str) -> None:
+            buf += codes[value]
+
+        self.named[full] = write_enum
+        return write_enum
+
+    def _array(self, schema: dict[str, Any], namespace: str) -> _Write:
+        write_item = self.compile(schema["items"], namespace)
+
+        def write_array(buf: bytearray, value: Any) -> None:
+            if value:
+                _write_long(buf, len(value))
+                for item in value:
+                    write_item(buf, item)
+            buf.append(0)
+
+        return write_array
+
+    def _union(self, branches: list[Any], namespace: str) -> _Write:
+        if len(branches) != 2 or "null" not in branches:
+            raise UnsupportedSchemaError("only unions of null and one type are compiled")
+        null_index = branches.index("null")
+        other = branches[1 - null_index]
+        write_plain = self.compile(other, namespace)
+        write_other: _Write = write_plain
+        if isinstance(other, dict) and other.get("type") in ("record", "error"):
+
+            def write_named(buf: bytearray, value: Any) -> None:
+                # fastavro accepts ``(name, fields)`` for a record branch, and so do we
+                write_plain(buf, value[1] if isinstance(value, tuple) else value)
+
+            write_other = write_named
+        null_tag = bytes((null_index * 2,))
+        other_tag = bytes(((1 - null_index) * 2,))
+
+        def write_union(buf: bytearray, value: Any) -> None:
+            if value is None:
+                buf += null_tag
+            else:
+                buf += other_tag
+                write_other(buf, value)
+
+        return write_union
+
+
+def compile_writer(schema: dict[str, Any]) -> Callable[[dict[str, Any]], bytes]:
+    """A function writing records of ``schema`` (raw JSON form) as Avro binary, like
+    ``fastavro.schemaless_writer``; ``UnsupportedSchemaError`` for what it leaves to fastavro."""
+    write = _Compiler().compile(schema, schema.get("namespace", ""))
+
+    def encode(record: dict[str, Any]) -> bytes:
+        buf = bytearray()
+        write(buf, record)
+        return bytes(buf)
+
+    return encode
+
+
 class AvroSerializer:
     """Encodes records with one schema for one subject."""
 
@@ -56,6 +277,12 @@ class AvroSerializer:
         self.schema = schema
         self.parsed: Schema = fastavro.parse_schema(schema)
         self._schema_id: int | None = None
+        self._header: bytes | None = None  # the framing, once the id is known
+        self._compiled: Callable[[dict[str, Any]], bytes] | None
+        try:
+            self._compiled = compile_writer(schema)
+        except UnsupportedSchemaError:
+            self._compiled = None
 
     @property
     def schema_id(self) -> int:
@@ -66,15 +293,20 @@ class AvroSerializer:
     def encode_body(self, record: dict[str, Any]) -> bytes:
         """The Avro body alone; ``frame_body`` adds the header. A record going to several
         topics with the same schema is encoded once and framed per topic."""
-        buf = io.BytesIO()
         try:
+            if self._compiled is not None:
+                return self._compiled(record)
+            buf = io.BytesIO()
             fastavro.schemaless_writer(buf, self.parsed, record)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
             raise EncodeError(f"record does not fit {self.subject}: {exc}") from exc
         return buf.getvalue()
 
     def frame_body(self, body: bytes) -> bytes:
-        return frame(self.schema_id, body)
+        header = self._header
+        if header is None:
+            header = self._header = _HEADER.pack(MAGIC_BYTE, self.schema_id)
+        return header + body
 
     def __call__(self, record: dict[str, Any]) -> bytes:
         return self.frame_body(self.encode_body(record))

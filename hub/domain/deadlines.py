@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, timedelta
 from enum import StrEnum
 
 from hub.domain.events import local_date
@@ -46,6 +46,7 @@ __all__ = [
     "effective_deadline_on",
     "finish_date",
     "mark_emitted",
+    "next_alert_date",
     "on_time",
     "paused_working_days_on",
     "shift",
@@ -181,3 +182,63 @@ def mark_emitted(state: DossierState, alerts: Iterable[Alert]) -> DossierState:
     if keys <= state.alerts_emitted:
         return state
     return replace(state, alerts_emitted=state.alerts_emitted | keys)
+
+
+def next_alert_date(
+    state: DossierState, calendar: WorkingDays, due_soon_working_days: int = 1
+) -> date | None:
+    """The earliest local date on which ``due_alerts(state, that date, calendar,
+    due_soon_working_days)`` returns an alert; None when it never will for this state (finished,
+    clock stopped for a supplement, no deadline, or every alert already emitted).
+
+    The state alone decides: while the dossier is not paused, its deadlines do not move with
+    the date asked about, so each alert's first day is known in advance. For a deadline D:
+    DUE_SOON from the day with exactly ``due_soon_working_days`` working days left up to D
+    (the (n+1)-th working day counting back from D) until the last working day before it;
+    OVERDUE and APOLOGY_OWED from the day after D. The date may lie in the past (an alert
+    already due): the caller fires it at once. A new state (any applied event) needs a new
+    answer. Raises :class:`~hub.domain.calendar.CalendarError` like ``due_alerts`` for dates
+    the calendar does not cover.
+    """
+    if state.is_finished or state.is_paused or state.status is DossierStatus.SUPPLEMENT_REQUESTED:
+        return None
+    candidates: list[date] = []
+
+    def consider(scope: AlertScope, step_no: int | None, deadline: date) -> None:
+        def pending(kind: AlertKind) -> bool:
+            key = Alert(state.dossier_code, kind, scope, step_no, deadline).key
+            return key not in state.alerts_emitted
+
+        if pending(AlertKind.OVERDUE) or (
+            scope is AlertScope.DOSSIER
+            and pending(AlertKind.APOLOGY_OWED)
+            and not any(d > deadline for d in state.apology_dates)
+        ):
+            candidates.append(deadline + timedelta(days=1))
+        if due_soon_working_days >= 1 and pending(AlertKind.DUE_SOON):
+            first = _nth_working_day_back(calendar, deadline, due_soon_working_days + 1)
+            if first is not None:
+                candidates.append(first)
+
+    deadline = effective_deadline(state, calendar)
+    if deadline is not None:
+        consider(AlertScope.DOSSIER, None, deadline)
+    step = state.current_step
+    if step is not None and step.completed_at is None and step.step_deadline is not None:
+        paused = state.paused_working_days - step.paused_base  # no pause is running here
+        consider(AlertScope.STEP, step.step_no, shift(calendar, step.step_deadline, paused))
+    return min(candidates, default=None)
+
+
+#: How far back to look for working days before a deadline: a run of days off (Tết) is at
+#: most a couple of weeks, so n working days lie within 7 * (n + 3) calendar days.
+def _nth_working_day_back(calendar: WorkingDays, deadline: date, n: int) -> date | None:
+    """The n-th working day counting back from ``deadline`` (itself first if a working day)."""
+    day = deadline
+    for _ in range(7 * (n + 3)):
+        if calendar.is_working_day(day):
+            n -= 1
+            if n == 0:
+                return day
+        day -= timedelta(days=1)
+    return None

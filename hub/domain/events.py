@@ -27,6 +27,9 @@ from typing import Any, ClassVar, TypeAlias, cast
 
 from hub.contract.event_types import DossierEventType, FeedbackEventType
 
+# The code formats live once, in the contract (``fullmatch`` patterns).
+from hub.contract.inbound import AGENCY_CODE_RE, DOSSIER_CODE_RE, PROCEDURE_CODE_RE
+
 __all__ = [
     "AGENCY_CODE_RE",
     "DOSSIER_CODE_RE",
@@ -59,9 +62,6 @@ __all__ = [
     "local_date",
 ]
 
-AGENCY_CODE_RE = re.compile(r"^\d{3}\.\d{2}\.\d{2}\.[A-Z]\d{2}$")
-DOSSIER_CODE_RE = re.compile(r"^\d{3}\.\d{2}\.\d{2}\.[A-Z]\d{2}-\d{6}-\d{4,}$")
-PROCEDURE_CODE_RE = re.compile(r"^[1-3]\.\d{6}$")
 
 #: Vietnam has kept UTC+07:00 without daylight saving since 1975; a fixed offset avoids a
 #: dependency on the host's tz database for Asia/Ho_Chi_Minh.
@@ -355,7 +355,7 @@ def _amount(name: str, value: Any) -> int:
 def _pattern(regex: re.Pattern[str], what: str) -> _Check:
     def check(name: str, value: Any) -> str:
         text = _str(name, value)
-        if not regex.match(text):
+        if not regex.fullmatch(text):
             raise EventShapeError(name, f"not a valid {what}")
         return text
 

@@ -6,8 +6,17 @@ are frozen and every change builds a new one.
 
 Rules beyond the table
 ----------------------
-* Idempotency: an event whose id is already in ``state.applied_event_ids`` is a ``Duplicate``
-  and changes nothing (checked before anything else, so a redelivery is never rejected).
+* Idempotency: an event whose id is among the dossier's last ``DEDUP_WINDOW`` (32) applied
+  event ids (``state.applied_event_ids``) is a ``Duplicate`` and changes nothing (checked
+  before anything else, so a redelivery is never rejected). The window is bounded on purpose:
+  a redelivered record is already recognised by its input offset (the worker stores the next
+  offset with the state, and the transactional engine commits both at once), so event-id
+  deduplication only has to cover a producer that retried and wrote the same event again at
+  a new offset. Such a retry follows the original within the producer's retry time, i.e.
+  within a few events of the same dossier; 32 ids (16 bytes each, 512 bytes a dossier at
+  most) cover any dossier life the province has, while a dossier's memory stays bounded
+  however long its history. An id older than the window is applied again only if a producer
+  re-sends it after 32 later events of the same dossier, which a retry does not do.
 * A dossier the hub has never seen accepts only ``DossierSubmitted`` (creates NEW) or
   ``DossierReceived`` (creates RECEIVED: in-person desk without a prior submission; the
   channel is then taken as IN_PERSON and the procedure is unknown). Anything else is
@@ -55,10 +64,11 @@ agencies (reasons may name people) and no personal data.
 
 from __future__ import annotations
 
-import bisect
 import math
+import re
+import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import date, datetime
 from types import MappingProxyType
 from typing import Any, Protocol, TypeAlias
@@ -88,10 +98,13 @@ from hub.domain.events import (
     local_date,
 )
 from hub.domain.status import TERMINAL_STATUSES, DossierStatus
+from hub.domain.timeline import EMPTY_TIMELINE, Timeline, TimelineEntry
 
 __all__ = [
+    "DEDUP_WINDOW",
     "NOTE_MAX_CHARS",
     "PORTAL_NOTIFIED_EVENTS",
+    "RATED_NOTE",
     "TRANSITIONS",
     "Applied",
     "CurrentStep",
@@ -102,10 +115,12 @@ __all__ = [
     "Rejected",
     "RuleContext",
     "StatusChange",
+    "Timeline",
     "TimelineEntry",
     "Transfer",
     "WorkingDays",
     "apply",
+    "event_key",
     "step_deadline_from_shares",
 ]
 
@@ -235,38 +250,6 @@ class CurrentStep:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class TimelineEntry:
-    event_id: str
-    event_type: str
-    occurred_at: datetime
-    agency_code: str
-    status_after: DossierStatus
-    note: str = ""
-
-    def to_list(self) -> list[Any]:
-        return [
-            self.event_id,
-            self.event_type,
-            self.occurred_at.isoformat(),
-            self.agency_code,
-            self.status_after.value,
-            self.note,
-        ]
-
-    @classmethod
-    def from_list(cls, data: list[Any]) -> TimelineEntry:
-        event_id, event_type, occurred_at, agency_code, status_after, note = data
-        return cls(
-            event_id=str(event_id),
-            event_type=str(event_type),
-            occurred_at=datetime.fromisoformat(occurred_at),
-            agency_code=str(agency_code),
-            status_after=DossierStatus(status_after),
-            note=str(note),
-        )
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DossierState:
     """The hub's view of one dossier. Frozen: ``apply`` returns new states."""
@@ -285,7 +268,7 @@ class DossierState:
     paused_working_days: int = 0  # working days paused by completed supplement rounds
     supplement_requests: int = 0
     current_step: CurrentStep | None = None
-    timeline: tuple[TimelineEntry, ...] = ()
+    timeline: Timeline = EMPTY_TIMELINE  # append-only, decoded lazily (hub.domain.timeline)
     processed_at: datetime | None = None
     returned_at: datetime | None = None
     finished_at: datetime | None = None  # NgayKetThucXuLy: processed, refused, stopped, ...
@@ -294,7 +277,15 @@ class DossierState:
     applicant_name: str | None = None  # PII: kept only for the portal's ChuHoSo
     alerts_emitted: frozenset[str] = frozenset()
     handled_by: tuple[str, ...] = ()  # agencies that held the dossier, in order
-    applied_event_ids: frozenset[str] = field(default=frozenset())  # = ids in the timeline
+    #: the dedup window: 16-byte keys (``event_key``) of the last ``DEDUP_WINDOW`` applied
+    #: events, oldest first. A function of the timeline's arrival order, which the JSON form
+    #: does not keep; so not part of equality (the timeline is).
+    recent_event_keys: bytes = field(default=b"", compare=False)
+    # Running sums of the timeline, so nothing on the per-event path reads the timeline:
+    ratings_count: int = 0  # ServiceRated entries
+    ratings_sum: int = 0  # their scores
+    complaints: int = 0  # ComplaintFiled entries
+    last_apology_at: datetime | None = None  # newest ApologyIssued entry's occurred_at
 
     @property
     def is_finished(self) -> bool:
@@ -303,6 +294,13 @@ class DossierState:
     @property
     def is_paused(self) -> bool:
         return self.paused_since is not None
+
+    @property
+    def applied_event_ids(self) -> frozenset[str]:
+        """The ids inside the dedup window: the last ``DEDUP_WINDOW`` timeline entries in the
+        order they were applied. (Decodes the timeline: not for the per-event path.)"""
+        window = len(self.recent_event_keys) // _KEY_SIZE
+        return frozenset(e.event_id for e in self.timeline.arrival_order()[-window:] if window)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe, compact: absent/empty values are left out; event ids are not repeated
@@ -339,7 +337,10 @@ class DossierState:
     def from_dict(cls, data: Mapping[str, Any]) -> DossierState:
         if data.get("v", 1) != 1:
             raise ValueError("unsupported dossier state version")
-        timeline = tuple(TimelineEntry.from_list(e) for e in data.get("timeline", []))
+        entries = [TimelineEntry.from_list(e) for e in data.get("timeline", [])]
+        rated = [e for e in entries if e.event_type == FeedbackEventType.RATING.value]
+        scores = [int(m.group(1)) for e in rated if (m := RATED_NOTE.fullmatch(e.note))]
+        apologies = [e.occurred_at for e in entries if e.event_type == E.APOLOGY_ISSUED]
         step = data.get("current_step")
         return cls(
             dossier_code=str(data["dossier_code"]),
@@ -356,7 +357,7 @@ class DossierState:
             paused_working_days=int(data.get("paused_working_days", 0)),
             supplement_requests=int(data.get("supplement_requests", 0)),
             current_step=CurrentStep.from_dict(step) if step else None,
-            timeline=timeline,
+            timeline=Timeline.of(entries),
             processed_at=_opt_dt(data.get("processed_at")),
             returned_at=_opt_dt(data.get("returned_at")),
             finished_at=_opt_dt(data.get("finished_at")),
@@ -365,8 +366,60 @@ class DossierState:
             applicant_name=data.get("applicant_name"),
             alerts_emitted=frozenset(data.get("alerts_emitted", [])),
             handled_by=tuple(data.get("handled_by", [])),
-            applied_event_ids=frozenset(entry.event_id for entry in timeline),
+            # The JSON kept no arrival order: the newest entries stand for the last applied.
+            recent_event_keys=b"".join(event_key(e.event_id) for e in entries[-DEDUP_WINDOW:]),
+            ratings_count=len(scores),
+            ratings_sum=sum(scores),
+            complaints=sum(1 for e in entries if e.event_type == FeedbackEventType.COMPLAINT.value),
+            last_apology_at=max(apologies, default=None),
         )
+
+
+#: Event ids remembered per dossier for deduplication (see the module docstring).
+DEDUP_WINDOW = 32
+_KEY_SIZE = 16
+_KEY_NAMESPACE = uuid.UUID("3b0c7f1e-2d4a-5e6b-8c9d-0a1b2c3d4e5f")
+#: The note of a rating entry; ``standing`` and ``from_dict`` read the score from it.
+RATED_NOTE = re.compile(r"rated (\d)/5")
+
+
+_STATE_FIELDS = tuple(f.name for f in fields(DossierState))
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _evolve(state: DossierState, **changes: Any) -> DossierState:
+    """``dataclasses.replace`` for states, at half its cost (it re-checks the fields and runs
+    ``__init__`` on every call; several calls an event made it a fifth of ``apply``)."""
+    new: DossierState = _new(DossierState)
+    for name in _STATE_FIELDS:
+        _set(new, name, changes[name] if name in changes else getattr(state, name))
+    return new
+
+
+def event_key(event_id: str) -> bytes:
+    """16 bytes standing for an event id: the UUID's own bytes (ids are UUIDs at the
+    boundary), or a UUIDv5 of any other id (tests, legacy)."""
+    if len(event_id) == 36:  # the canonical spelling: its hex digits are the bytes
+        try:
+            key = bytes.fromhex(event_id.replace("-", ""))
+        except ValueError:
+            key = b""
+        if len(key) == _KEY_SIZE:
+            return key
+    try:
+        return uuid.UUID(event_id).bytes
+    except ValueError:
+        return uuid.uuid5(_KEY_NAMESPACE, event_id).bytes
+
+
+def _in_window(keys: bytes, key: bytes) -> bool:
+    at = keys.find(key)
+    while at != -1:
+        if at % _KEY_SIZE == 0:  # a match straddling two keys is not a key
+            return True
+        at = keys.find(key, at + 1)
+    return False
 
 
 def _iso(value: date | datetime | None) -> str | None:
@@ -447,7 +500,7 @@ Outcome: TypeAlias = Applied | Duplicate | Rejected
 def apply(state: DossierState | None, event: DomainEvent, ctx: RuleContext) -> Outcome:
     """Apply one event to a dossier's state (None: never seen). Pure."""
     if state is not None:
-        if event.event_id in state.applied_event_ids:
+        if _in_window(state.recent_event_keys, event_key(event.event_id)):
             return Duplicate()
         if event.dossier_code != state.dossier_code:
             return Rejected(
@@ -484,7 +537,7 @@ def apply(state: DossierState | None, event: DomainEvent, ctx: RuleContext) -> O
     handler = ctx.resolve_agency(state.agency_code, day)
     base = state
     if handler != state.agency_code:
-        base = replace(state, agency_code=handler, handled_by=_append(state.handled_by, handler))
+        base = _evolve(state, agency_code=handler, handled_by=_append(state.handled_by, handler))
     allowed = {ctx.resolve_agency(code, day) for code in base.handled_by} | {handler}
     if ctx.resolve_agency(event.agency_code, day) not in allowed:
         return Rejected(
@@ -493,7 +546,7 @@ def apply(state: DossierState | None, event: DomainEvent, ctx: RuleContext) -> O
             f"{state.dossier_code} handled by {handler} in status {current}",
         )
     if target is not None:
-        base = replace(base, status=target)
+        base = _evolve(base, status=target)
     result = _HANDLERS[event.event_type](base, event, ctx, day)
     if isinstance(result, Rejected):
         return result
@@ -549,15 +602,14 @@ def _finish(
     return Applied(after, change, transfer)
 
 
-def _record(state: DossierState, entry: TimelineEntry) -> DossierState:
-    timeline = list(state.timeline)
-    at = bisect.bisect_right(timeline, entry.occurred_at, key=lambda e: e.occurred_at)
-    timeline.insert(at, entry)
-    return replace(
+def _record(state: DossierState, entry: TimelineEntry, **changes: Any) -> DossierState:
+    keys = state.recent_event_keys + event_key(entry.event_id)
+    return _evolve(
         state,
-        timeline=tuple(timeline),
-        applied_event_ids=state.applied_event_ids | {entry.event_id},
+        timeline=state.timeline.append(entry),
+        recent_event_keys=keys[-DEDUP_WINDOW * _KEY_SIZE :],
         last_event_at=max(state.last_event_at, entry.occurred_at),
+        **changes,
     )
 
 
@@ -568,7 +620,7 @@ def _append(codes: tuple[str, ...], code: str) -> tuple[str, ...]:
 def _close_pause(state: DossierState, resumed: date, calendar: WorkingDays) -> DossierState:
     assert state.paused_since is not None
     paused = max(0, calendar.working_days_between(state.paused_since, resumed))
-    return replace(state, paused_since=None, paused_working_days=state.paused_working_days + paused)
+    return _evolve(state, paused_since=None, paused_working_days=state.paused_working_days + paused)
 
 
 def _appointment(state: DossierState, ctx: RuleContext) -> date | None:
@@ -639,7 +691,7 @@ def _on_submitted(state: DossierState, ev: DossierSubmitted, ctx: RuleContext, _
             f"{ev.event_type} in status {state.status} for dossier {state.dossier_code}, "
             "which already has a submission",
         )
-    new = replace(
+    new = _evolve(
         state,
         procedure_code=ev.procedure_code,
         channel=ev.channel,
@@ -648,26 +700,26 @@ def _on_submitted(state: DossierState, ev: DossierSubmitted, ctx: RuleContext, _
     )
     if new.appointment_date is None:
         appointment = _appointment(new, ctx)
-        new = replace(new, appointment_date=appointment, original_appointment_date=appointment)
+        new = _evolve(new, appointment_date=appointment, original_appointment_date=appointment)
     return new, f"late submission details: {ev.procedure_code} via {ev.channel.value}", None
 
 
 def _on_received(state: DossierState, ev: DossierReceived, ctx: RuleContext, _: date) -> _Result:
-    new = replace(state, received_at=ev.received_at)
+    new = _evolve(state, received_at=ev.received_at)
     appointment = ev.appointment_date or _appointment(new, ctx)
-    new = replace(new, appointment_date=appointment, original_appointment_date=appointment)
+    new = _evolve(new, appointment_date=appointment, original_appointment_date=appointment)
     note = f"received; appointment {appointment}" if appointment else "received; no appointment"
     return new, note, None
 
 
 def _on_refused(state: DossierState, ev: DossierRefused, ctx: RuleContext, _: date) -> _Result:
-    return replace(state, finished_at=ev.occurred_at), "refused", None
+    return _evolve(state, finished_at=ev.occurred_at), "refused", None
 
 
 def _on_supplement_requested(
     state: DossierState, ev: SupplementRequested, ctx: RuleContext, _: date
 ) -> _Result:
-    new = replace(
+    new = _evolve(
         state,
         paused_since=local_date(ev.requested_at),
         supplement_requests=state.supplement_requests + 1,
@@ -717,7 +769,7 @@ def _on_step_started(state: DossierState, ev: StepStarted, ctx: RuleContext, _: 
     )
     new = state
     if state.current_step is None or ev.occurred_at >= state.current_step.started_at:
-        new = replace(state, current_step=step)
+        new = _evolve(state, current_step=step)
     return new, f"step {ev.step_no} started; deadline {deadline or 'none'}", None
 
 
@@ -727,7 +779,7 @@ def _on_step_completed(
     step = state.current_step
     new = state
     if step is not None and step.step_no == ev.step_no and step.completed_at is None:
-        new = replace(state, current_step=replace(step, completed_at=ev.occurred_at))
+        new = _evolve(state, current_step=replace(step, completed_at=ev.occurred_at))
     return new, f"step {ev.step_no} completed", None
 
 
@@ -742,7 +794,7 @@ def _on_transferred(
             f"{state.dossier_code} handled by {state.agency_code} in status {state.status}",
         )
     target = ctx.resolve_agency(ev.to_agency_code, day)
-    new = replace(state, agency_code=target, handled_by=_append(state.handled_by, target))
+    new = _evolve(state, agency_code=target, handled_by=_append(state.handled_by, target))
     transfer = None
     if target != source:
         transfer = Transfer(state.dossier_code, source, target, new, ev.event_id)
@@ -750,7 +802,7 @@ def _on_transferred(
 
 
 def _on_processed(state: DossierState, ev: DossierProcessed, ctx: RuleContext, _: date) -> _Result:
-    new = replace(
+    new = _evolve(
         state,
         processed_at=ev.occurred_at,
         finished_at=ev.occurred_at,
@@ -760,25 +812,26 @@ def _on_processed(state: DossierState, ev: DossierProcessed, ctx: RuleContext, _
 
 
 def _on_returned(state: DossierState, ev: ResultReturned, ctx: RuleContext, _: date) -> _Result:
-    return replace(state, returned_at=ev.returned_at), "result returned", None
+    return _evolve(state, returned_at=ev.returned_at), "result returned", None
 
 
 def _on_stopped(state: DossierState, ev: ProcessingStopped, ctx: RuleContext, _: date) -> _Result:
-    return replace(state, finished_at=ev.occurred_at), "processing stopped", None
+    return _evolve(state, finished_at=ev.occurred_at), "processing stopped", None
 
 
 def _on_withdrawn(state: DossierState, ev: DossierWithdrawn, ctx: RuleContext, _: date) -> _Result:
-    return replace(state, finished_at=ev.occurred_at), "withdrawn by the applicant", None
+    return _evolve(state, finished_at=ev.occurred_at), "withdrawn by the applicant", None
 
 
 def _on_apology(state: DossierState, ev: ApologyIssued, ctx: RuleContext, day: date) -> _Result:
-    latest = max(
-        (e.occurred_at for e in state.timeline if e.event_type == E.APOLOGY_ISSUED),
-        default=None,
+    latest = state.last_apology_at
+    new = _evolve(
+        state,
+        apology_dates=tuple(sorted((*state.apology_dates, day))),
+        last_apology_at=ev.occurred_at if latest is None else max(latest, ev.occurred_at),
     )
-    new = replace(state, apology_dates=tuple(sorted((*state.apology_dates, day))))
     if latest is None or ev.occurred_at >= latest:
-        new = replace(new, appointment_date=ev.new_appointment_date)
+        new = _evolve(new, appointment_date=ev.new_appointment_date)
         note = f"apology; appointment {state.appointment_date} -> {ev.new_appointment_date}"
     else:
         note = f"late apology (new date {ev.new_appointment_date} superseded)"
@@ -822,4 +875,13 @@ def _apply_feedback(state: DossierState | None, event: ServiceRated | ComplaintF
         status_after=state.status,
         note=note,
     )
-    return Applied(_record(state, entry))
+    if isinstance(event, ServiceRated):
+        return Applied(
+            _record(
+                state,
+                entry,
+                ratings_count=state.ratings_count + 1,
+                ratings_sum=state.ratings_sum + event.score,
+            )
+        )
+    return Applied(_record(state, entry, complaints=state.complaints + 1))

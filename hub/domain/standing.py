@@ -9,10 +9,6 @@ never be counted twice, which plain counters incremented per event could not pro
 
 from __future__ import annotations
 
-import re
-from dataclasses import fields
-
-from hub.contract.event_types import FeedbackEventType
 from hub.domain.deadlines import AlertKind, AlertScope, on_time
 from hub.domain.events import Channel
 from hub.domain.lifecycle import DossierState, WorkingDays
@@ -21,19 +17,12 @@ from hub.domain.supervision import OPEN_STATUSES, FigureKey, Figures, figure_key
 
 __all__ = ["negate", "standing"]
 
-_RATED = re.compile(r"rated (\d)/5")
 _OVERDUE_PREFIX = f"{AlertKind.OVERDUE}:{AlertScope.DOSSIER}:"
 
 
 def standing(
     state: DossierState, calendar: WorkingDays, *, late_if_repeated_supplement: bool = False
 ) -> tuple[FigureKey, Figures]:
-    ratings = [
-        int(match.group(1))
-        for entry in state.timeline
-        if entry.event_type == FeedbackEventType.RATING.value
-        and (match := _RATED.fullmatch(entry.note))
-    ]
     verdict = on_time(state, calendar, late_if_repeated_supplement=late_if_repeated_supplement)
     online = state.channel is Channel.ONLINE
     figures = Figures(
@@ -51,14 +40,13 @@ def standing(
         online_electronic_result=int(
             online and state.electronic_result and state.processed_at is not None
         ),
-        ratings_count=len(ratings),
-        ratings_sum=sum(ratings),
-        complaints=sum(
-            1 for e in state.timeline if e.event_type == FeedbackEventType.COMPLAINT.value
-        ),
+        # Running sums kept by the state machine: the timeline is not read per event.
+        ratings_count=state.ratings_count,
+        ratings_sum=state.ratings_sum,
+        complaints=state.complaints,
     )
     return figure_key(state), figures
 
 
 def negate(figures: Figures) -> Figures:
-    return Figures(**{f.name: -getattr(figures, f.name) for f in fields(figures)})
+    return -figures

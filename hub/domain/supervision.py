@@ -35,6 +35,7 @@ Formulas (fractions in 0..1; None when there is nothing to divide):
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import NamedTuple
@@ -118,13 +119,15 @@ class Figures:
     complaints: int = 0
 
     def __add__(self, other: Figures) -> Figures:
-        return Figures(
-            **{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)}
-        )
+        # positional and C-level: the local view adds figures twice per event
+        return Figures(*map(operator.add, _values(self), _values(other)))
+
+    def __neg__(self) -> Figures:
+        return Figures(*map(operator.neg, _values(self)))
 
     @property
     def is_zero(self) -> bool:
-        return self == Figures()
+        return not any(_values(self))
 
     @property
     def on_time_rate(self) -> float | None:
@@ -159,6 +162,9 @@ class Figures:
     @classmethod
     def from_dict(cls, data: Mapping[str, int]) -> Figures:
         return cls(**{f.name: int(data.get(f.name, 0)) for f in fields(cls)})
+
+
+_values = operator.attrgetter(*(f.name for f in fields(Figures)))
 
 
 @dataclass(frozen=True, slots=True)

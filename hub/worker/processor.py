@@ -3,26 +3,40 @@
 The faust agent (``hub.worker.app``) only fetches the dossier's state, calls this, writes the
 outputs, waits for their acknowledgement, and then stores the new state. Keeping the decision
 here makes it testable without a broker and keeps the agent a thin shell.
+
+The per-event path (issue 13) is kept flat in the length of a dossier's history:
+
+* Input records are checked once, on the typed Avro record (``check_avro_record``): the
+  connectors' rules and dead-letter details, without a pydantic round trip.
+* The stored state (``encode_state``/``decode_state``, format 2, see "the stored state"
+  below) is msgpack via msgspec, with the timeline carried as an opaque, append-only blob
+  (``hub.domain.timeline``): decoded only when the HTTP view or a test reads it. Chosen on
+  measurement: msgspec decodes and validates a state in about 2-4 µs and encodes it in 1-2 µs
+  on this machine, against 60-70 µs each way for the JSON it replaces; ``marshal`` and
+  ``pickle`` are as fast on plain tuples but are not a stable or safe store format.
+* Event-id deduplication keeps a bounded window per dossier (``DEDUP_WINDOW`` in
+  ``hub.domain.lifecycle``, which says why 32 ids are enough).
+* Outputs are encoded once per record and framed per topic; the status and alert schemas are
+  written by a compiled writer (``hub.contract.serde.compile_writer``); what depends only on
+  reference data (procedure terms, agency resolution, topic names, portal codes, serializers
+  per topic) is looked up once.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import re
+import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
+import msgspec
+
 from hub.contract.errors import ContractError, RegistryUnavailableError
-from hub.contract.event_types import FeedbackEventType
-from hub.contract.inbound import (
-    FieldProblem,
-    InboundDossierEvent,
-    InboundFeedbackEvent,
-    to_avro_record,
-    validate_dossier_event,
-    validate_feedback_event,
-)
+from hub.contract.inbound import FieldProblem, check_avro_record
 from hub.contract.schemas import SchemaKind
 from hub.contract.serde import AvroDeserializer, AvroSerializer
 from hub.dlq.headers import DeadLetter, attempt_of, detail_from_problems
@@ -41,6 +55,7 @@ from hub.domain.lifecycle import (
     ProcedureRule,
     Rejected,
     RuleContext,
+    Timeline,
     apply,
 )
 from hub.outputs import alert_record, status_record
@@ -48,6 +63,13 @@ from hub.reference import ReferenceData
 from hub.settings import HubSettings
 
 __all__ = ["Effects", "Output", "Processor", "Topics", "rule_context"]
+
+#: ``str(uuid.UUID(...))``'s form; any other spelling of an event id is canonicalised.
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _ms(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 @dataclass(frozen=True)
@@ -109,14 +131,20 @@ class Effects:
 
 
 def rule_context(reference: ReferenceData) -> RuleContext:
-    """The domain's view of the reference data: calendar, procedure terms, agency mergers."""
+    """The domain's view of the reference data: calendar, procedure terms, agency mergers.
 
+    Both lookups depend on the reference data alone, which a worker holds fixed, so they are
+    cached: ``apply`` resolves agencies several times an event (handler, emitter, every
+    former holder), each a walk of the merger history."""
+
+    @functools.cache
     def procedure_rule(code: str) -> ProcedureRule | None:
         proc = reference.procedures.get(code)
         if proc is None:
             return None
         return ProcedureRule(proc.working_days, tuple(step.share for step in proc.steps))
 
+    @functools.lru_cache(maxsize=1 << 16)
     def resolve_agency(code: str, on: date) -> str:
         try:
             return reference.agencies.resolve(code, on).code
@@ -145,6 +173,10 @@ class Processor:
         self._serializer_factories = serializers
         self._serializers: dict[str, AvroSerializer] = {}
         self.ctx = rule_context(reference)
+        # Topic names are built from the prefix once, not per event.
+        self._status_topics = (self.topics.status, self.topics.portal_outbox)
+        self._alerts_topic = self.topics.alerts
+        self._inboxes: dict[str, str] = {}
 
     def _serializer(self, kind: SchemaKind, topic: str) -> AvroSerializer:
         serializer = self._serializers.get(topic)
@@ -208,7 +240,7 @@ class Processor:
             return dead(exc, "invalid-shape", str(exc))
         # Any Kafka client can write here, bypassing the connectors: the same boundary rules
         # apply (lengths, codes, clocks, procedure dates), and text is NFC-normalised.
-        checked = self._boundary_check(record, now)
+        checked = self._boundary_check(record, event, now)
         if isinstance(checked, list):
             return dead(
                 ValueError("validation failed"), "validation", detail_from_problems(checked), event
@@ -238,31 +270,23 @@ class Processor:
         )
 
     def _boundary_check(
-        self, record: Mapping[str, Any], now: datetime
+        self, record: Mapping[str, Any], event: DomainEvent, now: datetime
     ) -> DomainEvent | list[FieldProblem]:
-        payload = record.get("payload")
-        shaped: dict[str, Any] = {
-            name: value
-            for name, value in record.items()
-            if name not in ("recorded_at", "schema_version", "payload")
-        }
-        shaped["event_id"] = str(shaped.get("event_id"))
-        shaped["payload"] = payload[1] if isinstance(payload, tuple) else payload
-        model: InboundDossierEvent | InboundFeedbackEvent | list[FieldProblem]
-        if shaped.get("event_type") in {t.value for t in FeedbackEventType}:
-            model = validate_feedback_event(shaped, now=now)
-        else:
-            model = validate_dossier_event(
-                shaped, now=now, procedure_effective_from=self._procedure_since
-            )
-        if isinstance(model, list):
-            return model
-        normalised = to_avro_record(
-            model,
-            recorded_at=record.get("recorded_at") or now,
-            schema_version=int(record.get("schema_version") or 1),
+        """The connectors' rules on a record the schema already typed, without a model round
+        trip (``check_avro_record``): the problems, or the event as the models would have
+        normalised it (NFC text, blank optional text absent, canonical event id)."""
+        problems, fixes = check_avro_record(
+            record, now=now, procedure_effective_from=self._procedure_since
         )
-        return from_record(normalised)
+        if problems:
+            return problems
+        if not _CANONICAL_UUID.fullmatch(event.event_id):
+            fixes["event_id"] = str(uuid.UUID(event.event_id))
+        if event.recorded_at is None:
+            fixes["recorded_at"] = _ms(now)
+        if not event.schema_version:
+            fixes["schema_version"] = 1
+        return replace(event, **fixes) if fixes else event
 
     def _procedure_since(self, code: str) -> date | None:
         proc = self.reference.procedures.get(code)
@@ -289,9 +313,11 @@ class Processor:
                 source_system=self.settings.source_system,
                 recorded_at=now,
             )
-            targets = [self.topics.status, self.topics.portal_outbox]
+            targets: tuple[str, ...] = self._status_topics
             if outcome.transfer is not None:
-                targets.append(self.topics.inbox(outcome.transfer.to_agency))
+                to = outcome.transfer.to_agency
+                inbox = self._inboxes.get(to) or self._inboxes.setdefault(to, self.topics.inbox(to))
+                targets = (*targets, inbox)
             # One schema for every status topic: encode once, frame with each topic's id.
             serializers = [self._serializer(SchemaKind.DOSSIER_STATUS, t) for t in targets]
             body = serializers[0].encode_body(record)
@@ -315,13 +341,14 @@ class Processor:
         if not alerts:
             return state, []
         key = state.dossier_code.encode()
+        topic = self._alerts_topic
         outputs = [
             Output(
-                self.topics.alerts,
+                topic,
                 key,
                 self._serialize(
                     SchemaKind.DOSSIER_ALERT,
-                    self.topics.alerts,
+                    topic,
                     alert_record(
                         alert, state, source_system=self.settings.source_system, detected_at=now
                     ),
@@ -341,14 +368,58 @@ class Processor:
         return Effects("tick", state=new_state, outputs=outputs)
 
 
+# --- the stored state -----------------------------------------------------------------------
+#
+# Format 2 (what ``encode_state`` writes): the byte 0x02, then one msgpack document: the
+# DossierState as a map of its fields (msgspec's dataclass encoding: enums by value, datetimes
+# as msgpack timestamps (UTC), dates as ISO strings, sets sorted, the dedup window as bin), with the
+# timeline as msgpack extension 1: a 4-byte big-endian entry count and the timeline's blob
+# as it is (``hub.domain.timeline``: msgpack arrays in arrival order). Decoding validates
+# every field's type (msgspec, in C) and copies the timeline's blob without decoding it, so
+# decode plus encode costs a few microseconds however long the history.
+#
+# Format 1 (legacy, what older workers stored): the JSON of ``DossierState.to_dict``; read
+# whenever the bytes start with ``{``, and written back in format 2 by the next event.
+
+_FORMAT_2 = b"\x02"
+_TIMELINE_EXT = 1
+
+
+def _enc_hook(obj: Any) -> Any:
+    if isinstance(obj, Timeline):
+        return msgspec.msgpack.Ext(_TIMELINE_EXT, len(obj).to_bytes(4, "big") + obj.blob)
+    raise NotImplementedError(f"cannot store {type(obj).__name__}")
+
+
+def _ext_hook(code: int, data: memoryview) -> Any:
+    if code != _TIMELINE_EXT:
+        raise NotImplementedError(f"unknown msgpack extension {code} in a stored state")
+    return Timeline(int.from_bytes(data[:4], "big"), bytes(data[4:]))
+
+
+def _dec_hook(kind: type, obj: Any) -> Any:
+    if kind is Timeline and isinstance(obj, Timeline):
+        return obj
+    raise NotImplementedError(f"cannot read {kind.__name__} from a stored state")
+
+
+# deterministic: sets (the emitted alert keys) sorted, so one state always gives the same bytes
+_state_encoder = msgspec.msgpack.Encoder(enc_hook=_enc_hook, order="deterministic")
+_state_decoder = msgspec.msgpack.Decoder(DossierState, dec_hook=_dec_hook, ext_hook=_ext_hook)
+
+
 def encode_state(state: DossierState) -> bytes:
-    return json.dumps(state.to_dict(), ensure_ascii=False, separators=(",", ":")).encode()
+    return _FORMAT_2 + _state_encoder.encode(state)
 
 
 def decode_state(raw: bytes | None) -> DossierState | None:
     if raw is None:
         return None
-    return DossierState.from_dict(json.loads(raw))
+    if raw[:1] == b"{":
+        return DossierState.from_dict(json.loads(raw))
+    if raw[:1] != _FORMAT_2:
+        raise ValueError(f"unknown stored state format {raw[:1]!r}")
+    return _state_decoder.decode(memoryview(raw)[1:])
 
 
 def utc_now() -> datetime:
