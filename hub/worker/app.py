@@ -30,7 +30,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from hub.contract.registry import SchemaRegistryClient
 from hub.contract.schemas import SchemaKind, load_schema
 from hub.contract.serde import AvroDeserializer, AvroSerializer
-from hub.domain.deadlines import effective_deadline
+from hub.domain.deadlines import effective_deadline, next_alert_date
 from hub.domain.events import local_date
 from hub.domain.lifecycle import DossierState
 from hub.engine.changelog import directory_topic
@@ -130,9 +130,7 @@ def build(settings: HubSettings) -> tuple[faust.App, TopicCreator]:
     )
 
     def next_alert(state: DossierState) -> date | None:
-        # INTERIM until hub.domain.deadlines.next_alert_date lands: every open dossier with
-        # an appointment is looked at on every clock run
-        return None if state.is_finished or state.appointment_date is None else date.min
+        return next_alert_date(state, reference.calendar, settings.due_soon_working_days)
 
     def fatal(exc: BaseException) -> None:
         loop = sink.loop
