@@ -146,6 +146,10 @@ def judge(
             f"wrong status={view.wrong_status}; counts (submitted, returned): {counts}; "
             f"uncommitted input records at the end: {input_lag(workers[0])}"
         )
+    failed = not (check.ok and not letters and counts.ok)
+    if failed or (view.lost, view.twice, view.wrong_status) != (0, 0, 0):
+        for worker in workers:
+            worker.dump_stacks()  # into each worker's log, kept in the test's tmp dir
     assert check.ok, (check.problems, letters)
     assert not letters
     assert (view.lost, view.twice, view.wrong_status) == (0, 0, 0), view.problems
