@@ -23,6 +23,7 @@ __all__ = [
     "KafkaClientSecurity",
     "SecurityConfigError",
     "env_client_kwargs",
+    "env_librdkafka_config",
 ]
 
 _SASL_PROTOCOLS = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
@@ -150,3 +151,8 @@ def env_client_kwargs() -> dict[str, Any]:
     PLAINTEXT, so plain deployments build exactly the clients they did before.
     """
     return _env_security().client_kwargs()
+
+
+def env_librdkafka_config() -> dict[str, str]:
+    """The same, for confluent-kafka clients (librdkafka's dotted keys); {} for PLAINTEXT."""
+    return _env_security().librdkafka_config()
