@@ -1,4 +1,4 @@
-"""Client-side Kafka security: the keyword arguments kafka-python and aiokafka need.
+"""Client-side Kafka security: what kafka-python, aiokafka and confluent-kafka clients need.
 
 Built from :class:`hub.settings.HubSettings` (``HUB_KAFKA_SECURITY_PROTOCOL``,
 ``HUB_KAFKA_SASL_MECHANISM``, ``HUB_KAFKA_SASL_USERNAME``, ``HUB_KAFKA_SASL_PASSWORD`` or
