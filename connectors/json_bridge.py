@@ -23,7 +23,7 @@ Agency, event type and dossier code headers are set only when the value was read
 field has its code format (or is a known event type), so a header never carries free text
 that might be personal data.
 
-Delivery: a kafka-python consumer group with ``enable_auto_commit=False``. Each polled batch
+Delivery: a consumer group (:mod:`hub.consumer_group`) that commits by hand. Each polled batch
 is validated, every output and dead letter is sent, the bridge waits until Kafka acknowledged
 all of them, and only then commits the batch's offsets. A crash at any point re-delivers the
 uncommitted batch; the hub deduplicates on ``event_id``, so nothing acknowledged is lost and
@@ -48,13 +48,16 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Final
 
-from kafka import TopicPartition
-from kafka.errors import CommitFailedError, KafkaError
-from kafka.structs import OffsetAndMetadata
+from kafka.errors import KafkaError
 
 from connectors.cli import add_kafka_arguments
 from connectors.publisher import EventPublisher
-from hub.consumer_group import finish_pending_join, manual_commit_consumer
+from hub.consumer_group import (
+    CommitFailedError,
+    ConsumerError,
+    Partition,
+    manual_commit_consumer,
+)
 from hub.contract.errors import ContractError, EncodeError
 from hub.contract.event_types import DossierEventType, FeedbackEventType
 from hub.contract.inbound import (
@@ -358,15 +361,12 @@ class JsonBridge(JsonChecker):
 
     def poll_once(self, timeout_ms: int = 500) -> BatchSummary:
         """Poll one batch, process it, commit it; an empty summary when nothing came."""
-        batch: dict[TopicPartition, list[Any]] = self.consumer.poll(timeout_ms=timeout_ms)
-        finish_pending_join(self.consumer)
+        batch = self.consumer.poll(timeout_ms=timeout_ms)
         records = [r for rs in batch.values() for r in rs]
         if not records:
             return BatchSummary()
         summary = self.process(records)
-        offsets = {
-            tp: OffsetAndMetadata(rs[-1].offset + 1, "", -1) for tp, rs in batch.items() if rs
-        }
+        offsets = {tp: rs[-1].offset + 1 for tp, rs in batch.items() if rs}
         try:
             self.consumer.commit(offsets)
         except CommitFailedError as exc:
@@ -391,12 +391,12 @@ class JsonBridge(JsonChecker):
         Waits for the group assignment (up to ``timeout_s``); partitions that another member
         of the group holds are that member's to drain."""
         deadline = time.monotonic() + timeout_s
-        ends: dict[TopicPartition, int] = {}
+        ends: dict[Partition, int] = {}
         for topic in (self.dossier_topic, self.feedback_topic):
             for p in self.consumer.partitions_for_topic(topic) or ():
-                ends[TopicPartition(topic, p)] = 0
+                ends[Partition(topic, p)] = 0
         if ends:
-            ends = dict(self.consumer.end_offsets(list(ends)))
+            ends = self.consumer.end_offsets(list(ends))
         while True:
             self.poll_once(timeout_ms=200)
             assigned = self.consumer.assignment()
@@ -412,7 +412,7 @@ class JsonBridge(JsonChecker):
 
     def close(self) -> None:
         try:
-            self.consumer.close(autocommit=False)
+            self.consumer.close()
         finally:
             self.publisher.close()
 
@@ -489,7 +489,7 @@ def main(argv: Sequence[str] | None = None, stop: threading.Event | None = None)
             procedure_effective_from=_procedure_lookup(),
             partitions=args.partitions,
         )
-    except KafkaError as exc:
+    except (KafkaError, ConsumerError) as exc:
         print(f"json-bridge: cannot reach Kafka at {args.bootstrap_server}: {exc}", file=sys.stderr)
         return 1
     log.info(
@@ -512,7 +512,7 @@ def main(argv: Sequence[str] | None = None, stop: threading.Event | None = None)
     except TimeoutError as exc:
         print(f"json-bridge: {exc}", file=sys.stderr)
         return 1
-    except (KafkaError, ContractError) as exc:
+    except (KafkaError, ConsumerError, ContractError) as exc:
         # not the records' fault: the batch in hand is not committed and is re-read on restart
         print(f"json-bridge: stopped without committing the batch: {exc}", file=sys.stderr)
         return 1

@@ -54,7 +54,6 @@ import json
 import logging
 import os
 import random
-import re
 import signal
 import sys
 import threading
@@ -66,7 +65,6 @@ from pathlib import Path
 from typing import Any, ClassVar, Final, cast
 
 import requests
-from kafka import TopicPartition
 from kafka.errors import KafkaError
 from prometheus_client import Counter, Gauge, start_http_server
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
@@ -90,7 +88,7 @@ from connectors.portal.sink import (
 from connectors.sdk.base import SinkConnector, SinkRecord
 from connectors.sdk.config import ConnectorConfig
 from connectors.sdk.errors import ConfigProblem, PermanentError, RetriableError
-from hub.consumer_group import manual_commit_consumer
+from hub.consumer_group import ConsumerError, Partition, manual_commit_consumer
 from hub.contract.errors import ContractError
 from hub.contract.registry import SchemaRegistryClient
 from hub.contract.serde import AvroDeserializer
@@ -127,6 +125,8 @@ TIMESTAMP_HEADER: Final = "X-Hub-Timestamp"
 IDEMPOTENCY_HEADER: Final = "Idempotency-Key"
 #: 4xx answers that are not the record's fault: retried like 5xx (429 waits Retry-After)
 RETRYABLE_4XX: Final = frozenset({408})
+#: characters a topic prefix must escape in the subscription regex (names use [A-Za-z0-9._-])
+_REGEX_SPECIAL: Final = frozenset(".^$*+?()[]{}|\\")
 
 CIRCUIT_STATE = Gauge(
     "hub_webhook_circuit_state",
@@ -202,8 +202,14 @@ def load_endpoints(settings: WebhookSettings) -> dict[str, WebhookEndpoint]:
 
 
 def inbox_pattern(topic_prefix: str) -> str:
-    """The subscription regex: every agency inbox under the prefix, none of their .dlq."""
-    return rf"^{re.escape(topic_prefix)}agency\.inbox\.(?!.*\.dlq$).+$"
+    """The subscription regex: every agency inbox under the prefix, none of their .dlq.
+
+    librdkafka's regex engine has no lookahead, so "not ending in ``.dlq``" is spelled out:
+    the name after ``agency.inbox.`` ends in anything but ``q``, or in a ``q`` not after
+    ``l``, an ``lq`` not after ``d``, or a ``dlq`` not after ``.``. Python's ``re`` reads it
+    the same way."""
+    prefix = "".join(f"\\{c}" if c in _REGEX_SPECIAL else c for c in topic_prefix)
+    return rf"^{prefix}agency\.inbox\.(.*[^q]|(.*[^l])?q|(.*[^d])?lq|(.*[^.])?dlq)$"
 
 
 def sign(secret: bytes, timestamp: str, body: bytes) -> str:
@@ -340,7 +346,7 @@ class WebhookSink(PortalSink):
         self._per_agency_lock = threading.Lock()
         self.totals = Totals()
         self._totals_lock = threading.Lock()
-        self._lanes: dict[TopicPartition, Lane] = {}
+        self._lanes: dict[Partition, Lane] = {}
         self._last_commit = 0.0
         self._topics = (
             TopicCreator(bootstrap, partitions, replication_factor) if partitions else None
@@ -351,7 +357,7 @@ class WebhookSink(PortalSink):
         try:
             self.consumer = manual_commit_consumer(
                 bootstrap, self.group_id, PROCESSOR,
-                metadata_max_age_ms=int(settings.metadata_max_age_s * 1000),
+                metadata_refresh_ms=int(settings.metadata_max_age_s * 1000),
             )  # fmt: skip
         except Exception:
             self.dead_letters.close()
@@ -499,7 +505,7 @@ def main(argv: Sequence[str] | None = None, stop: threading.Event | None = None)
             settings, bootstrap=args.bootstrap_server, registry_url=args.registry_url,
             topic_prefix=args.topic_prefix, partitions=args.partitions,
         )  # fmt: skip
-    except (KafkaError, DeadLetterError, ValueError) as exc:
+    except (KafkaError, ConsumerError, DeadLetterError, ValueError) as exc:
         print(f"agency-webhook: cannot start: {exc}", file=sys.stderr)
         return 1
     if settings.metrics_port is not None:
@@ -511,11 +517,11 @@ def main(argv: Sequence[str] | None = None, stop: threading.Event | None = None)
             signal.signal(sig, lambda *_: stopping.set())
     try:
         sink.run(stopping)
-    except (KafkaError, RuntimeError) as exc:
+    except (KafkaError, ConsumerError, RuntimeError) as exc:
         print(f"agency-webhook: stopped: {exc}", file=sys.stderr)
         return 1
     finally:
-        with contextlib.suppress(KafkaError):
+        with contextlib.suppress(KafkaError, ConsumerError):
             sink.close()
     return 0
 

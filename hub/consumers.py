@@ -11,8 +11,9 @@ records and reads only up to the last stable offset, and its ``end_offsets`` are
 too, so "read to the end" loops stop at committed data. Non-transactional topics read the
 same either way.
 
-aiokafka takes the same keyword (:data:`READ_COMMITTED`); confluent-kafka's
-``isolation.level`` is ``read_committed`` by default.
+aiokafka takes the same keyword (:data:`READ_COMMITTED`), and so does confluent-kafka's
+``isolation.level`` (its default, but we say it anyway). The sinks' and bridges' group
+consumer is confluent-kafka's, built by :func:`hub.consumer_group.manual_commit_consumer`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from hub.security.client import env_client_kwargs
 
 __all__ = ["READ_COMMITTED", "committed_consumer"]
 
-#: the ``isolation_level`` of every consumer of the hub's outputs (kafka-python and aiokafka)
+#: the isolation level of every consumer of the hub's outputs (all three clients)
 READ_COMMITTED: Final = "read_committed"
 
 

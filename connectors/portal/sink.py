@@ -55,9 +55,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import requests
-from kafka import ConsumerRebalanceListener, TopicPartition
-from kafka.errors import CommitFailedError, KafkaError
-from kafka.structs import OffsetAndMetadata
+from kafka.errors import KafkaError
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -70,7 +68,13 @@ from connectors.portal.contract import (
     load_contract,
     to_portal_payload,
 )
-from hub.consumer_group import finish_pending_join, manual_commit_consumer
+from hub.consumer_group import (
+    CommitFailedError,
+    ConsumerError,
+    Partition,
+    Record,
+    manual_commit_consumer,
+)
 from hub.contract.errors import ContractError, RegistryUnavailableError
 from hub.contract.registry import SchemaRegistryClient
 from hub.contract.serde import AvroDeserializer
@@ -482,10 +486,10 @@ class Deliverer:
 class Lane:
     """One partition's records, delivered in order by one thread."""
 
-    def __init__(self, sink: PortalSink, tp: TopicPartition) -> None:
+    def __init__(self, sink: PortalSink, tp: Partition) -> None:
         self.sink = sink
         self.tp = tp
-        self.records: deque[Any] = deque()
+        self.records: deque[Record] = deque()
         self.cond = threading.Condition()
         self.stop = threading.Event()
         self.done_offset: int | None = None  # last offset acknowledged or dead-lettered
@@ -499,7 +503,7 @@ class Lane:
         )
         self.thread.start()
 
-    def add(self, records: Sequence[Any]) -> None:
+    def add(self, records: Sequence[Record]) -> None:
         with self.cond:
             self.records.extend(records)
             self.cond.notify()
@@ -539,14 +543,16 @@ class Lane:
             log.warning("lane %s[%s] still busy after %.0fs", *self.tp, timeout_s)
 
 
-class RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
+class RebalanceListener:
+    """The sink's side of a rebalance (a :class:`hub.consumer_group.PartitionListener`)."""
+
     def __init__(self, sink: PortalSink) -> None:
         self.sink = sink
 
-    def on_partitions_revoked(self, revoked: Any) -> None:
+    def on_partitions_revoked(self, revoked: list[Partition]) -> None:
         self.sink.drop_lanes(list(revoked))
 
-    def on_partitions_assigned(self, assigned: Any) -> None:
+    def on_partitions_assigned(self, assigned: list[Partition]) -> None:
         log.info("assigned %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned))
 
 
@@ -580,7 +586,7 @@ class PortalSink:
         self.bucket = TokenBucket(settings.rate_limit_rps, settings.rate_burst)
         self.totals = Totals()
         self._totals_lock = threading.Lock()
-        self._lanes: dict[TopicPartition, Lane] = {}
+        self._lanes: dict[Partition, Lane] = {}
         self._last_commit = 0.0
         if partitions is not None:
             TopicCreator(bootstrap, partitions, replication_factor).ensure([self.dlq])
@@ -737,10 +743,7 @@ class PortalSink:
     def poll_once(self, timeout_ms: int = 100) -> int:
         """Fetch, hand records to their lanes, pause or resume partitions, commit what is
         done. Returns the number of records fetched."""
-        batch: dict[TopicPartition, list[Any]] = self.consumer.poll(
-            timeout_ms=timeout_ms, max_records=self.settings.max_pending
-        )
-        finish_pending_join(self.consumer)
+        batch = self.consumer.poll(timeout_ms=timeout_ms, max_records=self.settings.max_pending)
         fetched = 0
         for tp, records in batch.items():
             if records:
@@ -766,11 +769,11 @@ class PortalSink:
 
     def commit(self, lanes: Sequence[Lane] | None = None) -> None:
         chosen = list(self._lanes.values()) if lanes is None else list(lanes)
-        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        offsets: dict[Partition, int] = {}
         for lane in chosen:
             done = lane.done_offset
             if done is not None and done != lane.committed_offset:
-                offsets[lane.tp] = OffsetAndMetadata(done + 1, "", -1)
+                offsets[lane.tp] = done + 1
         self._last_commit = time.monotonic()
         if not offsets:
             return
@@ -783,16 +786,16 @@ class PortalSink:
             return
         for lane in chosen:
             if lane.tp in offsets:
-                lane.committed_offset = offsets[lane.tp].offset - 1
+                lane.committed_offset = offsets[lane.tp] - 1
 
-    def drop_lanes(self, tps: Sequence[TopicPartition]) -> None:
+    def drop_lanes(self, tps: Sequence[Partition]) -> None:
         """Stop the lanes of revoked partitions after their record in flight, commit them."""
         lanes = [self._lanes[tp] for tp in tps if tp in self._lanes]
         for lane in lanes:
             lane.stop.set()
         for lane in lanes:
             lane.halt(self.settings.request_timeout_s + self.settings.connect_timeout_s + 1)
-        with contextlib.suppress(KafkaError):
+        with contextlib.suppress(ConsumerError):
             self.commit(lanes)
         for lane in lanes:
             del self._lanes[lane.tp]
@@ -815,12 +818,12 @@ class PortalSink:
         deadline = time.monotonic() + self.settings.shutdown_timeout_s
         for lane in lanes:
             lane.halt(max(0.1, deadline - time.monotonic()))
-        with contextlib.suppress(KafkaError):
+        with contextlib.suppress(ConsumerError):
             self.commit(lanes)
 
     def close(self) -> None:
         try:
-            self.consumer.close(autocommit=False)
+            self.consumer.close()
         finally:
             self.dead_letters.close()
             self.registry.close()
@@ -828,7 +831,7 @@ class PortalSink:
     def committed(self) -> dict[int, int | None]:
         """Committed offsets of this group per partition (for checks and tests)."""
         parts = self.consumer.partitions_for_topic(self.topic) or set()
-        return {p: self.consumer.committed(TopicPartition(self.topic, p)) for p in sorted(parts)}
+        return {p: self.consumer.committed(Partition(self.topic, p)) for p in sorted(parts)}
 
 
 class _PortalRejectedError(Exception):
@@ -938,7 +941,7 @@ def main(argv: Sequence[str] | None = None, stop: threading.Event | None = None)
             topic_prefix=args.topic_prefix,
             partitions=args.partitions,
         )
-    except (KafkaError, DeadLetterError, ValueError) as exc:
+    except (KafkaError, ConsumerError, DeadLetterError, ValueError) as exc:
         print(f"portal-sink: cannot start: {exc}", file=sys.stderr)
         return 1
     if settings.metrics_port is not None:
@@ -950,7 +953,7 @@ def main(argv: Sequence[str] | None = None, stop: threading.Event | None = None)
             signal.signal(sig, lambda *_: stopping.set())
     try:
         sink.run(stopping)
-    except (KafkaError, RuntimeError) as exc:
+    except (KafkaError, ConsumerError, RuntimeError) as exc:
         print(f"portal-sink: stopped: {exc}", file=sys.stderr)
         return 1
     finally:

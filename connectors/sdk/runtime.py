@@ -16,7 +16,7 @@ Push sources (:class:`PushSourceConnector`) get a :class:`PushPublisher`. Kafka 
 in the background: while it cannot be, ``publish`` raises
 :class:`~connectors.sdk.errors.BrokerUnavailableError` (the ingress answers 503).
 
-Sinks (:class:`SinkConnector`): a kafka-python consumer group (``group.id``, default
+Sinks (:class:`SinkConnector`): a consumer group (``group.id``, default
 ``<prefix>connect-<name>``) with manual commits; each record is decoded per
 ``value.converter`` and given to ``put`` in offset order. ``RetriableError`` (and a schema
 registry that does not answer) is retried with :class:`~connectors.sdk.retry.Backoff`;
@@ -48,9 +48,8 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any, Final
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import CommitFailedError, KafkaError
-from kafka.structs import OffsetAndMetadata
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
 
 from connectors.publisher import EventPublisher
 from connectors.sdk.base import (
@@ -73,7 +72,14 @@ from connectors.sdk.errors import (
 from connectors.sdk.metrics import RECORDS, RETRIES, UP, HealthServer
 from connectors.sdk.offsets import Offset, OffsetStore
 from connectors.sdk.retry import Backoff
-from hub.consumer_group import finish_pending_join, manual_commit_consumer
+from hub.consumer_group import (
+    CommitFailedError,
+    ConsumerError,
+    GroupConsumer,
+    Partition,
+    Record,
+    manual_commit_consumer,
+)
 from hub.contract.errors import ContractError, DecodeError, RegistryError
 from hub.contract.inbound import (
     AGENCY_CODE_PATTERN,
@@ -659,7 +665,7 @@ class ConnectorRuntime:
 
         return from_avro
 
-    def _sink_consumer(self) -> KafkaConsumer:
+    def _sink_consumer(self) -> GroupConsumer:
         """The sink's group member: manual commits, committed records only."""
         return manual_commit_consumer(
             self.config.bootstrap_servers,
@@ -670,8 +676,18 @@ class ConnectorRuntime:
 
     def _run_sink(self, connector: SinkConnector) -> None:
         decode = self._decoder()
+
+        def unreachable(exc: Exception) -> ConnectorFailedError:
+            return ConnectorFailedError(
+                f"connector {self.name}: cannot reach Kafka at {self.config.bootstrap_servers}: "
+                f"{exc}"
+            )
+
         try:
             consumer = self._sink_consumer()
+        except (KafkaError, ConsumerError) as exc:
+            raise unreachable(exc) from exc
+        try:
             dlq = KafkaProducer(
                 bootstrap_servers=self.config.bootstrap_servers,
                 **env_client_kwargs(),
@@ -680,18 +696,15 @@ class ConnectorRuntime:
                 enable_idempotence=True,
             )
         except KafkaError as exc:
-            raise ConnectorFailedError(
-                f"connector {self.name}: cannot reach Kafka at {self.config.bootstrap_servers}: "
-                f"{exc}"
-            ) from exc
-        done: dict[TopicPartition, int] = {}
+            consumer.close()
+            raise unreachable(exc) from exc
+        done: dict[Partition, int] = {}
 
         def commit() -> None:
             if not done:
                 return
-            offsets = {tp: OffsetAndMetadata(o, "", -1) for tp, o in done.items()}
             try:
-                consumer.commit(offsets)
+                consumer.commit(done)
             except CommitFailedError as exc:
                 log.warning("connector %s: commit failed after a rebalance: %s", self.name, exc)
             self.committed.update(
@@ -706,7 +719,6 @@ class ConnectorRuntime:
                 self._running()
                 while not self.stop_event.is_set():
                     batch = consumer.poll(timeout_ms=500)
-                    finish_pending_join(consumer)
                     for tp, records in batch.items():
                         for record in records:
                             if self.stop_event.is_set() or not self._sink_one(
@@ -724,13 +736,13 @@ class ConnectorRuntime:
                 finally:
                     connector.stop()
         finally:
-            consumer.close(autocommit=False)
+            consumer.close()
             dlq.close(timeout=10)
 
     def _sink_one(
         self,
         connector: SinkConnector,
-        record: Any,
+        record: Record,
         decode: Callable[[bytes | None], Any],
         dlq: KafkaProducer,
     ) -> bool:

@@ -1,4 +1,4 @@
-"""Client-side Kafka security: the keyword arguments kafka-python and aiokafka need.
+"""Client-side Kafka security: what kafka-python, aiokafka and confluent-kafka clients need.
 
 Built from :class:`hub.settings.HubSettings` (``HUB_KAFKA_SECURITY_PROTOCOL``,
 ``HUB_KAFKA_SASL_MECHANISM``, ``HUB_KAFKA_SASL_USERNAME``, ``HUB_KAFKA_SASL_PASSWORD`` or
@@ -23,6 +23,7 @@ __all__ = [
     "KafkaClientSecurity",
     "SecurityConfigError",
     "env_client_kwargs",
+    "env_librdkafka_config",
 ]
 
 _SASL_PROTOCOLS = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
@@ -150,3 +151,8 @@ def env_client_kwargs() -> dict[str, Any]:
     PLAINTEXT, so plain deployments build exactly the clients they did before.
     """
     return _env_security().client_kwargs()
+
+
+def env_librdkafka_config() -> dict[str, str]:
+    """The same, for confluent-kafka clients (librdkafka's dotted keys); {} for PLAINTEXT."""
+    return _env_security().librdkafka_config()
