@@ -785,19 +785,20 @@ class OutboxProbe:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            messages = self.consumer.consume(2000, timeout=0.05)
+            # one record at a time: a batch call waits for its count or its timeout, and
+            # would stamp records that arrived early with the batch's end
+            msg = self.consumer.poll(0.05)
             received = time.time()
-            for msg in messages:
-                if msg.error() is not None:
-                    continue
-                try:
-                    _, record = self.deserializer.decode(msg.value() or b"")
-                except Exception:
-                    continue
-                cause = str(record.get("cause_event_id") or "")
-                sent = self.sent_at.get(cause)
-                if sent is not None and cause not in self.latencies:
-                    self.latencies[cause] = received - sent
+            if msg is None or msg.error() is not None:
+                continue
+            try:
+                _, record = self.deserializer.decode(msg.value() or b"")
+            except Exception:
+                continue
+            cause = str(record.get("cause_event_id") or "")
+            sent = self.sent_at.get(cause)
+            if sent is not None and cause not in self.latencies:
+                self.latencies[cause] = received - sent
 
 
 async def latency_phase(bench: Bench, rates: list[int], seconds: float) -> list[dict[str, Any]]:
