@@ -8,11 +8,13 @@ the simulator interleaves many dossiers at once, as agency systems would.
 
 from __future__ import annotations
 
+import struct
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from connectors.scenarios import VN, dossier_life
@@ -24,10 +26,13 @@ from hub.reference import ReferenceData, load_reference
 
 __all__ = [
     "EncodedEvent",
+    "EventFile",
     "LiveEvents",
     "MemoryRegistry",
     "dossier_serializer",
+    "encode_events",
     "preencode",
+    "submissions",
 ]
 
 
@@ -91,6 +96,39 @@ def simulated_events(
             return
 
 
+def encode_events(
+    count: int | None,
+    serializer: AvroSerializer,
+    *,
+    dossiers: int | None = None,
+    seed: int = 7,
+    reference: ReferenceData | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Iterator[EncodedEvent]:
+    """``count`` events validated like a connector does (``validate_dossier_event``), turned
+    into Avro records and framed, one at a time (nothing is held: millions of events fit).
+    Raises if the simulator produced an invalid event."""
+    reference = reference or load_reference()
+    lookup = procedure_lookup(reference)
+    now = datetime.now(UTC)
+    version = _schema_version()
+    last = time.monotonic()
+    for made, event in enumerate(simulated_events(count, seed, reference, now, dossiers), 1):
+        model = validate_dossier_event(event, now=now, procedure_effective_from=lookup)
+        if isinstance(model, list):
+            raise ValueError(f"simulated event failed validation: {model[:3]}")
+        record = to_avro_record(model, recorded_at=now, schema_version=version)
+        yield EncodedEvent(
+            key=model.dossier_code.encode(),
+            value=serializer(record),
+            event_id=str(model.event_id),
+            event_type=str(model.event_type),
+        )
+        if progress is not None and time.monotonic() - last >= 5:
+            last = time.monotonic()
+            progress(f"  encoded {made} events")
+
+
 def preencode(
     count: int | None,
     serializer: AvroSerializer,
@@ -100,31 +138,101 @@ def preencode(
     reference: ReferenceData | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> list[EncodedEvent]:
-    """``count`` events validated like a connector does (``validate_dossier_event``), turned
-    into Avro records and framed. Raises if the simulator produced an invalid event."""
+    """:func:`encode_events` as a list (small sizes: profiling, the soak test)."""
+    return list(
+        encode_events(
+            count, serializer, dossiers=dossiers, seed=seed, reference=reference,
+            progress=progress,
+        )
+    )  # fmt: skip
+
+
+def submissions(
+    dossiers: int,
+    serializer: AvroSerializer,
+    *,
+    seed: int = 23,
+    reference: ReferenceData | None = None,
+    templates: int = 500,
+) -> Iterator[EncodedEvent]:
+    """One ``DossierSubmitted`` per dossier, ``dossiers`` distinct dossiers: enough to put
+    that many states into a worker's store (the restart and memory step). The first
+    ``templates`` submissions of the simulator are validated once; each dossier is one of
+    them under a fresh code (same agency and code date, a unique number) and event id, so
+    making 200,000 costs an Avro encoding each, not a validation."""
     reference = reference or load_reference()
     lookup = procedure_lookup(reference)
     now = datetime.now(UTC)
     version = _schema_version()
-    out: list[EncodedEvent] = []
-    last = time.monotonic()
-    for event in simulated_events(count, seed, reference, now, dossiers):
+    records: list[dict[str, Any]] = []
+    for event in simulated_events(None, seed, reference, now, templates * 2):
+        if event["event_type"] != "DossierSubmitted":
+            continue
         model = validate_dossier_event(event, now=now, procedure_effective_from=lookup)
         if isinstance(model, list):
             raise ValueError(f"simulated event failed validation: {model[:3]}")
-        record = to_avro_record(model, recorded_at=now, schema_version=version)
-        out.append(
-            EncodedEvent(
-                key=model.dossier_code.encode(),
-                value=serializer(record),
-                event_id=str(model.event_id),
-                event_type=str(model.event_type),
-            )
+        records.append(to_avro_record(model, recorded_at=now, schema_version=version))
+        if len(records) >= templates:
+            break
+    if not records:
+        raise ValueError("the simulator made no submission")
+    run = uuid.uuid4().int % 900 + 100
+    for i in range(dossiers):
+        record = dict(records[i % len(records)])
+        agency, day, _ = str(record["dossier_code"]).rsplit("-", 2)
+        code = f"{agency}-{day}-{run}{i:07d}"
+        record["dossier_code"] = code
+        record["event_id"] = uuid.uuid5(uuid.NAMESPACE_URL, f"bench-submission/{code}")
+        yield EncodedEvent(
+            key=code.encode(),
+            value=serializer(record),
+            event_id=str(record["event_id"]),
+            event_type="DossierSubmitted",
         )
-        if progress is not None and time.monotonic() - last >= 5:
-            last = time.monotonic()
-            progress(f"  encoded {len(out)} events")
-    return out
+
+
+class EventFile:
+    """Pre-encoded events on disk, read back as a stream: a run of millions of events loads
+    the same events into several topics without holding them in memory (or encoding them
+    again). Each event is four length-prefixed fields."""
+
+    _LENGTHS = struct.Struct(">IIHH")
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.count = 0
+        self.dossiers = 0
+
+    def write(self, events: Iterable[EncodedEvent]) -> EventFile:
+        keys: set[bytes] = set()
+        count = 0
+        with self.path.open("wb") as out:
+            for e in events:
+                event_id, event_type = e.event_id.encode(), e.event_type.encode()
+                out.write(
+                    self._LENGTHS.pack(len(e.key), len(e.value), len(event_id), len(event_type))
+                )
+                out.write(e.key + e.value + event_id + event_type)
+                keys.add(e.key)
+                count += 1
+        self.count, self.dossiers = count, len(keys)
+        return self
+
+    def __iter__(self) -> Iterator[EncodedEvent]:
+        size = self._LENGTHS.size
+        with self.path.open("rb", buffering=1 << 20) as src:
+            while header := src.read(size):
+                k, v, i, t = self._LENGTHS.unpack(header)
+                body = src.read(k + v + i + t)
+                yield EncodedEvent(
+                    key=body[:k],
+                    value=body[k : k + v],
+                    event_id=body[k + v : k + v + i].decode(),
+                    event_type=body[k + v + i :].decode(),
+                )
+
+    def __len__(self) -> int:
+        return self.count
 
 
 class LiveEvents:
