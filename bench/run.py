@@ -1,6 +1,6 @@
 """End-to-end benchmark of the hub on its own local stack, against issue 12's targets.
 
-    .venv/bin/python -m bench.run [--events N] [--dossiers D] [--engine E] [--quick] [...]
+    .venv/bin/python -m bench.run [--events N] [--dossiers D] [--quick] [...]
 
 Starts a local stack (Kafka + schema registry, free ports, a temporary state directory),
 then, each step with progress lines:
@@ -13,7 +13,7 @@ then, each step with progress lines:
    hub writes for a typical one plus one changelog-like record per key per transaction,
    ``send_offsets_to_transaction`` and commit every 100 ms, ``murmur2_random``); and (A) again
    waiting for each output's ack (``--serial-events``);
-3. hub: ``python -m hub worker`` (``HUB_ENGINE=--engine``, checkpoint by default) processing
+3. hub: ``python -m hub worker`` (the checkpoint engine) processing
    the preloaded topic from the beginning, with 1 and with 2 workers (fresh app id, prefix
    and data dir each run); done when the group's committed input offsets reach N;
 4. latency: live events at fixed offered loads into a running worker, p50/p95/p99 from each
@@ -155,34 +155,6 @@ def events_in(metrics_text: str, topic: str) -> dict[str, float]:
     return out
 
 
-class AuditCount:
-    """Events the hub has applied, read off Kafka: the sum of the end offsets of the audit
-    topic, where the worker appends one acknowledged entry per applied event before it stores
-    the new state. Costs the worker nothing, unlike rendering its /metrics page, which with
-    thousands of ``hub_dossiers`` series took a fifth of the worker's time when the benchmark
-    scraped it every 0.5 s (pyinstrument); /metrics is now read every 5 s, as a scrape would."""
-
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        from kafka import KafkaConsumer
-
-        self.topic = topic
-        self.consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap,
-            client_id="bench-audit-count",
-            isolation_level=READ_COMMITTED,
-        )
-
-    def __call__(self) -> int:
-        from kafka import TopicPartition
-
-        parts = self.consumer.partitions_for_topic(self.topic) or set()
-        ends = self.consumer.end_offsets([TopicPartition(self.topic, p) for p in parts])
-        return int(sum(ends.values()))
-
-    def close(self) -> None:
-        self.consumer.close()
-
-
 class CommittedCount:
     """Events the checkpoint engine has committed: the sum of the consumer group's committed
     offsets on the input topic. The engine commits them in the transaction that carries the
@@ -301,11 +273,6 @@ class Bench:
         self.runs += 1
         return f"b{self.tag}{what}{self.runs}.", f"bench-{self.tag}-{what}{self.runs}"
 
-    @property
-    def engine(self) -> str | None:
-        """The worker engine asked for (``--engine``); None: the hub's own default."""
-        return getattr(self.args, "engine", None)  # bench.soak has no such option
-
     def start_worker(
         self, prefix: str, app_id: str, data_dir: Path, extra: dict[str, str] | None = None
     ) -> Worker:
@@ -321,7 +288,6 @@ class Bench:
             "HUB_DATA_DIR": str(data_dir),
             "HUB_WEB_PORT": str(port),
             "HUB_PARTITIONS": str(self.args.partitions),
-            **({"HUB_ENGINE": self.engine} if self.engine else {}),
             **(extra or {}),
         }
         log_path = self.workdir / f"worker-{app_id}-{port}.log"
@@ -363,10 +329,8 @@ class Bench:
             time.sleep(0.1)
         return time.monotonic()
 
-    def applied_counter(self, prefix: str, app_id: str) -> AuditCount | CommittedCount:
+    def applied_counter(self, prefix: str, app_id: str) -> CommittedCount:
         """What counts the events a run of workers has done, off Kafka."""
-        if self.engine == "faust":
-            return AuditCount(self.bootstrap, f"{prefix}hub.audit")
         return CommittedCount(
             self.bootstrap, app_id, f"{prefix}dossier.events", self.args.partitions
         )
@@ -953,12 +917,10 @@ def group_members(bootstrap: str, group: str) -> tuple[str, set[str]]:
 
 
 def changelog_name(bench: Bench, prefix: str, app_id: str) -> str:
-    """The worker's state changelog: the checkpoint engine's, or faust's table's."""
+    """The worker's state changelog (hub.engine.changelog)."""
     from hub.engine.changelog import changelog_topic
 
-    if bench.engine == "faust":
-        return f"{app_id}-dossiers-changelog"
-    return changelog_topic(prefix, app_id)
+    return changelog_topic(app_id)
 
 
 def restart_timing(
@@ -1420,12 +1382,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
     p.add_argument(
-        "--engine",
-        choices=("checkpoint", "faust"),
-        default="checkpoint",
-        help="the hub workers' engine, passed as HUB_ENGINE (checkpoint)",
-    )
-    p.add_argument(
         "--events",
         type=int,
         help="events to load (default 50000, quick 5000; issue 12's run: 2000000); "
@@ -1498,7 +1454,7 @@ def main(argv: list[str] | None = None) -> int:
             "serial_events": args.serial_events,
             "workers": args.workers,
             "quick": args.quick,
-            "engine": args.engine,
+            "engine": "checkpoint",
             "hub_store": "rocksdb (default)",
             "hub_log_level": "warn",
             "hub_session_timeout_s": default_setting("session_timeout_s"),
@@ -1618,7 +1574,7 @@ def main(argv: list[str] | None = None) -> int:
         if "hub" not in skip:
             for count in [int(w) for w in args.workers.split(",")]:
                 say(
-                    f"step 3/6 hub ({args.engine} engine): {count} worker(s) over "
+                    f"step 3/6 hub (checkpoint engine): {count} worker(s) over "
                     f"{len(events)} preloaded events"
                 )
                 try:
