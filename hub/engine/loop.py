@@ -77,6 +77,39 @@ STANDBY_EVERY_S = 2.0
 #: how long an assignment may keep failing (broker away) before the worker gives up and
 #: exits, to be restarted by its supervisor
 ASSIGN_PATIENCE_S = 300.0
+#: the timeout given to each transactional call of the producer
+TXN_CALL_S = 15.0
+
+
+class ProducerStuck(KafkaException):
+    """A producer call did not return within its deadline (see :func:`_within`)."""
+
+
+def _within(deadline_s: float, what: str, call: Callable[[], object]) -> None:
+    """Run ``call`` in a thread of its own and give up on it after ``deadline_s``.
+
+    librdkafka's ``send_offsets_to_transaction`` can block for ever, past its own timeout,
+    when the group coordinator went away during the transaction (librdkafka #5456, #5511,
+    open; seen here when the broker restarted under load). The engine must not hang with it:
+    it abandons that producer (the thread stays blocked in it) and makes a new one."""
+    done = threading.Event()
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as exc:  # handed to the engine's thread
+            failure.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name=f"hub-{what}", daemon=True).start()
+    if not done.wait(deadline_s):
+        raise ProducerStuck(
+            KafkaError(KafkaError._TIMED_OUT, f"{what} did not return within {deadline_s:.0f}s")
+        )
+    if failure:
+        raise failure[0]
 
 
 class EngineError(RuntimeError):
@@ -553,10 +586,14 @@ class CheckpointLoop:
             if remaining:
                 raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "flush timed out"))
             if offsets:
-                self.producer.send_offsets_to_transaction(
-                    offsets, self.consumer.consumer_group_metadata(), 30
+                group = self.consumer.consumer_group_metadata()
+                producer = self.producer
+                _within(
+                    TXN_CALL_S + 5,
+                    "send_offsets_to_transaction",
+                    lambda: producer.send_offsets_to_transaction(offsets, group, TXN_CALL_S),
                 )
-            self.producer.commit_transaction(30)
+            self.producer.commit_transaction(TXN_CALL_S)
         except KafkaException as exc:
             self._abort(exc)
             return False
@@ -588,9 +625,10 @@ class CheckpointLoop:
         log.warning("checkpoint aborted: %s", exc)
         self.aborts += 1
         metrics.CHECKPOINTS.labels("aborted").inc()
-        if isinstance(error, KafkaError) and error.fatal():
+        if isinstance(exc, ProducerStuck) or (isinstance(error, KafkaError) and error.fatal()):
             # e.g. the coordinator aborted a transaction that outlived its timeout (a broker
-            # restart) and bumped our epoch: that producer is done, its transaction void
+            # restart) and bumped our epoch, or a call of it never returned: that producer
+            # is done; the new one fences it and the broker aborts its transaction
             self._new_producer()
         else:
             try:
