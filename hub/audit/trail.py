@@ -22,6 +22,7 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
+from hub.audit.chain import canonical_json
 from hub.consumers import committed_consumer
 
 __all__ = ["AuditReadError", "ChainRecords", "audit_topic", "encode_entry", "read_chains"]
@@ -34,7 +35,7 @@ def audit_topic(prefix: str = "") -> str:
 
 
 def encode_entry(entry: dict[str, Any]) -> bytes:
-    return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return canonical_json(entry)
 
 
 class AuditReadError(RuntimeError):

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hub.audit.chain import GENESIS, canonical, entry_for, entry_hash, verify_chain
 from hub.audit.trail import encode_entry
@@ -184,3 +186,22 @@ def test_a_chain_head_is_stamped_by_a_local_tsa_and_the_reply_verifies(tmp_path:
     data.write_bytes(encode_entry({**head, "dossier_code": CODE.format(42)}))
     with pytest.raises(TsaError, match="openssl ts -verify"):
         verify(answer, data, ca)
+
+
+# --- canonical JSON: the same bytes as the json module's, so older entries still verify ------
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**63 - 1) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(st.dictionaries(st.text(), _json_values, max_size=8))
+def test_canonical_json_is_byte_for_byte_the_json_modules_sorted_compact_utf8(
+    entry: dict[str, Any],
+) -> None:
+    from hub.audit.chain import canonical_json
+
+    expected = json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert canonical_json(entry) == expected.encode()
