@@ -168,7 +168,9 @@ class CommittedCount:
 
         self.tps = [TopicPartition(topic, p) for p in range(partitions)]
         # never subscribes: only reads the group's offsets
-        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+        self.consumer = Consumer(
+            {"bootstrap.servers": bootstrap, "group.id": group, "isolation.level": READ_COMMITTED}
+        )
 
     def __call__(self) -> int:
         from confluent_kafka import KafkaException
