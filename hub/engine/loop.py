@@ -234,6 +234,7 @@ class CheckpointLoop:
         self.on_assigned = on_assigned  # told the partitions held after each rebalance
         self.standbys = standbys  # partitions to keep warm for other workers
         self._locks: dict[int, threading.Lock] = {}  # per store: restore vs. standby
+        self._restorers: dict[str, Consumer] = {}  # changelog readers, one per thread
         self._next_alert = next_alert  # the due index's rule (hub.domain.deadlines)
         self.worker_id = worker_id(settings.data_dir)
         self.tasks: dict[int, Task] = {}
@@ -340,7 +341,9 @@ class CheckpointLoop:
                     if partition in self.tasks or self._stop.is_set():
                         continue  # ours now: the loop has it
                     try:
-                        replayed = self._replay(self._store(partition), partition)
+                        replayed = self._replay(
+                            self._store(partition), partition, self._standby_restorer()
+                        )
                     except KafkaException as exc:
                         log.info("standby of partition %s: %s", partition, exc)
                         continue
@@ -367,6 +370,8 @@ class CheckpointLoop:
         self.ready.clear()
         self.consumer.close()  # leaves the group: the others take over without waiting
         self.producer.flush(10)
+        for restorer in self._restorers.values():
+            restorer.close()
         for store in self._stores.values():
             store.close()
         log.info("engine stopped: %d checkpoints, %d aborted", self.checkpoints, self.aborts)
@@ -779,7 +784,7 @@ class CheckpointLoop:
         deadline = time.monotonic() + 120
         restored = 0
         while True:
-            restored += self._replay(store, partition)
+            restored += self._replay(store, partition, self._loop_restorer())
             meta = store.meta()
             behind = {t: o for t, o in committed.items() if meta.inputs.get(t, -1) < o}
             if not behind:
@@ -802,11 +807,22 @@ class CheckpointLoop:
             log.info("partition %s: %d changelog records restored", partition, restored)
         return Task(partition, store, meta)
 
-    def _replay(self, store: PartitionStore, partition: int) -> int:
+    def _loop_restorer(self) -> Consumer:
+        """The loop thread's changelog reader, made once (a new client per partition and
+        rebalance cost about half a second each)."""
+        if self._restorers.get("loop") is None:
+            self._restorers["loop"] = Consumer(self._restore_config)
+        return self._restorers["loop"]
+
+    def _standby_restorer(self) -> Consumer:
+        if self._restorers.get("standby") is None:
+            self._restorers["standby"] = Consumer(self._restore_config)
+        return self._restorers["standby"]
+
+    def _replay(self, store: PartitionStore, partition: int, restorer: Consumer) -> int:
         """Changelog records of ``partition`` from the store's changelog offset to the last
         stable offset, written a fetched batch at a time."""
         meta = store.meta()
-        restorer = Consumer(self._restore_config)
         try:
             tp = TopicPartition(self.changelog, partition)
             low, end = restorer.get_watermark_offsets(tp, timeout=30, cached=False)
@@ -861,7 +877,7 @@ class CheckpointLoop:
                     store.write({}, meta)
                     return count
         finally:
-            restorer.close()
+            restorer.unassign()
 
     def _flush_metrics(self) -> None:
         if self._counts:
