@@ -144,22 +144,30 @@ def run_agent_path(s: Setup, table: dict[bytes, bytes], now: datetime) -> dict[s
     """What the agent does per record apart from Kafka: state bytes in, bytes out, view."""
     outcomes: dict[str, int] = {}
     for offset, ev in enumerate(s.events):
-        before = decode_state(table.get(ev.key))
-        effects = s.processor.handle(
-            topic=s.topic,
-            partition=0,
-            offset=offset,
-            key=ev.key,
-            value=ev.value,
-            headers=[("event-type", ev.event_type.encode())],
-            state=before,
-            now=now,
-        )
-        if effects.state is not None:
-            table[ev.key] = encode_state(effects.state)
-            s.view.replace(before, effects.state)
-        outcomes[effects.outcome] = outcomes.get(effects.outcome, 0) + 1
+        outcome = _one_record(s, table, offset, ev, now)
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
     return outcomes
+
+
+def _one_record(
+    s: Setup, table: dict[bytes, bytes], offset: int, ev: EncodedEvent, now: datetime
+) -> str:
+    """One record as the worker takes it: state bytes in, handle, state bytes out, view."""
+    before = decode_state(table.get(ev.key))
+    effects = s.processor.handle(
+        topic=s.topic,
+        partition=0,
+        offset=offset,
+        key=ev.key,
+        value=ev.value,
+        headers=[("event-type", ev.event_type.encode())],
+        state=before,
+        now=now,
+    )
+    if effects.state is not None:
+        table[ev.key] = encode_state(effects.state)
+        s.view.replace(before, effects.state)
+    return effects.outcome
 
 
 def run_agent_path_by_position(
@@ -172,20 +180,7 @@ def run_agent_path_by_position(
     clock = CLOCK
     for offset, ev in enumerate(s.events):
         started = clock()
-        before = decode_state(table.get(ev.key))
-        effects = s.processor.handle(
-            topic=s.topic,
-            partition=0,
-            offset=offset,
-            key=ev.key,
-            value=ev.value,
-            headers=[("event-type", ev.event_type.encode())],
-            state=before,
-            now=now,
-        )
-        if effects.state is not None:
-            table[ev.key] = encode_state(effects.state)
-            s.view.replace(before, effects.state)
+        _one_record(s, table, offset, ev, now)
         elapsed = clock() - started
         position = seen.get(ev.key, 0)
         seen[ev.key] = position + 1

@@ -47,6 +47,7 @@ __all__ = [
     "PartitionListener",
     "Record",
     "manual_commit_consumer",
+    "record_of",
 ]
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,8 @@ class PartitionListener(Protocol):
     def on_partitions_assigned(self, assigned: list[Partition]) -> None: ...
 
 
-def _record(message: Message) -> Record:
+def record_of(message: Message) -> Record:
+    """A consumed message as plain values (the hub worker's engine reads its input so too)."""
     kind, stamp = message.timestamp()
     return Record(
         topic=message.topic() or "",
@@ -209,7 +211,7 @@ class GroupConsumer:
                 if error.code() != RdKafkaError._PARTITION_EOF:
                     log.warning("Kafka consumer: %s", error)
                 continue
-            record = _record(message)
+            record = record_of(message)
             batch.setdefault(Partition(record.topic, record.partition), []).append(record)
         return batch
 

@@ -57,6 +57,7 @@ from confluent_kafka import (
 
 from hub.audit.chain import chain_key, entry_for
 from hub.audit.trail import audit_topic, encode_entry
+from hub.consumer_group import Record, record_of
 from hub.contract.errors import RegistryUnavailableError
 from hub.dlq.publisher import count_dead_letter, dead_letter_record
 from hub.domain.events import local_date
@@ -125,18 +126,6 @@ class ViewSink:
 
     def replace(self, changes: list[tuple[DossierState | None, DossierState]]) -> None:
         """States a checkpoint committed: (before, after)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Input:
-    """An input record, as typed values (librdkafka's accessors are all optional)."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes | None]]
 
 
 @dataclass
@@ -438,14 +427,7 @@ class CheckpointLoop:
             self._txn_records = 0
 
     def _process(self, message: Message, now: Any) -> None:
-        record = Input(
-            cast(str, message.topic()),
-            cast(int, message.partition()),
-            cast(int, message.offset()),
-            message.key(),
-            message.value(),
-            cast(list[tuple[str, bytes | None]], message.headers() or []),
-        )
+        record = record_of(message)
         task = self.tasks.get(record.partition)
         if task is None:  # not ours (a fetch from before a revocation): its owner reads it
             return
@@ -467,7 +449,7 @@ class CheckpointLoop:
             self._latencies.append(max(0.0, effects.lag_s))
 
     def _effects(
-        self, record: Input, key: bytes | None, before: DossierState | None, now: Any
+        self, record: Record, key: bytes | None, before: DossierState | None, now: Any
     ) -> Effects:
         while True:
             try:
@@ -490,7 +472,7 @@ class CheckpointLoop:
                 if self._stop.is_set():
                     raise
 
-    def _emit(self, record: Input, key: bytes | None, effects: Effects, task: Task) -> None:
+    def _emit(self, record: Record, key: bytes | None, effects: Effects, task: Task) -> None:
         producer = self.producer
         assert producer is not None
         self._emit_outputs(effects)
@@ -506,7 +488,7 @@ class CheckpointLoop:
         if effects.outcome == "applied" and effects.state is not None and key is not None:
             self._audit(record, key, effects, task)
 
-    def _audit(self, record: Input, key: bytes, effects: Effects, task: Task) -> None:
+    def _audit(self, record: Record, key: bytes, effects: Effects, task: Task) -> None:
         """One hash-chained entry per applied record (hub/audit); the chain's head travels
         in the task's meta, so it commits and aborts with the states."""
         assert self.producer is not None
