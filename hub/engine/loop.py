@@ -78,6 +78,9 @@ STANDBY_EVERY_S = 2.0
 #: how long an assignment may keep failing (broker away) before the worker gives up and
 #: exits, to be restarted by its supervisor
 ASSIGN_PATIENCE_S = 300.0
+#: how long the changelog may stay behind the group's committed offsets (a transaction's
+#: markers still being written) before the worker says they disagree
+RESTORE_PATIENCE_S = 30.0
 #: the timeout given to each transactional call of the producer
 TXN_CALL_S = 15.0
 
@@ -763,7 +766,7 @@ class CheckpointLoop:
     def _restore_locked(
         self, store: PartitionStore, partition: int, committed: dict[str, int]
     ) -> Task:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + RESTORE_PATIENCE_S
         restored = 0
         while True:
             restored += self._replay(store, partition, self._loop_restorer())
@@ -772,6 +775,15 @@ class CheckpointLoop:
             if not behind:
                 break
             if time.monotonic() > deadline:
+                if not meta.inputs and meta.changelog_next == 0:
+                    raise EngineError(
+                        f"the consumer group {self.settings.app_id} has committed input "
+                        f"offsets {committed} for partition {partition}, but the changelog "
+                        f"{self.changelog} has no checkpoint: the group was run by the faust "
+                        "engine of earlier releases, or the changelog was deleted. Start the "
+                        "workers with a new HUB_APP_ID: they rebuild every dossier from the "
+                        "input topics"
+                    )
                 raise EngineError(
                     f"partition {partition}: the changelog ends at input offsets "
                     f"{meta.inputs} but the group committed {committed}"

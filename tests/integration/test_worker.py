@@ -7,9 +7,12 @@ input reflected once, nothing extra, order kept per dossier.
 
 from __future__ import annotations
 
+import subprocess
 import time
+import uuid
 from collections import defaultdict
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 from kafka import KafkaProducer
@@ -21,7 +24,7 @@ from hub.contract.serde import AvroDeserializer, frame
 from hub.dlq.headers import DeadLetter
 from tests.fixtures.stack import Broker
 from tests.fixtures.topics import read_topic as drain
-from tests.fixtures.worker import Worker
+from tests.fixtures.worker import Worker, start_worker
 
 pytestmark = pytest.mark.broker
 
@@ -149,3 +152,38 @@ def test_bad_records_go_to_the_dead_letter_topic_and_good_ones_still_flow(
     assert status == 404  # the orphan event changed no state
     status, metrics = hub_worker.get("/metrics")
     assert 'hub_dead_letters_total{processor="hub-worker",reason="unknown_dossier"' in metrics
+
+
+def test_a_group_with_offsets_but_no_changelog_stops_the_worker_with_what_to_do(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """A consumer group that committed input offsets without the engine's changelog (run by
+    the faust engine of earlier releases, or its changelog deleted) cannot be restored: the
+    worker must not start from those offsets with empty states, losing every dossier. It
+    stops with one line saying why and what to do."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from hub.worker.processor import Topics
+    from hub.worker.topics import TopicCreator, hub_topics
+
+    tag = uuid.uuid4().hex[:8]
+    prefix, app_id = f"ng{tag}.", f"hub-no-changelog-{tag}"
+    topics = Topics(prefix)
+    TopicCreator(broker.bootstrap, 3, 1).ensure(hub_topics(topics))
+    old = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": app_id})
+    try:
+        old.commit(
+            offsets=[TopicPartition(topics.dossier_events, p, 5) for p in range(3)],
+            asynchronous=False,
+        )
+    finally:
+        old.close()
+    worker = start_worker(broker, tmp_path / "w", prefix=prefix, app_id=app_id, wait_ready=False)
+    try:
+        worker.process.wait(timeout=150)
+    except subprocess.TimeoutExpired:
+        worker.stop(kill=True)
+        pytest.fail(f"the worker did not stop:\n{worker.log_tail()}", pytrace=False)
+    assert worker.process.returncode != 0
+    log = worker.log_path.read_text(errors="replace")
+    assert "has no checkpoint" in log and "new HUB_APP_ID" in log, worker.log_tail()
