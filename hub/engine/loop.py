@@ -39,7 +39,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -124,8 +124,11 @@ class ViewSink:
     """Where the loop reports what the HTTP view and the figures must know. The default
     does nothing; the worker's application posts these to its event loop."""
 
-    def rebuild(self, states: list[DossierState]) -> None:
-        """The states of every partition now held (after a rebalance)."""
+    def rebuild(self, states: Iterable[DossierState]) -> int:
+        """The states of every partition now held (after a rebalance), decoded one at a time
+        as the iterable is consumed (never all at once: a decoded state is some KB); returns
+        how many there were."""
+        return sum(1 for _ in states)
 
     def replace(self, changes: list[tuple[DossierState | None, DossierState]]) -> None:
         """States a checkpoint committed: (before, after)."""
@@ -721,29 +724,34 @@ class CheckpointLoop:
             offset = self.tasks[tp.partition].meta.inputs.get(tp.topic, OFFSET_BEGINNING)
             starts.append(TopicPartition(tp.topic, tp.partition, offset))
         consumer.assign(starts)
-        states: list[DossierState] = []
-        for task in self.tasks.values():
-            self._rebuild_due(task, states)
-        self.view.rebuild(states)
+        held = self.view.rebuild(self._states_indexed())
         self._next_clock = 0.0  # judge deadlines at once for what came in
         self.ready.set()
         if self.on_assigned is not None:
             self.on_assigned(frozenset(self.tasks))
         log.info(
             "partitions assigned: %s; %d dossiers ready in %.1fs",
-            _names(partitions), len(states), time.monotonic() - started,
+            _names(partitions), held, time.monotonic() - started,
         )  # fmt: skip
 
-    def _rebuild_due(self, task: Task, states: list[DossierState] | None = None) -> None:
+    def _states_indexed(self) -> Iterator[DossierState]:
+        """Every state held, decoded one at a time, each put in its task's due index."""
+        for task in self.tasks.values():
+            task.due.clear()
+            task.due_at.clear()
+            for key, raw in task.store.states():
+                state = decode_state(raw)
+                if state is not None:
+                    task.index_due(key, state, self._next_alert(state))
+                    yield state
+
+    def _rebuild_due(self, task: Task) -> None:
         task.due.clear()
         task.due_at.clear()
         for key, raw in task.store.states():
             state = decode_state(raw)
-            if state is None:
-                continue
-            if states is not None:
-                states.append(state)
-            task.index_due(key, state, self._next_alert(state))
+            if state is not None:
+                task.index_due(key, state, self._next_alert(state))
 
     def _store(self, partition: int) -> PartitionStore:
         store = self._stores.get(partition)

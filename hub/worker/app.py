@@ -18,6 +18,7 @@ import asyncio
 import faulthandler
 import logging
 import signal
+from collections.abc import Callable, Iterable
 from datetime import date
 from typing import Any
 
@@ -67,15 +68,28 @@ class WorkerApp(faust.App):
 
 
 class PostToLoop(ViewSink):
-    """The engine's view updates, run on the event loop that serves the view."""
+    """The engine's view updates, run on the event loop that serves the view. A rebuild
+    (after a rebalance) fills a fresh view in the engine's thread, from states decoded one
+    at a time, and the event loop swaps it in: the HTTP API never waits for it, and no list
+    of decoded states is ever held."""
 
-    def __init__(self, view: LocalView) -> None:
-        self.view = view
+    def __init__(self, new_view: Callable[[], LocalView]) -> None:
+        self.new_view = new_view
+        self.view = new_view()
+        metrics.FIGURES.watch(self.view)
         self.loop: asyncio.AbstractEventLoop | None = None
 
-    def rebuild(self, states: list[DossierState]) -> None:
-        self._post(lambda: log.info("local view rebuilt from %d dossiers",
-                                    self.view.rebuild(states)))  # fmt: skip
+    def rebuild(self, states: Iterable[DossierState]) -> int:
+        fresh = self.new_view()
+        count = fresh.rebuild(states)
+
+        def install() -> None:
+            self.view = fresh
+            metrics.FIGURES.watch(fresh)
+            log.info("local view rebuilt from %d dossiers", count)
+
+        self._post(install)
+        return count
 
     def replace(self, changes: list[tuple[DossierState | None, DossierState]]) -> None:
         def apply() -> None:
@@ -84,7 +98,7 @@ class PostToLoop(ViewSink):
 
         self._post(apply)
 
-    def _post(self, work: Any) -> None:
+    def _post(self, work: Callable[[], None]) -> None:
         if self.loop is None:
             work()  # not started yet: nothing reads the view concurrently
         else:
@@ -113,9 +127,7 @@ def build(settings: HubSettings) -> tuple[faust.App, TopicCreator]:
     """The worker's application, its engine and its HTTP API, from ``settings``."""
     reference = load_reference()
     topics = Topics(settings.topic_prefix)
-    view = LocalView(reference.calendar, settings.late_if_repeated_supplement)
-    metrics.FIGURES.watch(view)
-    sink = PostToLoop(view)
+    sink = PostToLoop(lambda: LocalView(reference.calendar, settings.late_if_repeated_supplement))
     topic_creator = TopicCreator(
         settings.kafka_bootstrap_servers, settings.partitions, settings.replication_factor
     )
@@ -240,7 +252,7 @@ def build(settings: HubSettings) -> tuple[faust.App, TopicCreator]:
         today = local_date(utc_now()).isoformat()
         rows = sorted(
             (deadline, code, holder)
-            for code, (holder, deadline) in view.open_deadlines.items()
+            for code, (holder, deadline) in sink.view.open_deadlines.items()
             if deadline < today and (agency is None or holder == agency)
         )
         chunk = rows[(page - 1) * size : page * size]
@@ -260,7 +272,7 @@ def build(settings: HubSettings) -> tuple[faust.App, TopicCreator]:
         from hub.domain.supervision import Figures
 
         total = Figures()
-        for key, figures in view.figures.items():
+        for key, figures in sink.view.figures.items():
             if key.agency_code == code:
                 total = total + figures
         return web.json(

@@ -163,6 +163,7 @@ def test_a_group_with_offsets_but_no_changelog_stops_the_worker_with_what_to_do(
     stops with one line saying why and what to do."""
     from confluent_kafka import Consumer, TopicPartition
 
+    from hub.consumers import READ_COMMITTED
     from hub.worker.processor import Topics
     from hub.worker.topics import TopicCreator, hub_topics
 
@@ -170,7 +171,13 @@ def test_a_group_with_offsets_but_no_changelog_stops_the_worker_with_what_to_do(
     prefix, app_id = f"ng{tag}.", f"hub-no-changelog-{tag}"
     topics = Topics(prefix)
     TopicCreator(broker.bootstrap, 3, 1).ensure(hub_topics(topics))
-    old = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": app_id})
+    old = Consumer(  # only commits, as an earlier release's worker did
+        {
+            "bootstrap.servers": broker.bootstrap,
+            "group.id": app_id,
+            "isolation.level": READ_COMMITTED,
+        }
+    )
     try:
         old.commit(
             offsets=[TopicPartition(topics.dossier_events, p, 5) for p in range(3)],
