@@ -197,7 +197,9 @@ class _Compiler:
 
         self.named[full] = write_reference  # before the fields: a record may refer to itself
         write = _generate_record(
-            full, [(item, self.compile(item["type"], space)) for item in schema["fields"]]
+            full,
+            [(item, self.compile(item["type"], space)) for item in schema["fields"]],
+            lambda branch: self.compile(branch, space),
         )
         generated.append(write)
         self.named[full] = write
@@ -277,6 +279,18 @@ _INLINE: dict[Any, list[str]] = {
         "else:",
         "    _write_long(buf, v)",
     ],
+    # a few of these an output record: ``_write_ts_millis`` with the varint loop inlined
+    _write_ts_millis: [
+        "if isinstance(v, int):",
+        "    n = v",
+        "else:",
+        "    n = (v - (_EPOCH if v.tzinfo is not None else _EPOCH_NAIVE)) // _MILLI",
+        "n = (n << 1) ^ (n >> 63)",
+        "while n > 0x7F:",
+        "    buf.append((n & 0x7F) | 0x80)",
+        "    n >>= 7",
+        "buf.append(n)",
+    ],
 }
 
 
@@ -288,8 +302,17 @@ def _null_union(field_type: Any) -> tuple[int, Any] | None:
     return None
 
 
-def _generate_record(full_name: str, fields: list[tuple[dict[str, Any], _Write]]) -> _Write:
-    scope: dict[str, Any] = {"_write_long": _write_long}
+def _generate_record(
+    full_name: str,
+    fields: list[tuple[dict[str, Any], _Write]],
+    compile_branch: Callable[[Any], _Write],
+) -> _Write:
+    scope: dict[str, Any] = {
+        "_write_long": _write_long,
+        "_EPOCH": _EPOCH,
+        "_EPOCH_NAIVE": _EPOCH_NAIVE,
+        "_MILLI": _MILLI,
+    }
     lines = ["def write_record(buf, value):", "    get = value.get"]
     for i, (item, write) in enumerate(fields):
         # A missing field takes its default, as with fastavro (None when there is none).
@@ -300,7 +323,7 @@ def _generate_record(full_name: str, fields: list[tuple[dict[str, Any], _Write]]
         union = _null_union(item["type"])
         if union is not None:
             null_index, other = union
-            inline = _INLINE.get(_PRIMITIVE_WRITERS.get(other) if isinstance(other, str) else None)
+            inline = _INLINE.get(compile_branch(other))
             if inline is not None:
                 body = [
                     "if v is None:",
