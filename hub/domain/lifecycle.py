@@ -122,6 +122,7 @@ __all__ = [
     "WorkingDays",
     "apply",
     "event_key",
+    "evolve",
     "step_deadline_from_shares",
 ]
 
@@ -396,6 +397,11 @@ def _evolve(state: DossierState, **changes: Any) -> DossierState:
     for name in _STATE_FIELDS:
         _set(new, name, changes[name] if name in changes else getattr(state, name))
     return new
+
+
+def evolve(state: DossierState, **changes: Any) -> DossierState:
+    """A copy of ``state`` with ``changes``: ``dataclasses.replace`` at half its cost."""
+    return _evolve(state, **changes)
 
 
 def _put(draft: DossierState, **changes: Any) -> DossierState:
@@ -797,7 +803,17 @@ def _on_step_completed(
     step = state.current_step
     new = state
     if step is not None and step.step_no == ev.step_no and step.completed_at is None:
-        new = _put(state, current_step=replace(step, completed_at=ev.occurred_at))
+        completed = CurrentStep(
+            step.step_no,
+            step.step_name,
+            step.official,
+            step.unit,
+            step.started_at,
+            step.step_deadline,
+            step.paused_base,
+            ev.occurred_at,  # completed_at; positional: ``replace`` costs four times as much
+        )
+        new = _put(state, current_step=completed)
     return new, f"step {ev.step_no} completed", None
 
 
