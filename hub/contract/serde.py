@@ -62,7 +62,8 @@ def split_frame(data: bytes) -> tuple[int, memoryview]:
 #
 # fastavro's writer walks the schema for every record and tries union branches in turn; for
 # the hub's output records (a dozen nullable fields) that is most of an event's cost. The
-# writers below are built once per schema: one small closure per field, writing the Avro
+# writers below are built once per schema: a small closure per type, and one generated function
+# per record (``_generate_record``) with its common fields inline, writing the Avro
 # binary encoding (zig-zag varints, length-prefixed UTF-8, union branch indexes) the way
 # fastavro does, byte for byte (tests/unit/test_avro_writer.py compares them on records
 # taking every union branch and enum symbol). Schemas using what is not needed here (maps,
