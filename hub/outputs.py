@@ -38,8 +38,10 @@ def output_id(*parts: str) -> str:
 
 
 def _ms(moment: datetime) -> datetime:
-    # Avro timestamp-millis: drop sub-millisecond digits so a re-encode is identical.
-    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+    # Avro timestamp-millis: drop sub-millisecond digits so a re-encode is identical. Times
+    # decoded from Avro have none: then the very same datetime (``replace`` makes a new one).
+    micro = moment.microsecond
+    return moment if micro % 1000 == 0 else moment.replace(microsecond=micro // 1000 * 1000)
 
 
 def status_record(

@@ -29,12 +29,12 @@ Alerts
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, timedelta
 from enum import StrEnum
 
 from hub.domain.events import local_date
-from hub.domain.lifecycle import DossierState, WorkingDays
+from hub.domain.lifecycle import DossierState, WorkingDays, evolve
 from hub.domain.status import DossierStatus
 
 __all__ = [
@@ -181,7 +181,7 @@ def mark_emitted(state: DossierState, alerts: Iterable[Alert]) -> DossierState:
     keys = {alert.key for alert in alerts}
     if keys <= state.alerts_emitted:
         return state
-    return replace(state, alerts_emitted=state.alerts_emitted | keys)
+    return evolve(state, alerts_emitted=state.alerts_emitted | keys)
 
 
 def next_alert_date(

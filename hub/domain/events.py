@@ -454,9 +454,23 @@ def _field(record: Mapping[str, Any], name: str, prefix: str = "") -> Any:
     return record[name]
 
 
+def _is_mapping(value: Any) -> bool:
+    # fastavro gives dicts; the ABC check is only for other mappings (it costs a microsecond)
+    return type(value) is dict or isinstance(value, Mapping)
+
+
+_MISSING: Any = object()
+
+#: ``_PAYLOADS`` with each field's error path spelt once, not per record.
+_PAYLOAD_FIELDS: dict[str, tuple[type[Event], tuple[tuple[str, str, _Check], ...]]] = {
+    event_type: (cls, tuple((name, f"payload.{name}", check) for name, check in checks.items()))
+    for event_type, (cls, checks) in _PAYLOADS.items()
+}
+
+
 def from_record(record: Mapping[str, Any]) -> DomainEvent:
     """Build the typed event from an Avro-decoded record; ``EventShapeError`` on bad shape."""
-    if not isinstance(record, Mapping):
+    if not _is_mapping(record):
         raise EventShapeError("record", f"expected a mapping, got {type(record).__name__}")
     event_type = _str("event_type", _field(record, "event_type"))
     if event_type not in _PAYLOADS:
@@ -471,16 +485,25 @@ def from_record(record: Mapping[str, Any]) -> DomainEvent:
             raise EventShapeError("payload", "record name does not match event_type")
     else:
         body = raw_payload
-    if not isinstance(body, Mapping):
+    if not _is_mapping(body):
         raise EventShapeError("payload", f"expected a record, got {type(body).__name__}")
 
-    cls, checks = _PAYLOADS[event_type]
-    kwargs: dict[str, Any] = {
-        name: check(name, _field(record, name)) for name, check in _ENVELOPE.items()
-    }
+    cls, checks = _PAYLOAD_FIELDS[event_type]
+    kwargs: dict[str, Any] = {}
+    get = record.get
+    for name, check in _ENVELOPE.items():
+        value = get(name, _MISSING)
+        if value is _MISSING:
+            raise EventShapeError(name, "missing")
+        kwargs[name] = check(name, value)
     for name, check in _ENVELOPE_OPTIONAL.items():
-        if record.get(name) is not None:
-            kwargs[name] = check(name, record[name])
-    for name, check in checks.items():
-        kwargs[name] = check(f"payload.{name}", _field(body, name, "payload."))
+        value = get(name)
+        if value is not None:
+            kwargs[name] = check(name, value)
+    get = body.get
+    for name, path, check in checks:
+        value = get(name, _MISSING)
+        if value is _MISSING:
+            raise EventShapeError(path, "missing")
+        kwargs[name] = check(path, value)
     return cast(DomainEvent, cls(**kwargs))

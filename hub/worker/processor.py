@@ -109,7 +109,7 @@ class Topics:
         return self._t(f"agency.inbox.{agency_code}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Output:
     topic: str
     key: bytes
