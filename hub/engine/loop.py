@@ -379,7 +379,7 @@ class CheckpointLoop:
         wait = interval
         if self._in_txn:
             wait = max(0.0, self._txn_started + interval - time.monotonic())
-        messages = self.consumer.consume(self.settings.batch_max, timeout=max(wait, 0.001))
+        messages = self._fetch(max(wait, 0.001))
         now = utc_now()
         try:
             for message in messages:
@@ -400,6 +400,19 @@ class CheckpointLoop:
         except KafkaException as exc:  # a produce or a topic creation failed: start over
             self._abort(exc)
         self._flush_metrics()
+
+    def _fetch(self, wait_s: float) -> list[Message]:
+        """What the consumer has, up to a batch, waiting at most ``wait_s`` for the first
+        record only. (librdkafka's batch ``consume`` waits out its whole timeout unless the
+        batch fills, which at low rates added that timeout to every event's latency.)"""
+        assert self.consumer is not None
+        batch = self.consumer.consume(self.settings.batch_max, timeout=0)
+        if batch:
+            return batch
+        first = self.consumer.poll(wait_s)
+        if first is None:
+            return []
+        return [first, *self.consumer.consume(self.settings.batch_max - 1, timeout=0)]
 
     def _produce(
         self,
@@ -724,14 +737,18 @@ class CheckpointLoop:
             offset = self.tasks[tp.partition].meta.inputs.get(tp.topic, OFFSET_BEGINNING)
             starts.append(TopicPartition(tp.topic, tp.partition, offset))
         consumer.assign(starts)
-        held = self.view.rebuild(self._states_indexed())
-        self._next_clock = 0.0  # judge deadlines at once for what came in
+        restored = time.monotonic()
+        # The stores are current: dossier queries can be answered now (from the stores),
+        # while the view and the due index are rebuilt from them, before any record moves on
         self.ready.set()
         if self.on_assigned is not None:
             self.on_assigned(frozenset(self.tasks))
+        held = self.view.rebuild(self._states_indexed())
+        self._next_clock = 0.0  # judge deadlines at once for what came in
         log.info(
-            "partitions assigned: %s; %d dossiers ready in %.1fs",
-            _names(partitions), held, time.monotonic() - started,
+            "partitions assigned: %s; stores ready in %.1fs, view and due index of %d "
+            "dossiers in %.1fs more",
+            _names(partitions), restored - started, held, time.monotonic() - restored,
         )  # fmt: skip
 
     def _states_indexed(self) -> Iterator[DossierState]:
