@@ -26,10 +26,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_stack_parser(sub)
     worker = sub.add_parser(
         "worker",
-        help="run a hub worker (faust); options after it go to faust, e.g. -l info",
-        description="Run a hub worker. Configuration from HUB_* environment variables and "
-        "KAFKA_BOOTSTRAP_SERVERS / SCHEMA_REGISTRY_URL (see README). Any further options go "
-        "to faust's worker command (e.g. -l info, --web-port 6067).",
+        help="run a hub worker (the exactly-once engine in a faust app); e.g. -l info",
+        description="Run a hub worker: the checkpoint engine over Kafka transactions, in a "
+        "faust application serving the HTTP API. Configuration from HUB_* environment "
+        "variables and KAFKA_BOOTSTRAP_SERVERS / SCHEMA_REGISTRY_URL (see README). Any "
+        "further options go to faust's worker command (e.g. -l info); set the HTTP port with "
+        "HUB_WEB_PORT, not faust's --web-port: the other workers forward queries to it.",
     )
     worker.add_argument("faust_args", nargs=argparse.REMAINDER)
     add_dlq_parser(sub)
