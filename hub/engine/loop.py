@@ -754,21 +754,21 @@ class CheckpointLoop:
     def _states_indexed(self) -> Iterator[DossierState]:
         """Every state held, decoded one at a time, each put in its task's due index."""
         for task in self.tasks.values():
-            task.due.clear()
-            task.due_at.clear()
-            for key, raw in task.store.states():
-                state = decode_state(raw)
-                if state is not None:
-                    task.index_due(key, state, self._next_alert(state))
-                    yield state
+            yield from self._indexed(task)
 
     def _rebuild_due(self, task: Task) -> None:
+        for _ in self._indexed(task):
+            pass
+
+    def _indexed(self, task: Task) -> Iterator[DossierState]:
+        """The task's states, decoded one at a time, its due index rebuilt from them."""
         task.due.clear()
         task.due_at.clear()
         for key, raw in task.store.states():
             state = decode_state(raw)
             if state is not None:
                 task.index_due(key, state, self._next_alert(state))
+                yield state
 
     def _store(self, partition: int) -> PartitionStore:
         store = self._stores.get(partition)
