@@ -492,8 +492,6 @@ class CheckpointLoop:
                     raise
 
     def _emit(self, record: Record, key: bytes | None, effects: Effects, task: Task) -> None:
-        producer = self.producer
-        assert producer is not None
         self._emit_outputs(effects)
         letter = effects.dead_letter
         if letter is not None:
