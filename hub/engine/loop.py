@@ -242,6 +242,8 @@ class CheckpointLoop:
         self._next_clock = 0.0
         self._counts: Counter[tuple[str, str, str]] = Counter()
         self._out_counts: Counter[tuple[str, str]] = Counter()
+        #: output topic -> its metric labels; a topic is in it once it is known to exist
+        self._out_labels: dict[str, tuple[str, str]] = {}
         self._latencies: list[float] = []
         self.ready = threading.Event()
         self.checkpoints = 0
@@ -478,7 +480,7 @@ class CheckpointLoop:
                     offset=record.offset,
                     key=key,
                     value=record.value,
-                    headers=list(record.headers),
+                    headers=record.headers,  # read only
                     state=before,
                     now=now,
                 )
@@ -546,12 +548,15 @@ class CheckpointLoop:
 
     def _emit_outputs(self, effects: Effects) -> None:
         assert self.producer is not None
-        inboxes = [o.topic for o in effects.outputs if o.topic.startswith(self._inbox_prefix)]
-        if inboxes:  # a transfer: its agency's inbox must exist first (cached after that)
-            self.admin.ensure(inboxes)
+        labels = self._out_labels
         for out in effects.outputs:
+            label = labels.get(out.topic)
+            if label is None:  # a topic's first record from this worker
+                if out.topic.startswith(self._inbox_prefix):
+                    self.admin.ensure([out.topic])  # a transfer's agency inbox must exist
+                label = labels[out.topic] = (_kind(out.topic), _output_type(out.topic, self.topics))
             self._produce(out.topic, out.value, out.key, headers=_headers(out.headers))
-            self._out_counts[(_kind(out.topic), _output_type(out.topic, self.topics))] += 1
+            self._out_counts[label] += 1
 
     # --- the checkpoint -----------------------------------------------------------------
 

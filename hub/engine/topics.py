@@ -30,11 +30,18 @@ class EngineTopics:
         replication_factor: int,
         timeout_s: float,
     ) -> None:
-        self._admin = AdminClient(dict(config))
+        self._config = dict(config)
+        self._client: AdminClient | None = None  # connected on first use
         self.partitions = partitions
         self.replication_factor = replication_factor
         self.timeout_s = timeout_s
         self.known: set[str] = set()
+
+    @property
+    def _admin(self) -> AdminClient:
+        if self._client is None:
+            self._client = AdminClient(self._config)
+        return self._client
 
     def ensure(self, names: Iterable[str], *, compact: bool = False, partitions: int = 0) -> None:
         missing = [n for n in dict.fromkeys(names) if n not in self.known]
