@@ -227,9 +227,8 @@ class HttpIngress(PushSourceConnector):
         except BaseException:
             await runner.cleanup()
             raise
-        server = getattr(site, "_server", None)
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else s.port
+        addresses = runner.addresses  # what the site bound (port 0: the one the OS chose)
+        self.port = int(addresses[0][1]) if addresses else s.port
         self._started.set()
         try:
             await self._stopping.wait()
