@@ -233,7 +233,7 @@ class Processor:
         if value is None:
             return dead(ValueError("tombstone"), "empty-value", "record has no value")
         try:
-            _, record = self.deserializer.decode(value)
+            _, record = self.deserializer.decode_event(value)
         except RegistryUnavailableError:
             raise  # not the record's fault: the caller retries, nothing is dead-lettered
         except ContractError as exc:
