@@ -36,7 +36,7 @@ from typing import Any
 import msgspec
 
 from hub.contract.errors import ContractError, RegistryUnavailableError
-from hub.contract.inbound import FieldProblem, check_avro_record
+from hub.contract.inbound import DEFAULT_MAX_FUTURE_SKEW, FieldProblem, check_avro_record
 from hub.contract.schemas import SchemaKind
 from hub.contract.serde import AvroDeserializer, AvroSerializer
 from hub.dlq.headers import DeadLetter, attempt_of, detail_from_problems
@@ -61,6 +61,7 @@ from hub.domain.lifecycle import (
 from hub.outputs import alert_record, status_record
 from hub.reference import ReferenceData
 from hub.settings import HubSettings
+from hub.worker.intake import fast_event
 
 __all__ = ["Effects", "Output", "Processor", "Topics", "rule_context"]
 
@@ -177,6 +178,9 @@ class Processor:
         self._status_topics = (self.topics.status, self.topics.portal_outbox)
         self._alerts_topic = self.topics.alerts
         self._inboxes: dict[str, str] = {}
+        # ``_latest``'s values for the last ``now`` seen
+        self._now: datetime | None = None
+        self._latest_ts = self._recorded_default = datetime.min.replace(tzinfo=UTC)
 
     def _serializer(self, kind: SchemaKind, topic: str) -> AvroSerializer:
         serializer = self._serializers.get(topic)
@@ -229,23 +233,38 @@ class Processor:
         if value is None:
             return dead(ValueError("tombstone"), "empty-value", "record has no value")
         try:
-            _, record = self.deserializer.decode(value)
+            _, record = self.deserializer.decode_event(value)
         except RegistryUnavailableError:
             raise  # not the record's fault: the caller retries, nothing is dead-lettered
         except ContractError as exc:
             return dead(exc)
-        try:
-            event = from_record(record)
-        except EventShapeError as exc:
-            return dead(exc, "invalid-shape", str(exc))
         # Any Kafka client can write here, bypassing the connectors: the same boundary rules
-        # apply (lengths, codes, clocks, procedure dates), and text is NFC-normalised.
-        checked = self._boundary_check(record, event, now)
-        if isinstance(checked, list):
-            return dead(
-                ValueError("validation failed"), "validation", detail_from_problems(checked), event
-            )
-        event = checked
+        # apply (lengths, codes, clocks, procedure dates), and text is NFC-normalised. A valid,
+        # already normal record (nearly all) is accepted in one pass (``fast_event``); any
+        # other takes the exact path, which names the problems or applies the fixes.
+        latest = self._latest(now)  # sets ``_recorded_default`` too
+        fast = fast_event(
+            record,
+            latest=latest,
+            procedure_effective_from=self._procedure_since,
+            recorded_default=self._recorded_default,
+        )
+        if fast is not None:
+            event = fast
+        else:
+            try:
+                event = from_record(record)
+            except EventShapeError as exc:
+                return dead(exc, "invalid-shape", str(exc))
+            checked = self._boundary_check(record, event, now)
+            if isinstance(checked, list):
+                return dead(
+                    ValueError("validation failed"),
+                    "validation",
+                    detail_from_problems(checked),
+                    event,
+                )
+            event = checked
         problem = self._key_problem(event, key)
         if problem is not None:
             return dead(ValueError(problem), "validation", problem, event)
@@ -287,6 +306,18 @@ class Processor:
         if not event.schema_version:
             fixes["schema_version"] = 1
         return replace(event, **fixes) if fixes else event
+
+    def _latest(self, now: datetime) -> datetime:
+        """The latest acceptable timestamp for ``now`` (as ``check_avro_record`` computes it),
+        and ``recorded_default`` (what ``_boundary_check`` fills in), kept for as long as the
+        caller passes the same ``now``."""
+        if now is not self._now:
+            self._now = now
+            aware = now if now.utcoffset() is not None else now.replace(tzinfo=UTC)
+            # the same instant in ``UTC``, the timestamps' own tzinfo: a cheaper comparison
+            self._latest_ts = aware.astimezone(UTC) + DEFAULT_MAX_FUTURE_SKEW
+            self._recorded_default = _ms(now)
+        return self._latest_ts
 
     def _procedure_since(self, code: str) -> date | None:
         proc = self.reference.procedures.get(code)
