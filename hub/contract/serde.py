@@ -586,7 +586,11 @@ class AvroDeserializer:
             )
         except EOFError as exc:
             raise TruncatedMessageError(f"Avro body ended early for schema id {schema_id}") from exc
-        except (ValueError, TypeError, KeyError, IndexError, UnicodeDecodeError) as exc:
+        # OverflowError: a timestamp or date beyond what Python's datetime holds (any Kafka
+        # client can write one); the record is bad, not the worker
+        except (
+            ValueError, TypeError, KeyError, IndexError, UnicodeDecodeError, OverflowError
+        ) as exc:  # fmt: skip
             raise DecodeError(
                 f"Avro body does not match schema id {schema_id}: {type(exc).__name__}"
             ) from exc
