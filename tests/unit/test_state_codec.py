@@ -7,6 +7,7 @@ import json
 import uuid
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -163,3 +164,31 @@ def test_one_state_always_gives_the_same_bytes() -> None:
     one = replace(state, alerts_emitted=frozenset(keys))
     other = replace(state, alerts_emitted=frozenset(sorted(keys, reverse=True)))
     assert encode_state(one) == encode_state(other)
+
+
+_FORMAT_2_FIXTURE = Path(__file__).parent / "data" / "state_format2.json"
+
+
+def test_states_stored_in_format_2_still_decode_to_the_same_state() -> None:
+    """Bytes written by the format-2 codec (commit a2762fa, in changelog topics and stores
+    today) against what each stood for, dumped by that same code: every field, the arrival
+    order of the timeline and the dedup window included."""
+    fixture = json.loads(_FORMAT_2_FIXTURE.read_text(encoding="utf-8"))
+    assert len(fixture["states"]) >= 9
+    for case in fixture["states"]:
+        raw = bytes.fromhex(case["format_2"])
+        assert raw[:1] == b"\x02"
+        state = decode_state(raw)
+        assert state is not None
+        assert state.to_dict() == case["to_dict"]
+        assert state == DossierState.from_dict(case["to_dict"])
+        assert state.recent_event_keys.hex() == case["recent_event_keys"]
+        assert [e.to_list() for e in state.timeline.arrival_order()] == case["arrival_order"]
+        apology = state.last_apology_at.isoformat() if state.last_apology_at else None
+        assert [state.ratings_count, state.ratings_sum, state.complaints, apology] == case["sums"]
+        # and what the current codec writes of it reads back the same
+        again = decode_state(encode_state(state))
+        assert again == state
+        assert again is not None
+        assert again.recent_event_keys == state.recent_event_keys
+        assert again.timeline.arrival_order() == state.timeline.arrival_order()
