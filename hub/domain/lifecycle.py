@@ -2,8 +2,8 @@
 
 ``TRANSITIONS`` (data, below) says which event types are legal in which status and the status
 they lead to (``None`` target: status unchanged). ``apply`` never mutates its input: states
-are frozen, and each applied event builds one new state (a copy of the input, filled in
-before anyone else sees it).
+are frozen msgspec Structs, and each applied event builds its new state from copies
+(``msgspec.structs.replace``, a fraction of a microsecond each).
 
 Rules beyond the table
 ----------------------
@@ -69,10 +69,13 @@ import math
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass
 from datetime import date, datetime
+from operator import attrgetter
 from types import MappingProxyType
 from typing import Any, Protocol, TypeAlias
+
+import msgspec
 
 from hub.contract.event_types import DossierEventType, FeedbackEventType
 from hub.domain.events import (
@@ -215,8 +218,16 @@ PORTAL_NOTIFIED_EVENTS: frozenset[DossierEventType] = frozenset(
 # --- state ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class CurrentStep:
+# The state types are frozen msgspec Structs: built, copied (``msgspec.structs.replace``) and
+# stored (``hub.worker.processor``) in C, several times faster than frozen dataclasses, whose
+# ``__init__`` sets each field through ``object.__setattr__``. ``gc=False``: a state is a
+# tree of immutable values that never refers back to a state, so it cannot be part of a
+# reference cycle and the cycle collector need not track it. ``array_like``: stored as an
+# array of the fields in this order (smaller and faster than a map); the field order is
+# therefore part of the stored format: new fields go at the end, with a default.
+
+
+class CurrentStep(msgspec.Struct, frozen=True, array_like=True, gc=False):
     step_no: int
     step_name: str
     official: str  # NguoiXuLy
@@ -252,9 +263,10 @@ class CurrentStep:
         )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DossierState:
-    """The hub's view of one dossier. Frozen: ``apply`` returns new states."""
+class DossierState(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False):
+    """The hub's view of one dossier. Frozen: ``apply`` returns new states.
+
+    Equality and hash leave out ``recent_event_keys`` (see there)."""
 
     dossier_code: str
     procedure_code: str | None
@@ -281,13 +293,22 @@ class DossierState:
     handled_by: tuple[str, ...] = ()  # agencies that held the dossier, in order
     #: the dedup window: 16-byte keys (``event_key``) of the last ``DEDUP_WINDOW`` applied
     #: events, oldest first. A function of the timeline's arrival order, which the JSON form
-    #: does not keep; so not part of equality (the timeline is).
-    recent_event_keys: bytes = field(default=b"", compare=False)
+    #: does not keep; so not part of equality (the timeline is): ``__eq__`` below.
+    recent_event_keys: bytes = b""
     # Running sums of the timeline, so nothing on the per-event path reads the timeline:
     ratings_count: int = 0  # ServiceRated entries
     ratings_sum: int = 0  # their scores
     complaints: int = 0  # ComplaintFiled entries
     last_apology_at: datetime | None = None  # newest ApologyIssued entry's occurred_at
+
+    # Structs compare every field; a state's equality is every field but the dedup window.
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not DossierState:
+            return NotImplemented
+        return _compared(self) == _compared(other)
+
+    def __hash__(self) -> int:
+        return hash(_compared(self))
 
     @property
     def is_finished(self) -> bool:
@@ -385,32 +406,17 @@ _KEY_NAMESPACE = uuid.UUID("3b0c7f1e-2d4a-5e6b-8c9d-0a1b2c3d4e5f")
 RATED_NOTE = re.compile(r"rated (\d)/5")
 
 
-_STATE_FIELDS = tuple(f.name for f in fields(DossierState))
-_new = object.__new__
-_set = object.__setattr__
+#: What a state's equality compares: every field but the dedup window, in field order.
+_compared = attrgetter(*(f for f in DossierState.__struct_fields__ if f != "recent_event_keys"))
 
-
-def _evolve(state: DossierState, **changes: Any) -> DossierState:
-    """``dataclasses.replace`` for states, at half its cost (it re-checks the fields and runs
-    ``__init__`` on every call). ``apply`` makes one such copy an event: its draft."""
-    new: DossierState = _new(DossierState)
-    for name in _STATE_FIELDS:
-        _set(new, name, changes[name] if name in changes else getattr(state, name))
-    return new
+#: A copy of a state with some fields changed (about 0.2 µs for 28 fields, in C; fields are
+#: not re-validated, as with ``dataclasses.replace``).
+_replace = msgspec.structs.replace
 
 
 def evolve(state: DossierState, **changes: Any) -> DossierState:
-    """A copy of ``state`` with ``changes``: ``dataclasses.replace`` at half its cost."""
-    return _evolve(state, **changes)
-
-
-def _put(draft: DossierState, **changes: Any) -> DossierState:
-    """Fill in ``draft``, in place, and return it. Only for the draft ``apply`` copied for
-    this event (or a state it created), which no one else has seen yet: a copy per change
-    cost a third of ``apply`` (two or three copies of 30 fields an event)."""
-    for name, value in changes.items():
-        _set(draft, name, value)
-    return draft
+    """A copy of ``state`` with ``changes`` (``msgspec.structs.replace``)."""
+    return _replace(state, **changes)
 
 
 def event_key(event_id: str) -> bytes:
@@ -453,8 +459,7 @@ def _opt_date(value: str | None) -> date | None:
 # --- outcomes ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StatusChange:
+class StatusChange(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """What ``dossier.status`` / ``portal.outbox`` carry (the shell adds envelope and codes)."""
 
     dossier_code: str
@@ -478,8 +483,7 @@ class StatusChange:
         return self.previous != self.status
 
 
-@dataclass(frozen=True, slots=True)
-class Transfer:
+class Transfer(msgspec.Struct, frozen=True, gc=False):
     """A dossier handed to another agency (inter-agency processing): ``agency.inbox.*``."""
 
     dossier_code: str
@@ -489,8 +493,7 @@ class Transfer:
     cause_event_id: str
 
 
-@dataclass(frozen=True, slots=True)
-class Applied:
+class Applied(msgspec.Struct, frozen=True, gc=False):
     state: DossierState
     status_change: StatusChange | None = None
     transfer: Transfer | None = None
@@ -565,9 +568,8 @@ def apply(state: DossierState | None, event: DomainEvent, ctx: RuleContext) -> O
         )
     if target is not None:
         changes["status"] = target
-    # The one copy of this event: handlers, the pause and the timeline fill it in place.
-    copy = _evolve(state, **changes)
-    result = _HANDLERS[event.event_type](copy, event, ctx, day)
+    base = _replace(state, **changes) if changes else state  # new status and handler
+    result = _HANDLERS[event.event_type](base, event, ctx, day)
     if isinstance(result, Rejected):
         return result
     new_state, note, transfer = result
@@ -596,9 +598,9 @@ def _finish(
         status_after=after.status,
         note=note[:NOTE_MAX_CHARS],
     )
-    after = _record(after, entry)  # ``after`` is this event's draft (or a new state)
+    after = _record(after, entry)
     if transfer is not None:
-        transfer = replace(transfer, state=after)
+        transfer = _replace(transfer, state=after)
     previous = before.status if before is not None else None
     change = None
     if previous != after.status or event.event_type in PORTAL_NOTIFIED_EVENTS:
@@ -622,12 +624,11 @@ def _finish(
     return Applied(after, change, transfer)
 
 
-def _record(draft: DossierState, entry: TimelineEntry) -> DossierState:
-    """``draft`` (see ``_put``) with ``entry`` appended to its timeline and dedup window."""
-    state = draft
+def _record(state: DossierState, entry: TimelineEntry) -> DossierState:
+    """``state`` with ``entry`` appended to its timeline and dedup window."""
     keys = state.recent_event_keys + event_key(entry.event_id)
-    return _put(
-        draft,
+    return _replace(
+        state,
         timeline=state.timeline.append(entry),
         recent_event_keys=keys[-DEDUP_WINDOW * _KEY_SIZE :],
         last_event_at=max(state.last_event_at, entry.occurred_at),
@@ -641,7 +642,9 @@ def _append(codes: tuple[str, ...], code: str) -> tuple[str, ...]:
 def _close_pause(state: DossierState, resumed: date, calendar: WorkingDays) -> DossierState:
     assert state.paused_since is not None
     paused = max(0, calendar.working_days_between(state.paused_since, resumed))
-    return _put(state, paused_since=None, paused_working_days=state.paused_working_days + paused)
+    return _replace(
+        state, paused_since=None, paused_working_days=state.paused_working_days + paused
+    )
 
 
 def _appointment(state: DossierState, ctx: RuleContext) -> date | None:
@@ -704,8 +707,8 @@ def _create(
 
 # --- handlers (state already has the target status and the resolved handler) ---------------
 #
-# ``state`` is this event's draft (see ``_put``): handlers fill it in place, so a value they
-# need from before the event is read before they change it.
+# ``state`` is the input state with the new status and handler already set; a handler returns
+# a copy with its own changes.
 
 
 def _on_submitted(state: DossierState, ev: DossierSubmitted, ctx: RuleContext, _: date) -> _Result:
@@ -715,7 +718,7 @@ def _on_submitted(state: DossierState, ev: DossierSubmitted, ctx: RuleContext, _
             f"{ev.event_type} in status {state.status} for dossier {state.dossier_code}, "
             "which already has a submission",
         )
-    new = _put(
+    new = _replace(
         state,
         procedure_code=ev.procedure_code,
         channel=ev.channel,
@@ -724,26 +727,26 @@ def _on_submitted(state: DossierState, ev: DossierSubmitted, ctx: RuleContext, _
     )
     if new.appointment_date is None:
         appointment = _appointment(new, ctx)
-        new = _put(new, appointment_date=appointment, original_appointment_date=appointment)
+        new = _replace(new, appointment_date=appointment, original_appointment_date=appointment)
     return new, f"late submission details: {ev.procedure_code} via {ev.channel.value}", None
 
 
 def _on_received(state: DossierState, ev: DossierReceived, ctx: RuleContext, _: date) -> _Result:
-    new = _put(state, received_at=ev.received_at)
+    new = _replace(state, received_at=ev.received_at)
     appointment = ev.appointment_date or _appointment(new, ctx)
-    new = _put(new, appointment_date=appointment, original_appointment_date=appointment)
+    new = _replace(new, appointment_date=appointment, original_appointment_date=appointment)
     note = f"received; appointment {appointment}" if appointment else "received; no appointment"
     return new, note, None
 
 
 def _on_refused(state: DossierState, ev: DossierRefused, ctx: RuleContext, _: date) -> _Result:
-    return _put(state, finished_at=ev.occurred_at), "refused", None
+    return _replace(state, finished_at=ev.occurred_at), "refused", None
 
 
 def _on_supplement_requested(
     state: DossierState, ev: SupplementRequested, ctx: RuleContext, _: date
 ) -> _Result:
-    new = _put(
+    new = _replace(
         state,
         paused_since=local_date(ev.requested_at),
         supplement_requests=state.supplement_requests + 1,
@@ -793,7 +796,7 @@ def _on_step_started(state: DossierState, ev: StepStarted, ctx: RuleContext, _: 
     )
     new = state
     if state.current_step is None or ev.occurred_at >= state.current_step.started_at:
-        new = _put(state, current_step=step)
+        new = _replace(state, current_step=step)
     return new, f"step {ev.step_no} started; deadline {deadline or 'none'}", None
 
 
@@ -803,17 +806,7 @@ def _on_step_completed(
     step = state.current_step
     new = state
     if step is not None and step.step_no == ev.step_no and step.completed_at is None:
-        completed = CurrentStep(
-            step.step_no,
-            step.step_name,
-            step.official,
-            step.unit,
-            step.started_at,
-            step.step_deadline,
-            step.paused_base,
-            ev.occurred_at,  # completed_at; positional: ``replace`` costs four times as much
-        )
-        new = _put(state, current_step=completed)
+        new = _replace(state, current_step=_replace(step, completed_at=ev.occurred_at))
     return new, f"step {ev.step_no} completed", None
 
 
@@ -828,7 +821,7 @@ def _on_transferred(
             f"{state.dossier_code} handled by {state.agency_code} in status {state.status}",
         )
     target = ctx.resolve_agency(ev.to_agency_code, day)
-    new = _put(state, agency_code=target, handled_by=_append(state.handled_by, target))
+    new = _replace(state, agency_code=target, handled_by=_append(state.handled_by, target))
     transfer = None
     if target != source:
         transfer = Transfer(state.dossier_code, source, target, new, ev.event_id)
@@ -836,7 +829,7 @@ def _on_transferred(
 
 
 def _on_processed(state: DossierState, ev: DossierProcessed, ctx: RuleContext, _: date) -> _Result:
-    new = _put(
+    new = _replace(
         state,
         processed_at=ev.occurred_at,
         finished_at=ev.occurred_at,
@@ -846,27 +839,27 @@ def _on_processed(state: DossierState, ev: DossierProcessed, ctx: RuleContext, _
 
 
 def _on_returned(state: DossierState, ev: ResultReturned, ctx: RuleContext, _: date) -> _Result:
-    return _put(state, returned_at=ev.returned_at), "result returned", None
+    return _replace(state, returned_at=ev.returned_at), "result returned", None
 
 
 def _on_stopped(state: DossierState, ev: ProcessingStopped, ctx: RuleContext, _: date) -> _Result:
-    return _put(state, finished_at=ev.occurred_at), "processing stopped", None
+    return _replace(state, finished_at=ev.occurred_at), "processing stopped", None
 
 
 def _on_withdrawn(state: DossierState, ev: DossierWithdrawn, ctx: RuleContext, _: date) -> _Result:
-    return _put(state, finished_at=ev.occurred_at), "withdrawn by the applicant", None
+    return _replace(state, finished_at=ev.occurred_at), "withdrawn by the applicant", None
 
 
 def _on_apology(state: DossierState, ev: ApologyIssued, ctx: RuleContext, day: date) -> _Result:
     latest = state.last_apology_at
     appointment_before = state.appointment_date
-    new = _put(
+    new = _replace(
         state,
         apology_dates=tuple(sorted((*state.apology_dates, day))),
         last_apology_at=ev.occurred_at if latest is None else max(latest, ev.occurred_at),
     )
     if latest is None or ev.occurred_at >= latest:
-        new = _put(new, appointment_date=ev.new_appointment_date)
+        new = _replace(new, appointment_date=ev.new_appointment_date)
         note = f"apology; appointment {appointment_before} -> {ev.new_appointment_date}"
     else:
         note = f"late apology (new date {ev.new_appointment_date} superseded)"
@@ -911,11 +904,11 @@ def _apply_feedback(state: DossierState | None, event: ServiceRated | ComplaintF
         note=note,
     )
     if isinstance(event, ServiceRated):
-        draft = _evolve(
+        draft = _replace(
             state,
             ratings_count=state.ratings_count + 1,
             ratings_sum=state.ratings_sum + event.score,
         )
     else:
-        draft = _evolve(state, complaints=state.complaints + 1)
+        draft = _replace(state, complaints=state.complaints + 1)
     return Applied(_record(draft, entry))
