@@ -69,7 +69,7 @@ import math
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from operator import attrgetter
 from types import MappingProxyType
@@ -157,6 +157,16 @@ class ProcedureRule:
 
     working_days: int
     step_shares: tuple[float, ...] = ()
+    #: ``step_days[i]``: the working days from receipt to the deadline of step ``i + 1``,
+    #: worked out once here rather than on every ``StepStarted``.
+    step_days: tuple[int, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        days = tuple(
+            max(1, math.ceil(round(sum(self.step_shares[:n]) * self.working_days, 6)))
+            for n in range(1, len(self.step_shares) + 1)
+        )
+        object.__setattr__(self, "step_days", days)
 
 
 @dataclass(frozen=True, slots=True)
@@ -518,8 +528,9 @@ Outcome: TypeAlias = Applied | Duplicate | Rejected
 
 def apply(state: DossierState | None, event: DomainEvent, ctx: RuleContext) -> Outcome:
     """Apply one event to a dossier's state (None: never seen). Pure."""
+    key = event_key(event.event_id)
     if state is not None:
-        if _in_window(state.recent_event_keys, event_key(event.event_id)):
+        if _in_window(state.recent_event_keys, key):
             return Duplicate()
         if event.dossier_code != state.dossier_code:
             return Rejected(
@@ -527,8 +538,8 @@ def apply(state: DossierState | None, event: DomainEvent, ctx: RuleContext) -> O
                 f"{event.event_type} for dossier {event.dossier_code} applied to the state "
                 f"of dossier {state.dossier_code}",
             )
-    if isinstance(event, ServiceRated | ComplaintFiled):
-        return _apply_feedback(state, event)
+    if isinstance(event, _FEEDBACK):
+        return _apply_feedback(state, event, key)
 
     current = state.status if state is not None else None
     row = TRANSITIONS[current]
@@ -545,13 +556,14 @@ def apply(state: DossierState | None, event: DomainEvent, ctx: RuleContext) -> O
         )
     target = row[event.event_type]
     day = local_date(event.occurred_at)
+    emitter = ctx.resolve_agency(event.agency_code, day)
 
     if state is None:
-        draft = _create(event, ctx, day)
+        draft = _create(event, emitter)
         if isinstance(draft, Rejected):
             return draft
         new_state, note = draft
-        return _finish(None, new_state, event, note, None, ctx)
+        return _finish(None, new_state, event, note, None, emitter, key)
 
     handler = ctx.resolve_agency(state.agency_code, day)
     changes: dict[str, Any] = {}
@@ -559,8 +571,9 @@ def apply(state: DossierState | None, event: DomainEvent, ctx: RuleContext) -> O
     if handler != state.agency_code:
         handled_by = _append(handled_by, handler)
         changes.update(agency_code=handler, handled_by=handled_by)
-    allowed = {ctx.resolve_agency(code, day) for code in handled_by} | {handler}
-    if ctx.resolve_agency(event.agency_code, day) not in allowed:
+    # allowed: the handler, or any former holder (as resolved today); the handler is the
+    # common case, so the former holders are only resolved when it is not.
+    if emitter != handler and all(ctx.resolve_agency(c, day) != emitter for c in handled_by):
         return Rejected(
             "agency_mismatch",
             f"{event.event_type} from agency {event.agency_code} for dossier "
@@ -575,8 +588,12 @@ def apply(state: DossierState | None, event: DomainEvent, ctx: RuleContext) -> O
     new_state, note, transfer = result
     if new_state.paused_since is not None and new_state.status is not S.SUPPLEMENT_REQUESTED:
         new_state = _close_pause(new_state, day, ctx.calendar)
-    return _finish(state, new_state, event, note, transfer, ctx)
+    return _finish(state, new_state, event, note, transfer, emitter, key)
 
+
+_FEEDBACK = (ServiceRated, ComplaintFiled)  # a tuple: ``isinstance`` with ``A | B`` is slower
+#: The timeline's spelling of each event type (``.value`` of an enum is a slow property).
+_TYPE_NAMES: Mapping[DossierEventType, str] = {t: t.value for t in DossierEventType}
 
 _Result: TypeAlias = tuple[DossierState, str, Transfer | None] | Rejected
 _Handler: TypeAlias = Callable[[DossierState, Any, RuleContext, date], _Result]
@@ -588,17 +605,20 @@ def _finish(
     event: DossierEvent,
     note: str,
     transfer: Transfer | None,
-    ctx: RuleContext,
+    emitter: str,
+    key: bytes,
 ) -> Applied:
+    """``after`` with the event's timeline entry, and what it emits. ``emitter``: the event's
+    agency resolved at its local date; ``key``: its ``event_key``."""
     entry = TimelineEntry(
-        event_id=event.event_id,
-        event_type=event.event_type.value,
-        occurred_at=event.occurred_at,
-        agency_code=ctx.resolve_agency(event.agency_code, local_date(event.occurred_at)),
-        status_after=after.status,
-        note=note[:NOTE_MAX_CHARS],
+        event.event_id,
+        _TYPE_NAMES[event.event_type],
+        event.occurred_at,
+        emitter,
+        after.status,
+        note[:NOTE_MAX_CHARS],
     )
-    after = _record(after, entry)
+    after = _record(after, entry, key)
     if transfer is not None:
         transfer = _replace(transfer, state=after)
     previous = before.status if before is not None else None
@@ -624,9 +644,10 @@ def _finish(
     return Applied(after, change, transfer)
 
 
-def _record(state: DossierState, entry: TimelineEntry) -> DossierState:
-    """``state`` with ``entry`` appended to its timeline and dedup window."""
-    keys = state.recent_event_keys + event_key(entry.event_id)
+def _record(state: DossierState, entry: TimelineEntry, key: bytes) -> DossierState:
+    """``state`` with ``entry`` appended to its timeline and ``key`` (its event's
+    ``event_key``) to its dedup window."""
+    keys = state.recent_event_keys + key
     return _replace(
         state,
         timeline=state.timeline.append(entry),
@@ -661,20 +682,16 @@ def step_deadline_from_shares(
 ) -> date | None:
     """Receipt date + ceil(cumulative share of steps 1..step_no x working days), at least 1
     working day; None when the procedure has no share for that step."""
-    if not 1 <= step_no <= len(rule.step_shares):
+    if not 1 <= step_no <= len(rule.step_days):
         return None
-    cumulative = sum(rule.step_shares[:step_no])
-    days = max(1, math.ceil(round(cumulative * rule.working_days, 6)))
-    return calendar.add_working_days(received, days)
+    return calendar.add_working_days(received, rule.step_days[step_no - 1])
 
 
 # --- creation ------------------------------------------------------------------------------
 
 
-def _create(
-    event: DossierEvent, ctx: RuleContext, day: date
-) -> tuple[DossierState, str] | Rejected:
-    agency = ctx.resolve_agency(event.agency_code, day)
+def _create(event: DossierEvent, agency: str) -> tuple[DossierState, str] | Rejected:
+    """A new dossier; ``agency``: the event's, resolved."""
     if isinstance(event, DossierSubmitted):
         state = DossierState(
             dossier_code=event.dossier_code,
@@ -888,7 +905,9 @@ _HANDLERS: Mapping[DossierEventType, _Handler] = {
 # --- feedback ------------------------------------------------------------------------------
 
 
-def _apply_feedback(state: DossierState | None, event: ServiceRated | ComplaintFiled) -> Outcome:
+def _apply_feedback(
+    state: DossierState | None, event: ServiceRated | ComplaintFiled, key: bytes
+) -> Outcome:
     if state is None:
         return Rejected(
             "unknown_dossier",
@@ -911,4 +930,4 @@ def _apply_feedback(state: DossierState | None, event: ServiceRated | ComplaintF
         )
     else:
         draft = _replace(state, complaints=state.complaints + 1)
-    return Applied(_record(draft, entry))
+    return Applied(_record(draft, entry, key))
