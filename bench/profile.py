@@ -36,7 +36,7 @@ import sys
 import time
 import tracemalloc
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -47,6 +47,7 @@ from connectors.simulator import ProvinceModel, procedure_lookup
 from hub.contract.inbound import to_avro_record, validate_dossier_event
 from hub.contract.schemas import SchemaKind, load_schema, versions
 from hub.contract.serde import AvroDeserializer, AvroSerializer
+from hub.domain.lifecycle import evolve
 from hub.reference import load_reference
 from hub.settings import HubSettings
 from hub.worker.figures import LocalView
@@ -306,7 +307,7 @@ def measure_memory(s: Setup, now: datetime, dossiers: int) -> list[tuple[str, fl
         view = LocalView(s.processor.reference.calendar, False)
         for i, state in enumerate(samples):
             code = f"{state.dossier_code.rsplit('-', 1)[0]}-{i:07d}"
-            view.replace(None, replace(state, dossier_code=code))
+            view.replace(None, evolve(state, dossier_code=code))
         return view
 
     view = measure("local view (figures + open deadlines, codes included)", view_of)

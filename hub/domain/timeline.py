@@ -14,8 +14,7 @@ each late entry. Two timelines are equal when they read the same entries in that
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any, overload
 
@@ -26,8 +25,11 @@ from hub.domain.status import DossierStatus
 __all__ = ["EMPTY_TIMELINE", "Timeline", "TimelineEntry"]
 
 
-@dataclass(frozen=True, slots=True)
-class TimelineEntry:
+class TimelineEntry(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """One line of the timeline. A msgspec Struct encoded as an array, so the encoder writes
+    an entry straight into the blob (the same six-element array as ever) and the decoder
+    builds entries in C. ``gc=False``: it holds only strings, a datetime and an enum."""
+
     event_id: str
     event_type: str
     occurred_at: datetime
@@ -58,9 +60,8 @@ class TimelineEntry:
         )
 
 
-_Row = tuple[str, str, datetime, str, DossierStatus, str]
 _encode = msgspec.msgpack.Encoder().encode
-_rows = msgspec.msgpack.Decoder(list[_Row])
+_entries_of = msgspec.msgpack.Decoder(list[TimelineEntry])
 
 
 def _array_header(count: int) -> bytes:
@@ -72,61 +73,49 @@ def _array_header(count: int) -> bytes:
     return b"\xdd" + count.to_bytes(4, "big")
 
 
-def _encode_entry(entry: TimelineEntry) -> bytes:
-    return _encode(
-        (
-            entry.event_id,
-            entry.event_type,
-            entry.occurred_at,
-            entry.agency_code,
-            entry.status_after.value,
-            entry.note,
-        )
-    )
+class Timeline(msgspec.Struct, frozen=True, array_like=True, dict=True):
+    """Immutable; ``append`` returns a new timeline sharing nothing mutable with this one.
 
+    Reads like a tuple of entries (``len``, indexing, slicing, iteration). A msgspec Struct
+    of two fields, ``count`` and ``blob``, so a stored state carries it as the array
+    ``[count, blob]`` with no encoder or decoder hook (``hub.worker.processor``); the
+    ``__dict__`` (``dict=True``) only holds the decoded entries once someone reads them.
+    """
 
-class Timeline(Sequence[TimelineEntry]):
-    """Immutable; ``append`` returns a new timeline sharing nothing mutable with this one."""
-
-    __slots__ = ("_blob", "_count", "_entries")
-
-    def __init__(self, count: int = 0, blob: bytes = b"") -> None:
-        self._count = count
-        self._blob = blob  # ``count`` msgpack arrays, concatenated, in arrival order
-        self._entries: tuple[TimelineEntry, ...] | None = None if count else ()
+    count: int = 0
+    blob: bytes = b""  # ``count`` msgpack arrays, concatenated, in arrival order
 
     @classmethod
     def of(cls, entries: Iterable[TimelineEntry]) -> Timeline:
         """A timeline of ``entries`` given in arrival order."""
         items = list(entries)
-        return cls(len(items), b"".join(_encode_entry(e) for e in items))
-
-    @property
-    def blob(self) -> bytes:
-        """The entries as stored: msgpack arrays in arrival order (see the module docstring)."""
-        return self._blob
+        return cls(len(items), b"".join(_encode(e) for e in items))
 
     def append(self, entry: TimelineEntry) -> Timeline:
-        return Timeline(self._count + 1, self._blob + _encode_entry(entry))
+        return Timeline(self.count + 1, self.blob + _encode(entry))
 
     def arrival_order(self) -> list[TimelineEntry]:
         """The entries as they were appended (the dedup window is the last ones of these)."""
-        return [
-            TimelineEntry(event_id, event_type, occurred_at, agency, status, note)
-            for event_id, event_type, occurred_at, agency, status, note in _rows.decode(
-                _array_header(self._count) + self._blob
-            )
-        ]
+        if not self.count:
+            return []
+        return _entries_of.decode(_array_header(self.count) + self.blob)
+
+    @property
+    def _entries(self) -> tuple[TimelineEntry, ...] | None:
+        """The entries in reading order if they were decoded already, else None."""
+        entries: tuple[TimelineEntry, ...] | None = self.__dict__.get("entries")
+        return entries
 
     def _materialised(self) -> tuple[TimelineEntry, ...]:
-        entries = self._entries
+        cache = self.__dict__
+        entries: tuple[TimelineEntry, ...] | None = cache.get("entries")
         if entries is None:
             entries = tuple(sorted(self.arrival_order(), key=_occurred_at))
-            self._entries = entries
+            cache["entries"] = entries
         return entries
 
     def __len__(self) -> int:
-        return self._count
+        return self.count
 
     @overload
     def __getitem__(self, index: int) -> TimelineEntry: ...
@@ -142,7 +131,7 @@ class Timeline(Sequence[TimelineEntry]):
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Timeline):
-            if self._blob == other._blob:
+            if self.blob == other.blob:
                 return True
             return self._materialised() == other._materialised()
         if isinstance(other, tuple):

@@ -8,7 +8,7 @@ The per-event path (issue 13) is kept flat in the length of a dossier's history:
 
 * Input records are checked once, on the typed Avro record (``check_avro_record``): the
   connectors' rules and dead-letter details, without a pydantic round trip.
-* The stored state (``encode_state``/``decode_state``, format 2, see "the stored state"
+* The stored state (``encode_state``/``decode_state``, format 3, see "the stored state"
   below) is msgpack via msgspec, with the timeline carried as an opaque, append-only blob
   (``hub.domain.timeline``): decoded only when the HTTP view or a test reads it. Chosen on
   measurement: msgspec decodes and validates a state in about 2-4 µs and encodes it in 1-2 µs
@@ -50,6 +50,7 @@ from hub.domain.events import (
 )
 from hub.domain.lifecycle import (
     Applied,
+    CurrentStep,
     DossierState,
     Duplicate,
     ProcedureRule,
@@ -401,56 +402,85 @@ class Processor:
 
 # --- the stored state -----------------------------------------------------------------------
 #
-# Format 2 (what ``encode_state`` writes): the byte 0x02, then one msgpack document: the
-# DossierState as a map of its fields (msgspec's dataclass encoding: enums by value, datetimes
-# as msgpack timestamps (UTC), dates as ISO strings, sets sorted, the dedup window as bin), with the
-# timeline as msgpack extension 1: a 4-byte big-endian entry count and the timeline's blob
-# as it is (``hub.domain.timeline``: msgpack arrays in arrival order). Decoding validates
-# every field's type (msgspec, in C) and copies the timeline's blob without decoding it, so
-# decode plus encode costs a few microseconds however long the history.
+# Format 3 (what ``encode_state`` writes): the byte 0x03, then one msgpack document: the
+# DossierState Struct as an array of its fields in declaration order (msgspec's
+# ``array_like`` encoding: enums by value, datetimes as msgpack timestamps (UTC), dates as ISO
+# strings, sets sorted, the dedup window as bin; the current step an array of its fields), the
+# timeline the array ``[count, blob]`` with the timeline's blob as it is
+# (``hub.domain.timeline``: msgpack arrays in arrival order). No hook runs either way:
+# decoding validates every field's type and copies the timeline's blob without decoding it,
+# all in C, so decode plus encode costs about 2 µs however long the history. Fields added
+# later go at the end of ``DossierState`` with a default, and older arrays still decode.
 #
-# Format 1 (legacy, what older workers stored): the JSON of ``DossierState.to_dict``; read
-# whenever the bytes start with ``{``, and written back in format 2 by the next event.
+# Format 2 (what workers stored before format 3; in changelog topics and stores): the byte
+# 0x02, then the state as a map of its fields (msgspec's dataclass encoding), the current step
+# a map too, the timeline as msgpack extension 1: a 4-byte big-endian entry count and the
+# blob. Read through map-shaped twins of the two Structs, then copied into the real ones.
+#
+# Format 1 (legacy, older still): the JSON of ``DossierState.to_dict``; read whenever the
+# bytes start with ``{``.
+#
+# Formats 1 and 2 are written back in format 3 by the dossier's next event.
 
+_FORMAT_3 = b"\x03"
 _FORMAT_2 = b"\x02"
 _TIMELINE_EXT = 1
 
 
-def _enc_hook(obj: Any) -> Any:
-    if isinstance(obj, Timeline):
-        return msgspec.msgpack.Ext(_TIMELINE_EXT, len(obj).to_bytes(4, "big") + obj.blob)
-    raise NotImplementedError(f"cannot store {type(obj).__name__}")
+def _format_2_twin(cls: type[msgspec.Struct], **types: Any) -> type[msgspec.Struct]:
+    """A Struct with ``cls``'s fields, types and defaults, decoded from a map (format 2);
+    ``types`` overrides some fields' types."""
+    spec = [
+        (f.name, types.get(f.name, f.type), f.default)
+        if f.default is not msgspec.NODEFAULT
+        else (f.name, types.get(f.name, f.type))
+        for f in msgspec.structs.fields(cls)
+    ]
+    return msgspec.defstruct(f"_Format2{cls.__name__}", spec, kw_only=True)
 
 
-def _ext_hook(code: int, data: memoryview) -> Any:
-    if code != _TIMELINE_EXT:
-        raise NotImplementedError(f"unknown msgpack extension {code} in a stored state")
-    return Timeline(int.from_bytes(data[:4], "big"), bytes(data[4:]))
+_Format2Step = _format_2_twin(CurrentStep)
+_Format2State = _format_2_twin(
+    DossierState, current_step=_Format2Step | None, timeline=msgspec.msgpack.Ext
+)
+_STATE_FIELDS = DossierState.__struct_fields__
+_STEP_FIELDS = CurrentStep.__struct_fields__
 
 
-def _dec_hook(kind: type, obj: Any) -> Any:
-    if kind is Timeline and isinstance(obj, Timeline):
-        return obj
-    raise NotImplementedError(f"cannot read {kind.__name__} from a stored state")
+def _from_format_2(raw: memoryview) -> DossierState:
+    old = _format_2_decoder.decode(raw)
+    fields = {name: getattr(old, name) for name in _STATE_FIELDS}
+    ext = fields["timeline"]
+    if ext.code != _TIMELINE_EXT:
+        raise ValueError(f"unknown msgpack extension {ext.code} in a stored state")
+    fields["timeline"] = Timeline(int.from_bytes(ext.data[:4], "big"), bytes(ext.data[4:]))
+    step = fields["current_step"]
+    if step is not None:
+        fields["current_step"] = CurrentStep(*(getattr(step, name) for name in _STEP_FIELDS))
+    return DossierState(**fields)
 
 
 # deterministic: sets (the emitted alert keys) sorted, so one state always gives the same bytes
-_state_encoder = msgspec.msgpack.Encoder(enc_hook=_enc_hook, order="deterministic")
-_state_decoder = msgspec.msgpack.Decoder(DossierState, dec_hook=_dec_hook, ext_hook=_ext_hook)
+_state_encoder = msgspec.msgpack.Encoder(order="deterministic")
+_state_decoder = msgspec.msgpack.Decoder(DossierState)
+_format_2_decoder = msgspec.msgpack.Decoder(_Format2State)
 
 
 def encode_state(state: DossierState) -> bytes:
-    return _FORMAT_2 + _state_encoder.encode(state)
+    return _FORMAT_3 + _state_encoder.encode(state)
 
 
 def decode_state(raw: bytes | None) -> DossierState | None:
     if raw is None:
         return None
-    if raw[:1] == b"{":
+    head = raw[:1]
+    if head == _FORMAT_3:
+        return _state_decoder.decode(memoryview(raw)[1:])
+    if head == b"{":
         return DossierState.from_dict(json.loads(raw))
-    if raw[:1] != _FORMAT_2:
-        raise ValueError(f"unknown stored state format {raw[:1]!r}")
-    return _state_decoder.decode(memoryview(raw)[1:])
+    if head == _FORMAT_2:
+        return _from_format_2(memoryview(raw)[1:])
+    raise ValueError(f"unknown stored state format {head!r}")
 
 
 def utc_now() -> datetime:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import date, timedelta
 
 from hypothesis import assume, given, settings
@@ -20,7 +19,7 @@ from hub.domain.deadlines import (
     mark_emitted,
     on_time,
 )
-from hub.domain.lifecycle import DossierState, ProcedureRule, step_deadline_from_shares
+from hub.domain.lifecycle import DossierState, ProcedureRule, evolve, step_deadline_from_shares
 from tests.unit.test_lifecycle import (
     CALENDAR,
     DAYS_OFF_2025,
@@ -246,7 +245,7 @@ def test_a_computed_deadline_never_falls_on_a_day_off(
         assert step is not None
         assert CALENDAR.is_working_day(step)
         assert received < step <= deadline
-    state = replace(received_dossier(), appointment_date=deadline, paused_working_days=pause)
+    state = evolve(received_dossier(), appointment_date=deadline, paused_working_days=pause)
     shifted = effective_deadline(state, CALENDAR)
     assert shifted is not None
     assert CALENDAR.is_working_day(shifted)

@@ -47,6 +47,7 @@ from hub.domain.lifecycle import (
     Rejected,
     RuleContext,
     apply,
+    evolve,
 )
 from hub.domain.status import DossierStatus as S
 
@@ -661,7 +662,7 @@ def test_to_dict_from_dict_round_trips(first: E, steps: list[tuple[E, int]]) -> 
         outcome = apply(state, make_event(event_type, moment), CTX)
         if isinstance(outcome, Applied):
             state = outcome.state
-        state = replace(state, alerts_emitted=state.alerts_emitted | {f"k:{len(steps)}"})
+        state = evolve(state, alerts_emitted=state.alerts_emitted | {f"k:{len(steps)}"})
     data = state.to_dict()
     assert DossierState.from_dict(json.loads(json.dumps(data))) == state
     assert state.applied_event_ids == {e.event_id for e in state.timeline}
