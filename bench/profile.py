@@ -17,6 +17,10 @@ new state, ``LocalView.replace``. Prints
   and completed, a supplement round, processed, returned; interleaved round-robin), with the
   mean cost of the first and of the last ten events of a long dossier, so growth with the
   history shows;
+* ``engine path: N µs/event``: the same simulator events through the checkpoint engine's
+  own per-record code (``bench.engine_path``: ``CheckpointLoop`` with a producer that sends
+  nothing), i.e. the per-event path plus what the engine adds per record (the audit entry,
+  the due index, counters, the checkpoint's state encoding and store write);
 * the top functions by cumulative time under pyinstrument when installed (``pip install
   pyinstrument``; not a project dependency), else cProfile.
 
