@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable, Iterable
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from bench.events import EncodedEvent
-from hub.domain.deadlines import next_alert_date
 from hub.domain.lifecycle import DossierState
 from hub.engine.loop import CheckpointLoop, Task, ViewSink
 from hub.engine.store import MemoryStore, Meta
@@ -147,20 +146,12 @@ class EnginePath:
             topic_prefix=processor.settings.topic_prefix, data_dir=Path(self._dir.name)
         )
         calendar = processor.reference.calendar
-        soon = self.settings.due_soon_working_days
-
-        def next_alert(state: DossierState) -> date | None:
-            return next_alert_date(state, calendar, soon)
-
-        self._next_alert = next_alert
         self.view = LocalView(calendar, self.settings.late_if_repeated_supplement)
         self.loop = self._fresh_loop()
 
     def _fresh_loop(self) -> CheckpointLoop:
         self.view = LocalView(self.view.calendar, self.view.late_if_repeated_supplement)
-        loop = CheckpointLoop(
-            self.settings, self.processor, next_alert=self._next_alert, view=_ViewNow(self.view)
-        )
+        loop = CheckpointLoop(self.settings, self.processor, view=_ViewNow(self.view))
         loop.producer = NullProducer()  # type: ignore[assignment]
         loop.consumer = _NullConsumer()  # type: ignore[assignment]
         loop.admin = _KnownTopics()  # type: ignore[assignment]

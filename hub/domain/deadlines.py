@@ -41,6 +41,7 @@ __all__ = [
     "Alert",
     "AlertKind",
     "AlertScope",
+    "alert_key",
     "due_alerts",
     "effective_deadline",
     "effective_deadline_on",
@@ -75,8 +76,17 @@ class Alert:
 
     @property
     def key(self) -> str:
-        step = "-" if self.step_no is None else str(self.step_no)
-        return f"{self.kind}:{self.scope}:{step}:{self.deadline.isoformat()}"
+        return alert_key(self.kind, self.scope, self.step_no, self.deadline)
+
+
+#: "KIND:SCOPE:" for every kind and scope, built once (keys are made for every event).
+_KEY_PREFIX = {(k, s): f"{k.value}:{s.value}:" for k in AlertKind for s in AlertScope}
+
+
+def alert_key(kind: AlertKind, scope: AlertScope, step_no: int | None, deadline: date) -> str:
+    """``f"{kind}:{scope}:{step_no or '-'}:{deadline}"``, the key ``alerts_emitted`` holds."""
+    step = "-" if step_no is None else str(step_no)
+    return f"{_KEY_PREFIX[kind, scope]}{step}:{deadline.isoformat()}"
 
 
 def shift(calendar: WorkingDays, deadline: date, working_days: int) -> date:
@@ -195,27 +205,45 @@ def next_alert_date(
     the date asked about, so each alert's first day is known in advance. For a deadline D:
     DUE_SOON from the day with exactly ``due_soon_working_days`` working days left up to D
     (the (n+1)-th working day counting back from D) until the last working day before it;
-    OVERDUE and APOLOGY_OWED from the day after D. The date may lie in the past (an alert
-    already due): the caller fires it at once. A new state (any applied event) needs a new
-    answer. Raises :class:`~hub.domain.calendar.CalendarError` like ``due_alerts`` for dates
-    the calendar does not cover.
+    OVERDUE and APOLOGY_OWED from the day after D. Time only moves forward: once the
+    OVERDUE alert of D was emitted, D's DUE_SOON (if it was missed) is never due again. The
+    date may lie in the past (an alert already due): the caller fires it at once. A new
+    state (any applied event) needs a new answer. Raises
+    :class:`~hub.domain.calendar.CalendarError` like ``due_alerts`` for dates the calendar
+    does not cover.
     """
     if state.is_finished or state.is_paused or state.status is DossierStatus.SUPPLEMENT_REQUESTED:
         return None
+    emitted = state.alerts_emitted
     candidates: list[date] = []
 
     def consider(scope: AlertScope, step_no: int | None, deadline: date) -> None:
-        def pending(kind: AlertKind) -> bool:
-            key = Alert(state.dossier_code, kind, scope, step_no, deadline).key
-            return key not in state.alerts_emitted
+        # The keys are only built when some alert was emitted (nothing is pending otherwise).
+        if emitted:
+            step = "-" if step_no is None else str(step_no)
+            tail = f"{step}:{deadline.isoformat()}"
+
+            def pending(kind: AlertKind) -> bool:
+                return _KEY_PREFIX[kind, scope] + tail not in emitted
+        else:
+
+            def pending(kind: AlertKind) -> bool:
+                return True
 
         if pending(AlertKind.OVERDUE) or (
             scope is AlertScope.DOSSIER
             and pending(AlertKind.APOLOGY_OWED)
             and not any(d > deadline for d in state.apology_dates)
         ):
-            candidates.append(deadline + timedelta(days=1))
-        if due_soon_working_days >= 1 and pending(AlertKind.DUE_SOON):
+            candidates.append(deadline + _ONE_DAY)
+        # An OVERDUE already out means the clock has passed the deadline, and with it the
+        # DUE_SOON window: a due-soon alert missed then can never fall due (without this, a
+        # late dossier would be taken up by every run of the deadline clock, for ever).
+        if (
+            due_soon_working_days >= 1
+            and pending(AlertKind.DUE_SOON)
+            and pending(AlertKind.OVERDUE)
+        ):
             first = _nth_working_day_back(calendar, deadline, due_soon_working_days + 1)
             if first is not None:
                 candidates.append(first)
@@ -228,6 +256,9 @@ def next_alert_date(
         paused = state.paused_working_days - step.paused_base  # no pause is running here
         consider(AlertScope.STEP, step.step_no, shift(calendar, step.step_deadline, paused))
     return min(candidates, default=None)
+
+
+_ONE_DAY = timedelta(days=1)
 
 
 #: How far back to look for working days before a deadline: a run of days off (Tết) is at

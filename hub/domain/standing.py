@@ -15,37 +15,56 @@ from hub.domain.lifecycle import DossierState, WorkingDays
 from hub.domain.status import DossierStatus
 from hub.domain.supervision import OPEN_STATUSES, FigureKey, Figures, figure_key
 
-__all__ = ["negate", "standing"]
+__all__ = ["negate", "standing", "standing_values"]
 
 _OVERDUE_PREFIX = f"{AlertKind.OVERDUE}:{AlertScope.DOSSIER}:"
+_WITHDRAWN_STOPPED = frozenset({DossierStatus.WITHDRAWN, DossierStatus.STOPPED})
 
 
 def standing(
     state: DossierState, calendar: WorkingDays, *, late_if_repeated_supplement: bool = False
 ) -> tuple[FigureKey, Figures]:
-    verdict = on_time(state, calendar, late_if_repeated_supplement=late_if_repeated_supplement)
-    online = state.channel is Channel.ONLINE
-    figures = Figures(
-        submitted_total=1,
-        online=int(online),
-        received=int(state.received_at is not None),
-        in_progress=int(state.status in OPEN_STATUSES),
-        processed=int(state.processed_at is not None),
-        returned=int(state.returned_at is not None),
-        overdue=int(any(key.startswith(_OVERDUE_PREFIX) for key in state.alerts_emitted)),
-        refused=int(state.status is DossierStatus.NOT_RECEIVED),
-        withdrawn_stopped=int(state.status in (DossierStatus.WITHDRAWN, DossierStatus.STOPPED)),
-        finished_on_time=int(verdict is True),
-        finished_late=int(verdict is False),
-        online_electronic_result=int(
-            online and state.electronic_result and state.processed_at is not None
-        ),
-        # Running sums kept by the state machine: the timeline is not read per event.
-        ratings_count=state.ratings_count,
-        ratings_sum=state.ratings_sum,
-        complaints=state.complaints,
+    key, values = standing_values(
+        state, calendar, late_if_repeated_supplement=late_if_repeated_supplement
     )
-    return figure_key(state), figures
+    return key, Figures(*map(int, values))
+
+
+def standing_values(
+    state: DossierState, calendar: WorkingDays, *, late_if_repeated_supplement: bool = False
+) -> tuple[FigureKey, tuple[int, ...]]:
+    """``standing`` as a plain tuple in ``Figures``' field order (flags as bools): the
+    local view compares the standing before and after each event, and most events change
+    none of it, so the comparison is one tuple equality and builds no ``Figures``."""
+    status = state.status
+    processed = state.processed_at is not None
+    online = state.channel is Channel.ONLINE
+    # ``on_time`` is None unless one of these is set (``deadlines.finish_date``)
+    may_be_judged = processed or state.returned_at is not None or state.finished_at is not None
+    verdict = (
+        on_time(state, calendar, late_if_repeated_supplement=late_if_repeated_supplement)
+        if may_be_judged
+        else None
+    )
+    emitted = state.alerts_emitted
+    return figure_key(state), (
+        1,  # submitted_total
+        online,
+        state.received_at is not None,  # received
+        status in OPEN_STATUSES,  # in_progress
+        processed,
+        state.returned_at is not None,  # returned
+        bool(emitted) and any(key.startswith(_OVERDUE_PREFIX) for key in emitted),  # overdue
+        status is DossierStatus.NOT_RECEIVED,  # refused
+        status in _WITHDRAWN_STOPPED,  # withdrawn_stopped
+        verdict is True,  # finished_on_time
+        verdict is False,  # finished_late
+        online and state.electronic_result and processed,  # online_electronic_result
+        # Running sums kept by the state machine: the timeline is not read per event.
+        state.ratings_count,
+        state.ratings_sum,
+        state.complaints,
+    )
 
 
 def negate(figures: Figures) -> Figures:

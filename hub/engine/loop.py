@@ -211,7 +211,6 @@ class CheckpointLoop:
         settings: HubSettings,
         processor: Processor,
         *,
-        next_alert: Callable[[DossierState], date | None],
         view: ViewSink | None = None,
         on_fatal: Callable[[BaseException], None] | None = None,
         on_assigned: Callable[[frozenset[int]], None] | None = None,
@@ -230,7 +229,6 @@ class CheckpointLoop:
         self.standbys = standbys  # partitions to keep warm for other workers
         self._locks: dict[int, threading.Lock] = {}  # per store: restore vs. standby
         self._restorers: dict[str, Consumer] = {}  # changelog readers, one per thread
-        self._next_alert = next_alert  # the due index's rule (hub.domain.deadlines)
         self.worker_id = worker_id(settings.data_dir)
         self.tasks: dict[int, Task] = {}
         self._stores: dict[int, PartitionStore] = {}  # kept across rebalances
@@ -462,7 +460,7 @@ class CheckpointLoop:
         self._emit(record, key, effects, task)
         if effects.state is not None and key is not None:
             task.dirty[key] = effects.state
-            task.index_due(key, effects.state, self._next_alert(effects.state))
+            task.index_due(key, effects.state, effects.next_alert)
         task.next_inputs[record.topic] = record.offset + 1
         event_type = effects.event_type or "unknown"
         self._counts[(record.topic, event_type, effects.outcome)] += 1
@@ -538,7 +536,7 @@ class CheckpointLoop:
                     self._begin()
                     task.dirty[key] = effects.state
                     state = effects.state
-                task.index_due(key, state, self._next_alert(state) if state else None)
+                task.index_due(key, state, effects.next_alert if state else None)
                 ticked += 1
         if not self._in_txn:
             for task in self.tasks.values():
@@ -770,7 +768,7 @@ class CheckpointLoop:
         for key, raw in task.store.states():
             state = decode_state(raw)
             if state is not None:
-                task.index_due(key, state, self._next_alert(state))
+                task.index_due(key, state, self.processor.next_alert(state))
                 yield state
 
     def _store(self, partition: int) -> PartitionStore:

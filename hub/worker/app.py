@@ -19,7 +19,6 @@ import faulthandler
 import logging
 import signal
 from collections.abc import Callable, Iterable
-from datetime import date
 from typing import Any
 
 import aiohttp
@@ -31,7 +30,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from hub.contract.registry import SchemaRegistryClient
 from hub.contract.schemas import SchemaKind, load_schema
 from hub.contract.serde import AvroDeserializer, AvroSerializer
-from hub.domain.deadlines import effective_deadline, next_alert_date
+from hub.domain.deadlines import effective_deadline
 from hub.domain.events import local_date
 from hub.domain.lifecycle import DossierState
 from hub.engine.changelog import directory_topic
@@ -141,9 +140,6 @@ def build(settings: HubSettings) -> tuple[faust.App, TopicCreator]:
         canonical_url=settings.web_url(),
     )
 
-    def next_alert(state: DossierState) -> date | None:
-        return next_alert_date(state, reference.calendar, settings.due_soon_working_days)
-
     def fatal(exc: BaseException) -> None:
         loop = sink.loop
         if loop is not None:
@@ -159,7 +155,6 @@ def build(settings: HubSettings) -> tuple[faust.App, TopicCreator]:
     engine = CheckpointLoop(
         settings,
         _processor(settings, reference),
-        next_alert=next_alert,
         view=sink,
         on_fatal=fatal,
         on_assigned=directory.announce,

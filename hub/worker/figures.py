@@ -12,13 +12,14 @@ figures are per (agency, procedure, channel), not per dossier.
 
 from __future__ import annotations
 
+import operator
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 
 from hub.domain.lifecycle import DossierState, WorkingDays
-from hub.domain.standing import standing
+from hub.domain.standing import standing_values
 from hub.domain.supervision import FigureKey, Figures
 
 __all__ = ["LocalView"]
@@ -33,8 +34,8 @@ class LocalView:
     open_deadlines: dict[str, tuple[str, str]] = field(default_factory=dict)
     _dates: dict[date, str] = field(default_factory=dict, repr=False)
 
-    def _standing(self, state: DossierState) -> tuple[FigureKey, Figures]:
-        return standing(
+    def _standing(self, state: DossierState) -> tuple[FigureKey, tuple[int, ...]]:
+        return standing_values(
             state, self.calendar, late_if_repeated_supplement=self.late_if_repeated_supplement
         )
 
@@ -47,16 +48,16 @@ class LocalView:
             self.figures[key] = total
 
     def replace(self, before: DossierState | None, after: DossierState) -> None:
-        key, figures = self._standing(after)
+        key, values = self._standing(after)
         if before is None:
-            self._add(key, figures)
+            self._add(key, Figures(*map(int, values)))
         else:
             old_key, old = self._standing(before)
             if old_key != key:
-                self._add(old_key, -old)
-                self._add(key, figures)
-            elif old != figures:  # most events change no figure: nothing to book then
-                self._add(key, figures + -old)
+                self._add(old_key, -Figures(*map(int, old)))
+                self._add(key, Figures(*map(int, values)))
+            elif old != values:  # most events change no figure: nothing to book then
+                self._add(key, Figures(*map(operator.sub, values, old)))
         if after.is_finished or after.appointment_date is None:
             self.open_deadlines.pop(after.dossier_code, None)
         else:

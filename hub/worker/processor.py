@@ -41,7 +41,7 @@ from hub.contract.schemas import SchemaKind
 from hub.contract.serde import AvroDeserializer, AvroSerializer
 from hub.dlq.headers import DeadLetter, attempt_of, detail_from_problems
 from hub.domain.calendar import CalendarError
-from hub.domain.deadlines import due_alerts, mark_emitted
+from hub.domain.deadlines import due_alerts, mark_emitted, next_alert_date
 from hub.domain.events import (
     DomainEvent,
     EventShapeError,
@@ -130,6 +130,10 @@ class Effects:
     event_type: str | None = None
     event_id: str | None = None
     lag_s: float | None = None  # event time to now
+    #: The first day an alert can fall due for the dossier as this record leaves it (``state``
+    #: when set; after a tick, the state ticked), for the engine's due index: the processor
+    #: works it out anyway to know whether any alert is due. Meaningless for other outcomes.
+    next_alert: date | None = None
 
 
 def rule_context(reference: ReferenceData) -> RuleContext:
@@ -279,7 +283,7 @@ class Processor:
         if isinstance(outcome, Rejected):
             return dead(ValueError(outcome.reason), outcome.rule, outcome.reason, event)
         assert isinstance(outcome, Applied)
-        new_state, outputs = self._emit(outcome, now, event.occurred_at)
+        new_state, outputs, next_alert = self._emit(outcome, now, event.occurred_at)
         return Effects(
             "applied",
             state=new_state,
@@ -287,6 +291,7 @@ class Processor:
             event_type=event.event_type,
             event_id=event.event_id,
             lag_s=lag,
+            next_alert=next_alert,
         )
 
     def _boundary_check(
@@ -333,7 +338,7 @@ class Processor:
 
     def _emit(
         self, outcome: Applied, now: datetime, event_time: datetime
-    ) -> tuple[DossierState, list[Output]]:
+    ) -> tuple[DossierState, list[Output], date | None]:
         state = outcome.state
         outputs: list[Output] = []
         key = state.dossier_code.encode()
@@ -360,18 +365,39 @@ class Processor:
         # Deadlines are judged as of the event's own time: the state is only known to be
         # complete up to then. A back-dated history replayed in a burst must not raise alerts
         # for steps its later events close; the deadline clock (``tick``) judges "now".
-        state, alert_outputs = self._alerts(state, min(now, event_time))
-        return state, outputs + alert_outputs
+        state, alert_outputs, next_alert = self._alerts(state, min(now, event_time))
+        if alert_outputs:
+            outputs.extend(alert_outputs)
+        return state, outputs, next_alert
 
-    def _alerts(self, state: DossierState, now: datetime) -> tuple[DossierState, list[Output]]:
+    def next_alert(self, state: DossierState) -> date | None:
+        """The first day an alert can fall due for ``state`` (``next_alert_date``); None for
+        a date outside the calendar: no alert rather than a wrong one."""
         try:
-            alerts = due_alerts(
-                state, local_date(now), self.reference.calendar, self.settings.due_soon_working_days
+            return next_alert_date(
+                state, self.reference.calendar, self.settings.due_soon_working_days
             )
         except CalendarError:
-            return state, []  # a date outside the calendar: no alert rather than a wrong one
+            return None
+
+    def _alerts(
+        self, state: DossierState, now: datetime
+    ) -> tuple[DossierState, list[Output], date | None]:
+        """The alerts due ``now``, the state marking them emitted, and that state's next
+        alert date. The next alert date decides first: most events leave none due today,
+        and then ``due_alerts`` is not asked."""
+        next_alert = self.next_alert(state)
+        today = local_date(now)
+        if next_alert is None or next_alert > today:
+            return state, [], next_alert
+        try:
+            alerts = due_alerts(
+                state, today, self.reference.calendar, self.settings.due_soon_working_days
+            )
+        except CalendarError:
+            return state, [], None  # a date outside the calendar: no alert rather than a wrong one
         if not alerts:
-            return state, []
+            return state, [], next_alert
         key = state.dossier_code.encode()
         topic = self._alerts_topic
         outputs = [
@@ -388,16 +414,17 @@ class Processor:
             )
             for alert in alerts
         ]
-        return mark_emitted(state, alerts), outputs
+        state = mark_emitted(state, alerts)
+        return state, outputs, self.next_alert(state)
 
     def tick(self, state: DossierState | None, now: datetime) -> Effects:
         """The deadline clock: time passed for this dossier; emit alerts now due."""
         if state is None:
             return Effects("ignored")
-        new_state, outputs = self._alerts(state, now)
+        new_state, outputs, next_alert = self._alerts(state, now)
         if not outputs:
-            return Effects("tick")
-        return Effects("tick", state=new_state, outputs=outputs)
+            return Effects("tick", next_alert=next_alert)
+        return Effects("tick", state=new_state, outputs=outputs, next_alert=next_alert)
 
 
 # --- the stored state -----------------------------------------------------------------------

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hub.contract.event_types import DossierEventType as E
+from hub.contract.schemas import SchemaKind, load_schema
+from hub.contract.serde import AvroDeserializer, AvroSerializer
 from hub.domain.deadlines import due_alerts, mark_emitted, next_alert_date
 from hub.domain.lifecycle import Applied, DossierState, apply
+from hub.reference import load_reference
+from hub.settings import HubSettings
+from hub.worker.processor import Processor
 from tests.unit.test_lifecycle import CALENDAR, CTX, T0, applied, make_event
 from tests.unit.test_state_codec import _TYPES, history
 
@@ -71,7 +76,9 @@ def test_nothing_is_due_before_the_next_alert_date_and_something_is_on_it(
     state = _emit_some(state, sorted(clock_days), n)
     found = next_alert_date(state, CALENDAR, n)
     end = LAST_DAY if found is None else found
-    day = max(FIRST_DAY, end - timedelta(days=120))
+    # from the last day the clock judged on (time moves forward), up to the date found
+    last_judged = day0 + timedelta(days=max(clock_days)) if clock_days else FIRST_DAY
+    day = max(FIRST_DAY, end - timedelta(days=120), last_judged)
     while day < end:
         assert due_alerts(state, day, CALENDAR, n) == [], (day, found)
         day += timedelta(days=1)
@@ -94,3 +101,60 @@ def test_no_next_alert_while_the_clock_is_stopped_or_once_finished() -> None:
     assert next_alert_date(paused, CALENDAR, 1) is None
     done = applied(state, make_event(E.PROCESSED, T0 + timedelta(hours=1)))
     assert next_alert_date(done, CALENDAR, 1) is None
+
+
+def test_a_dossier_past_its_deadline_is_not_due_again_for_the_due_soon_it_missed() -> None:
+    # Received with a deadline the clock first sees already passed: DUE_SOON never fired and
+    # never can. Once OVERDUE and APOLOGY_OWED are out, nothing is left to fall due: the
+    # deadline clock must not take this dossier up again every minute, for ever.
+    received = make_event(E.RECEIVED, T0, appointment_date=date(2025, 8, 15))
+    state = applied(applied(None, make_event(E.SUBMITTED, T0)), received)
+    late = date(2025, 8, 20)
+    emitted = due_alerts(state, late, CALENDAR, 1)
+    assert {a.kind.value for a in emitted} == {"OVERDUE", "APOLOGY_OWED"}
+    assert next_alert_date(mark_emitted(state, emitted), CALENDAR, 1) is None
+
+
+class _OneSchemaId:
+    """A registry that gives every subject schema id 1 (the bytes are not read here)."""
+
+    def register(self, subject: str, schema: object) -> int:
+        return 1
+
+
+PROCESSOR = Processor(
+    HubSettings(),
+    load_reference(),
+    AvroDeserializer(_OneSchemaId()),  # type: ignore[arg-type]
+    {
+        kind: lambda topic, kind=kind: AvroSerializer(  # type: ignore[misc]
+            _OneSchemaId(),  # type: ignore[arg-type]
+            f"{topic}-value",
+            load_schema(kind),
+        )
+        for kind in SchemaKind
+    },
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    steps=st.lists(st.tuples(_OPEN_LIFE, st.integers(0, 6000)), max_size=8),
+    appointment=st.one_of(st.none(), st.integers(0, 40)),
+    ticks=st.lists(st.integers(-5, 60), min_size=1, max_size=4),
+)
+def test_the_processor_hands_the_engine_the_next_alert_date_of_the_state_it_leaves(
+    steps: list[tuple[E, int]], appointment: int | None, ticks: list[int]
+) -> None:
+    # The engine's due index takes ``Effects.next_alert`` as it is: it must be the rule's
+    # answer for the state after the tick (alerts marked or not), never a stale one.
+    day0 = date(2025, 8, 5)
+    state = open_history(None if appointment is None else day0 + timedelta(appointment), steps)
+    calendar = PROCESSOR.reference.calendar
+    soon = PROCESSOR.settings.due_soon_working_days
+    for offset in sorted(ticks):
+        now = datetime.combine(day0 + timedelta(days=offset), time(3), tzinfo=UTC)
+        effects = PROCESSOR.tick(state, now)
+        state = effects.state or state
+        assert effects.next_alert == next_alert_date(state, calendar, soon)
+        assert not effects.outputs or effects.state is not None
