@@ -42,6 +42,7 @@ __all__ = [
     "AlertKind",
     "AlertScope",
     "alert_key",
+    "alert_key_prefix",
     "due_alerts",
     "effective_deadline",
     "effective_deadline_on",
@@ -81,6 +82,11 @@ class Alert:
 
 #: "KIND:SCOPE:" for every kind and scope, built once (keys are made for every event).
 _KEY_PREFIX = {(k, s): f"{k.value}:{s.value}:" for k in AlertKind for s in AlertScope}
+
+
+def alert_key_prefix(kind: AlertKind, scope: AlertScope) -> str:
+    """What every key of ``kind`` and ``scope`` starts with."""
+    return _KEY_PREFIX[kind, scope]
 
 
 def alert_key(kind: AlertKind, scope: AlertScope, step_no: int | None, deadline: date) -> str:
@@ -219,16 +225,10 @@ def next_alert_date(
 
     def consider(scope: AlertScope, step_no: int | None, deadline: date) -> None:
         # The keys are only built when some alert was emitted (nothing is pending otherwise).
-        if emitted:
-            step = "-" if step_no is None else str(step_no)
-            tail = f"{step}:{deadline.isoformat()}"
+        tail = f"{'-' if step_no is None else step_no}:{deadline.isoformat()}" if emitted else ""
 
-            def pending(kind: AlertKind) -> bool:
-                return _KEY_PREFIX[kind, scope] + tail not in emitted
-        else:
-
-            def pending(kind: AlertKind) -> bool:
-                return True
+        def pending(kind: AlertKind) -> bool:
+            return not emitted or alert_key_prefix(kind, scope) + tail not in emitted
 
         if pending(AlertKind.OVERDUE) or (
             scope is AlertScope.DOSSIER

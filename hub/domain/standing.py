@@ -9,7 +9,7 @@ never be counted twice, which plain counters incremented per event could not pro
 
 from __future__ import annotations
 
-from hub.domain.deadlines import AlertKind, AlertScope, on_time
+from hub.domain.deadlines import AlertKind, AlertScope, alert_key_prefix, on_time
 from hub.domain.events import Channel
 from hub.domain.lifecycle import DossierState, WorkingDays
 from hub.domain.status import DossierStatus
@@ -17,7 +17,7 @@ from hub.domain.supervision import OPEN_STATUSES, FigureKey, Figures, figure_key
 
 __all__ = ["negate", "standing", "standing_values"]
 
-_OVERDUE_PREFIX = f"{AlertKind.OVERDUE}:{AlertScope.DOSSIER}:"
+_OVERDUE_PREFIX = alert_key_prefix(AlertKind.OVERDUE, AlertScope.DOSSIER)
 _WITHDRAWN_STOPPED = frozenset({DossierStatus.WITHDRAWN, DossierStatus.STOPPED})
 
 
