@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from hub.contract.event_types import HubOutputType
@@ -37,11 +37,12 @@ def output_id(*parts: str) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def _ms(moment: datetime) -> datetime:
-    # Avro timestamp-millis: drop sub-millisecond digits so a re-encode is identical. Times
-    # decoded from Avro have none: then the very same datetime (``replace`` makes a new one).
-    micro = moment.microsecond
-    return moment if micro % 1000 == 0 else moment.replace(microsecond=micro // 1000 * 1000)
+# The records below go straight to the compiled Avro writer (``hub.contract.serde``), so they
+# hold what it writes without conversions: a ``StrEnum`` member is the string (and the enum
+# symbol) it stands for, and timestamp-millis are floored to the millisecond by the encoding
+# itself, so sub-millisecond digits never reach the bytes (and a re-encode is identical).
+_STATUS_CHANGED = str(HubOutputType.STATUS_CHANGED)
+_ALERT = str(HubOutputType.ALERT)
 
 
 def status_record(
@@ -54,9 +55,9 @@ def status_record(
     step = change.step
     return {
         "event_id": output_id(change.cause_event_id, "status"),
-        "event_type": HubOutputType.STATUS_CHANGED.value,
-        "occurred_at": _ms(change.occurred_at),
-        "recorded_at": _ms(recorded_at),
+        "event_type": _STATUS_CHANGED,
+        "occurred_at": change.occurred_at,
+        "recorded_at": recorded_at,
         "source_system": source_system,
         "agency_code": change.agency_code,
         "dossier_code": change.dossier_code,
@@ -64,15 +65,15 @@ def status_record(
         "traceparent": None,
         # Unknown until a submission names it (dossier opened at the desk): empty string.
         "procedure_code": change.procedure_code or "",
-        "channel": change.channel.value,
-        "status": change.status.value,
+        "channel": change.channel,
+        "status": change.status,
         "portal_status_code": portal_codes[change.status],
-        "previous_status": change.previous.value if change.previous else None,
+        "previous_status": change.previous,
         "agency_code_handling": change.agency_code,
-        "received_at": _ms(change.received_at) if change.received_at else None,
+        "received_at": change.received_at,
         "appointment_date": change.appointment_date,
-        "finished_at": _ms(change.finished_at) if change.finished_at else None,
-        "returned_at": _ms(change.returned_at) if change.returned_at else None,
+        "finished_at": change.finished_at,
+        "returned_at": change.returned_at,
         "step": None
         if step is None
         else {
@@ -80,7 +81,7 @@ def status_record(
             "step_name": step.step_name,
             "official": step.official,
             "unit": step.unit,
-            "started_at": _ms(step.started_at),
+            "started_at": step.started_at,
             "step_deadline": step.step_deadline,
         },
         "applicant_name": change.applicant_name,
@@ -89,21 +90,26 @@ def status_record(
 
 
 def alert_record(
-    alert: Alert, state: DossierState, *, source_system: str, detected_at: datetime
+    alert: Alert,
+    state: DossierState,
+    *,
+    source_system: str,
+    detected_at: datetime,
+    recorded_at: datetime,
 ) -> dict[str, Any]:
     return {
         "event_id": output_id(state.dossier_code, "alert", alert.key),
-        "event_type": HubOutputType.ALERT.value,
-        "occurred_at": _ms(detected_at),
-        "recorded_at": _ms(datetime.now(UTC)),
+        "event_type": _ALERT,
+        "occurred_at": detected_at,
+        "recorded_at": recorded_at,
         "source_system": source_system,
         "agency_code": state.agency_code,
         "dossier_code": state.dossier_code,
         "schema_version": SCHEMA_VERSION,
         "traceparent": None,
-        "kind": alert.kind.value,
-        "scope": alert.scope.value,
+        "kind": alert.kind,
+        "scope": alert.scope,
         "step_no": alert.step_no,
         "deadline": alert.deadline,
-        "detected_at": _ms(detected_at),
+        "detected_at": detected_at,
     }

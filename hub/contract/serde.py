@@ -155,6 +155,10 @@ _LOGICAL_WRITERS: dict[tuple[str, str], _Write] = {
 class _Compiler:
     def __init__(self) -> None:
         self.named: dict[str, _Write] = {}
+        #: each enum's writer -> its symbols' encodings, for generated records to write inline
+        self.enum_codes: dict[_Write, dict[str, bytes]] = {}
+        #: each record's writer, as it is (a union's record branch calls it directly)
+        self.records: set[_Write] = set()
 
     def compile(self, schema: Any, namespace: str) -> _Write:
         if isinstance(schema, str):
@@ -203,9 +207,11 @@ class _Compiler:
             full,
             [(item, self.compile(item["type"], space)) for item in schema["fields"]],
             lambda branch: self.compile(branch, space),
+            self,
         )
         generated.append(write)
         self.named[full] = write
+        self.records.add(write)
         return write
 
     def _enum(self, schema: dict[str, Any], namespace: str) -> _Write:
@@ -220,6 +226,7 @@ class _Compiler:
             buf += codes[value]
 
         self.named[full] = write_enum
+        self.enum_codes[write_enum] = codes
         return write_enum
 
     def _array(self, schema: dict[str, Any], namespace: str) -> _Write:
@@ -266,16 +273,17 @@ class _Compiler:
 # the value). Strings, ints and null-or-either of those are written inline; every other field
 # calls the writer compiled for its type. The generated code does what those writers do, so
 # the bytes and the exceptions (ValueError, TypeError, AttributeError, KeyError) are the same.
+_STRING_LINES = [
+    "b = v.encode()",
+    "n = len(b)",
+    "if n < 64:",
+    "    buf.append(n << 1)",  # a one-byte zig-zag varint, the common case
+    "else:",
+    "    _write_long(buf, n)",
+    "buf += b",
+]
 _INLINE: dict[Any, list[str]] = {
-    _write_string: [
-        "b = v.encode()",
-        "n = len(b)",
-        "if n < 64:",
-        "    buf.append(n << 1)",  # a one-byte zig-zag varint, the common case
-        "else:",
-        "    _write_long(buf, n)",
-        "buf += b",
-    ],
+    _write_string: _STRING_LINES,
     _write_long: [
         "if 0 <= v < 64:",
         "    buf.append(v << 1)",
@@ -294,6 +302,13 @@ _INLINE: dict[Any, list[str]] = {
         "    n >>= 7",
         "buf.append(n)",
     ],
+    # a UUID object or its text (36 bytes: the one-byte length of a string)
+    _write_uuid: ["if isinstance(v, UUID):", "    v = str(v)", *_STRING_LINES],
+    _write_date: [
+        "if not isinstance(v, int):",
+        "    v = v.toordinal() - _EPOCH_DAYS",
+        "_write_long(buf, v)",
+    ],
 }
 
 
@@ -305,16 +320,31 @@ def _null_union(field_type: Any) -> tuple[int, Any] | None:
     return None
 
 
+def _inline(write: _Write, i: int, compiler: _Compiler, scope: dict[str, Any]) -> list[str] | None:
+    """The lines writing ``v`` as ``write`` does, or None: call ``write``. An enum's symbols
+    come from ``c{i}``, a record is written by calling its generated writer ``r{i}``."""
+    if write in _INLINE:
+        return _INLINE[write]
+    codes = compiler.enum_codes.get(write)
+    if codes is not None:
+        scope[f"c{i}"] = codes
+        return [f"buf += c{i}[v]"]
+    return None
+
+
 def _generate_record(
     full_name: str,
     fields: list[tuple[dict[str, Any], _Write]],
     compile_branch: Callable[[Any], _Write],
+    compiler: _Compiler,
 ) -> _Write:
     scope: dict[str, Any] = {
         "_write_long": _write_long,
         "_EPOCH": _EPOCH,
         "_EPOCH_NAIVE": _EPOCH_NAIVE,
+        "_EPOCH_DAYS": _EPOCH_DAYS,
         "_MILLI": _MILLI,
+        "UUID": UUID,
     }
     lines = ["def write_record(buf, value):", "    get = value.get"]
     for i, (item, write) in enumerate(fields):
@@ -322,11 +352,16 @@ def _generate_record(
         scope[f"d{i}"] = item.get("default")
         scope[f"w{i}"] = write
         lines.append(f"    v = get({item['name']!r}, d{i})")
-        body = [f"w{i}(buf, v)"]
+        body = _inline(write, i, compiler, scope) or [f"w{i}(buf, v)"]
         union = _null_union(item["type"])
         if union is not None:
             null_index, other = union
-            inline = _INLINE.get(compile_branch(other))
+            branch = compile_branch(other)
+            inline = _inline(branch, i, compiler, scope)
+            if inline is None and branch in compiler.records:
+                # fastavro accepts ``(name, fields)`` for a record branch, and so do we
+                scope[f"r{i}"] = branch
+                inline = [f"r{i}(buf, v[1] if type(v) is tuple else v)"]
             if inline is not None:
                 body = [
                     "if v is None:",
@@ -335,8 +370,6 @@ def _generate_record(
                     f"    buf.append({(1 - null_index) * 2})",
                     *("    " + line for line in inline),
                 ]
-        elif write in _INLINE:
-            body = _INLINE[write]
         lines.extend("    " + line for line in body)
     namespace: dict[str, Any] = {}
     code = compile("\n".join(lines), f"<avro writer {full_name}>", "exec")

@@ -28,6 +28,7 @@ Alerts
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -263,6 +264,9 @@ _ONE_DAY = timedelta(days=1)
 
 #: How far back to look for working days before a deadline: a run of days off (Tết) is at
 #: most a couple of weeks, so n working days lie within 7 * (n + 3) calendar days.
+#: Cached: a function of the (immutable) calendar and its arguments alone, asked about the
+#: same few hundred deadlines for every event of the province's open dossiers.
+@functools.lru_cache(maxsize=1 << 12)
 def _nth_working_day_back(calendar: WorkingDays, deadline: date, n: int) -> date | None:
     """The n-th working day counting back from ``deadline`` (itself first if a working day)."""
     day = deadline

@@ -136,7 +136,10 @@ E = DossierEventType
 
 
 class WorkingDays(Protocol):
-    """What the domain needs from the working-day calendar (``hub.domain.calendar``)."""
+    """What the domain needs from the working-day calendar (``hub.domain.calendar``).
+    Hashable: it is immutable, and answers derived from it alone are cached by it."""
+
+    def __hash__(self) -> int: ...
 
     def is_working_day(self, d: date, /) -> bool: ...
 

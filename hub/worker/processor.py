@@ -365,7 +365,7 @@ class Processor:
         # Deadlines are judged as of the event's own time: the state is only known to be
         # complete up to then. A back-dated history replayed in a burst must not raise alerts
         # for steps its later events close; the deadline clock (``tick``) judges "now".
-        state, alert_outputs, next_alert = self._alerts(state, min(now, event_time))
+        state, alert_outputs, next_alert = self._alerts(state, min(now, event_time), now)
         if alert_outputs:
             outputs.extend(alert_outputs)
         return state, outputs, next_alert
@@ -381,11 +381,11 @@ class Processor:
             return None
 
     def _alerts(
-        self, state: DossierState, now: datetime
+        self, state: DossierState, now: datetime, recorded_at: datetime
     ) -> tuple[DossierState, list[Output], date | None]:
         """The alerts due ``now``, the state marking them emitted, and that state's next
-        alert date. The next alert date decides first: most events leave none due today,
-        and then ``due_alerts`` is not asked."""
+        alert date; ``recorded_at``: when the hub writes them. The next alert date decides
+        first: most events leave none due today, and then ``due_alerts`` is not asked."""
         next_alert = self.next_alert(state)
         today = local_date(now)
         if next_alert is None or next_alert > today:
@@ -408,7 +408,11 @@ class Processor:
                     SchemaKind.DOSSIER_ALERT,
                     topic,
                     alert_record(
-                        alert, state, source_system=self.settings.source_system, detected_at=now
+                        alert,
+                        state,
+                        source_system=self.settings.source_system,
+                        detected_at=now,
+                        recorded_at=recorded_at,
                     ),
                 ),
             )
@@ -421,7 +425,7 @@ class Processor:
         """The deadline clock: time passed for this dossier; emit alerts now due."""
         if state is None:
             return Effects("ignored")
-        new_state, outputs, next_alert = self._alerts(state, now)
+        new_state, outputs, next_alert = self._alerts(state, now, now)
         if not outputs:
             return Effects("tick", next_alert=next_alert)
         return Effects("tick", state=new_state, outputs=outputs, next_alert=next_alert)
