@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from enum import StrEnum
 
@@ -75,10 +75,12 @@ class Alert:
     scope: AlertScope
     step_no: int | None
     deadline: date
+    #: ``alert_key`` of the above, made once: it is asked for three times an alert
+    key: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> str:
-        return alert_key(self.kind, self.scope, self.step_no, self.deadline)
+    def __post_init__(self) -> None:
+        key = alert_key(self.kind, self.scope, self.step_no, self.deadline)
+        object.__setattr__(self, "key", key)
 
 
 #: "KIND:SCOPE:" for every kind and scope, built once (keys are made for every event).

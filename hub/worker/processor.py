@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -136,6 +136,16 @@ class Effects:
     next_alert: date | None = None
 
 
+class Source(NamedTuple):
+    """Where a record came from and when it was handled: what its dead letter says."""
+
+    topic: str
+    partition: int
+    offset: int
+    headers: list[tuple[str, bytes | None]] | None
+    now: datetime
+
+
 def rule_context(reference: ReferenceData) -> RuleContext:
     """The domain's view of the reference data: calendar, procedure terms, agency mergers.
 
@@ -182,7 +192,9 @@ class Processor:
         # Topic names are built from the prefix once, not per event.
         self._status_topics = (self.topics.status, self.topics.portal_outbox)
         self._alerts_topic = self.topics.alerts
-        self._inboxes: dict[str, str] = {}
+        self._inboxes: dict[str, tuple[str, AvroSerializer]] = {}
+        #: (topic, serializer) of the topics every status change goes to, once known
+        self._status_targets: list[tuple[str, AvroSerializer]] | None = None
         # ``_latest``'s values for the last ``now`` seen
         self._now: datetime | None = None
         self._latest_ts = self._recorded_default = datetime.min.replace(tzinfo=UTC)
@@ -193,6 +205,15 @@ class Processor:
             serializer = self._serializer_factories[kind](topic)
             self._serializers[topic] = serializer
         return serializer
+
+    def _inbox(self, agency_code: str) -> tuple[str, AvroSerializer]:
+        """The inbox topic of an agency a dossier is transferred to, and its serializer."""
+        target = self._inboxes.get(agency_code)
+        if target is None:
+            topic = self.topics.inbox(agency_code)
+            target = (topic, self._serializer(SchemaKind.DOSSIER_STATUS, topic))
+            self._inboxes[agency_code] = target
+        return target
 
     def _serialize(self, kind: SchemaKind, topic: str, record: dict[str, Any]) -> bytes:
         return self._serializer(kind, topic)(record)
@@ -211,38 +232,19 @@ class Processor:
         state: DossierState | None,
         now: datetime,
     ) -> Effects:
-        def dead(
-            exc: BaseException, reason: str | None = None, detail: str | None = None,
-            event: DomainEvent | None = None,
-        ) -> Effects:  # fmt: skip
-            letter = DeadLetter.for_exception(
-                exc,
-                source_topic=topic,
-                source_partition=partition,
-                source_offset=offset,
-                processor=self.name,
-                reason=reason,
-                detail=detail,
-                agency_code=event.agency_code if event else None,
-                event_type=event.event_type if event else None,
-                dossier_code=event.dossier_code if event else None,
-                attempt=attempt_of(headers),
-                failed_at=now,
-            )
-            return Effects(
-                "dead-letter",
-                dead_letter=letter,
-                event_type=event.event_type if event else None,
-            )
-
         if value is None:
-            return dead(ValueError("tombstone"), "empty-value", "record has no value")
+            return self._dead(
+                Source(topic, partition, offset, headers, now),
+                ValueError("tombstone"),
+                "empty-value",
+                "record has no value",
+            )
         try:
             _, record = self.deserializer.decode_event(value)
         except RegistryUnavailableError:
             raise  # not the record's fault: the caller retries, nothing is dead-lettered
         except ContractError as exc:
-            return dead(exc)
+            return self._dead(Source(topic, partition, offset, headers, now), exc)
         # Any Kafka client can write here, bypassing the connectors: the same boundary rules
         # apply (lengths, codes, clocks, procedure dates), and text is NFC-normalised. A valid,
         # already normal record (nearly all) is accepted in one pass (``fast_event``); any
@@ -260,10 +262,13 @@ class Processor:
             try:
                 event = from_record(record)
             except EventShapeError as exc:
-                return dead(exc, "invalid-shape", str(exc))
+                return self._dead(
+                    Source(topic, partition, offset, headers, now), exc, "invalid-shape", str(exc)
+                )
             checked = self._boundary_check(record, event, now)
             if isinstance(checked, list):
-                return dead(
+                return self._dead(
+                    Source(topic, partition, offset, headers, now),
                     ValueError("validation failed"),
                     "validation",
                     detail_from_problems(checked),
@@ -272,16 +277,30 @@ class Processor:
             event = checked
         problem = self._key_problem(event, key)
         if problem is not None:
-            return dead(ValueError(problem), "validation", problem, event)
+            return self._dead(
+                Source(topic, partition, offset, headers, now),
+                ValueError(problem),
+                "validation",
+                problem,
+                event,
+            )
         try:
             outcome = apply(state, event, self.ctx)
         except CalendarError as exc:
-            return dead(exc, "calendar", str(exc), event)
+            return self._dead(
+                Source(topic, partition, offset, headers, now), exc, "calendar", str(exc), event
+            )
         lag = (now - event.occurred_at).total_seconds()
         if isinstance(outcome, Duplicate):
             return Effects("duplicate", event_type=event.event_type, lag_s=lag)
         if isinstance(outcome, Rejected):
-            return dead(ValueError(outcome.reason), outcome.rule, outcome.reason, event)
+            return self._dead(
+                Source(topic, partition, offset, headers, now),
+                ValueError(outcome.reason),
+                outcome.rule,
+                outcome.reason,
+                event,
+            )
         assert isinstance(outcome, Applied)
         new_state, outputs, next_alert = self._emit(outcome, now, event.occurred_at)
         return Effects(
@@ -292,6 +311,34 @@ class Processor:
             event_id=event.event_id,
             lag_s=lag,
             next_alert=next_alert,
+        )
+
+    def _dead(
+        self,
+        source: Source,
+        exc: BaseException,
+        reason: str | None = None,
+        detail: str | None = None,
+        event: DomainEvent | None = None,
+    ) -> Effects:
+        """A record that goes to the dead-letter topic (a method rather than a closure in
+        ``handle``: a closure would turn every local name it reads into a slower cell)."""
+        letter = DeadLetter.for_exception(
+            exc,
+            source_topic=source.topic,
+            source_partition=source.partition,
+            source_offset=source.offset,
+            processor=self.name,
+            reason=reason,
+            detail=detail,
+            agency_code=event.agency_code if event else None,
+            event_type=event.event_type if event else None,
+            dossier_code=event.dossier_code if event else None,
+            attempt=attempt_of(source.headers),
+            failed_at=source.now,
+        )
+        return Effects(
+            "dead-letter", dead_letter=letter, event_type=event.event_type if event else None
         )
 
     def _boundary_check(
@@ -350,18 +397,18 @@ class Processor:
                 source_system=self.settings.source_system,
                 recorded_at=now,
             )
-            targets: tuple[str, ...] = self._status_topics
+            targets = self._status_targets
+            if targets is None:
+                targets = self._status_targets = [
+                    (t, self._serializer(SchemaKind.DOSSIER_STATUS, t)) for t in self._status_topics
+                ]
             if outcome.transfer is not None:
-                to = outcome.transfer.to_agency
-                inbox = self._inboxes.get(to) or self._inboxes.setdefault(to, self.topics.inbox(to))
-                targets = (*targets, inbox)
+                targets = [*targets, self._inbox(outcome.transfer.to_agency)]
             # One schema for every status topic: encode once, frame with each topic's id.
-            serializers = [self._serializer(SchemaKind.DOSSIER_STATUS, t) for t in targets]
-            body = serializers[0].encode_body(record)
-            outputs.extend(
-                Output(topic, key, serializer.frame_body(body))
-                for topic, serializer in zip(targets, serializers, strict=True)
-            )
+            body = targets[0][1].encode_body(record)
+            outputs = [
+                Output(topic, key, serializer.frame_body(body)) for topic, serializer in targets
+            ]
         # Deadlines are judged as of the event's own time: the state is only known to be
         # complete up to then. A back-dated history replayed in a burst must not raise alerts
         # for steps its later events close; the deadline clock (``tick``) judges "now".
