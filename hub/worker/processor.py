@@ -111,15 +111,15 @@ class Topics:
         return self._t(f"agency.inbox.{agency_code}")
 
 
-@dataclass(frozen=True, slots=True)
-class Output:
+class Output(NamedTuple):
+    """A record to produce (the hub's outputs carry no headers)."""
+
     topic: str
     key: bytes
     value: bytes
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class Effects:
     """The result of one record: ``outcome`` is a short word for metrics and logs."""
 
