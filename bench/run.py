@@ -155,6 +155,21 @@ def events_in(metrics_text: str, topic: str) -> dict[str, float]:
     return out
 
 
+def checkpoint_totals(metrics_text: str) -> tuple[float, float]:
+    """(checkpoints committed, seconds spent committing them) from ``hub_checkpoint_seconds``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    count = seconds = 0.0
+    for family in text_string_to_metric_families(metrics_text):
+        if family.name == "hub_checkpoint_seconds":
+            for sample in family.samples:
+                if sample.name.endswith("_count"):
+                    count = sample.value
+                elif sample.name.endswith("_sum"):
+                    seconds = sample.value
+    return count, seconds
+
+
 class CommittedCount:
     """Events the checkpoint engine has committed: the sum of the consumer group's committed
     offsets on the input topic. The engine commits them in the transaction that carries the
@@ -252,6 +267,10 @@ class Worker:
         if status != 200:
             return {}
         return events_in(body.decode(errors="replace"), topic)
+
+    def checkpoints(self) -> tuple[float, float]:
+        status, body = http_get(f"{self.url}/metrics", timeout_s=10)
+        return checkpoint_totals(body.decode(errors="replace")) if status == 200 else (0.0, 0.0)
 
     def log_tail(self, chars: int = 2000) -> str:
         try:
@@ -848,6 +867,7 @@ async def latency_phase(bench: Bench, rates: list[int], seconds: float) -> list[
                 continue
             ids: list[str] = []
             say(f"  offering {rate} events/s for {seconds:.0f}s")
+            checkpoints_before = await asyncio.to_thread(worker.checkpoints)
             start = time.monotonic()
             interval = 1.0 / rate
             next_at = start
@@ -871,6 +891,7 @@ async def latency_phase(bench: Bench, rates: list[int], seconds: float) -> list[
             window = time.monotonic() - start
             total_sent += len(ids)
             at_end = await processed()
+            checkpoints_after = await asyncio.to_thread(worker.checkpoints)
             behind = total_sent - at_end
             drained_in = await wait_processed(processed, total_sent, 120)
             await asyncio.sleep(1.0)  # let the probe read the last outputs
@@ -890,11 +911,21 @@ async def latency_phase(bench: Bench, rates: list[int], seconds: float) -> list[
                 "max_ms": round(max(lat), 1) if lat else None,
                 "mean_ms": round(statistics.fmean(lat), 1) if lat else None,
                 "sustained": sustained,
+                # the engine's checkpoints during the window: how many, and the mean time one
+                # took to commit (flush, offsets, commit, store write), in which no record moves
+                "checkpoints": int(checkpoints_after[0] - checkpoints_before[0]),
+                "checkpoint_mean_ms": round(
+                    (checkpoints_after[1] - checkpoints_before[1])
+                    / max(1.0, checkpoints_after[0] - checkpoints_before[0])
+                    * 1000,
+                    1,
+                ),
             }
             results.append(entry)
             say(
                 f"  {rate}/s: sent {entry['achieved_send_rate']}/s, backlog {int(behind)}, "
                 f"p50 {entry['p50_ms']} p95 {entry['p95_ms']} p99 {entry['p99_ms']} ms, "
+                f"{entry['checkpoints']} checkpoints of {entry['checkpoint_mean_ms']} ms, "
                 f"{'sustained' if sustained else 'NOT sustained'}"
             )
             if drained_in is None:

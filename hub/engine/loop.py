@@ -83,6 +83,8 @@ ASSIGN_PATIENCE_S = 300.0
 RESTORE_PATIENCE_S = 30.0
 #: the timeout given to each transactional call of the producer
 TXN_CALL_S = 15.0
+#: how long the producer may hold an output to batch it (see the producer's settings)
+PRODUCER_LINGER_MS = 20
 
 
 class ProducerStuck(KafkaException):
@@ -270,7 +272,10 @@ class CheckpointLoop:
             "transactional.id": f"{settings.app_id}-{self.worker_id}",
             "enable.idempotence": True,
             "acks": "all",
-            "linger.ms": 2,
+            # Every checkpoint flushes (and a commit sends what lingers), so a linger costs an
+            # output no latency; it lets librdkafka send fewer, larger requests and wake its
+            # threads less: 2 -> 20 ms measured 5,600 -> 7,400 events/s (bench/RESULTS.md)
+            "linger.ms": PRODUCER_LINGER_MS,
             # where Java clients, aiokafka and kafka-python put a key
             "partitioner": "murmur2_random",
             "transaction.timeout.ms": settings.transaction_timeout_ms,
