@@ -43,6 +43,7 @@ from hub.worker import metrics
 from hub.worker.figures import LocalView
 from hub.worker.lag import LagSampler, refresh
 from hub.worker.processor import Processor, Topics, decode_state, utc_now
+from hub.worker.query import BadParameterError, overdue_query
 from hub.worker.topics import TopicCreator, hub_topics
 
 __all__ = ["build", "main"]
@@ -241,9 +242,11 @@ def build(settings: HubSettings) -> tuple[faust.App, TopicCreator]:
     @app.page("/overdue")
     async def overdue(web: Any, request: Any) -> Any:
         """Open dossiers past their appointment date held by this worker (filter: agency)."""
-        agency = request.query.get("agency")
-        page = max(1, int(request.query.get("page", "1")))
-        size = min(500, max(1, int(request.query.get("size", "50"))))
+        try:
+            query = overdue_query(request.query, reference.agencies)
+        except BadParameterError as exc:
+            return web.json(exc.as_json(), status=400)
+        agency, page, size = query.agency, query.page, query.size
         today = local_date(utc_now()).isoformat()
         rows = sorted(
             (deadline, code, holder)
@@ -266,6 +269,8 @@ def build(settings: HubSettings) -> tuple[faust.App, TopicCreator]:
     async def agency_summary(web: Any, request: Any, code: str) -> Any:
         from hub.domain.supervision import Figures
 
+        if code not in reference.agencies:
+            return web.json({"error": f"unknown agency code {code!r}"}, status=404)
         total = Figures()
         for key, figures in sink.view.figures.items():
             if key.agency_code == code:

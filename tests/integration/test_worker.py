@@ -93,6 +93,16 @@ def test_dossiers_flow_through_the_worker_to_status_inbox_and_view(
     assert summary["counts"]["ratings_count"] == 1
     assert summary["satisfaction"] == 1.0
 
+    # Bad input is the caller's mistake, named; an unknown agency is not found.
+    status, body = hub_worker.get("/overdue?page=abc")
+    assert (status, body["parameter"]) == (400, "page"), body
+    status, body = hub_worker.get("/overdue?agency=H40.NOPE")
+    assert (status, body["parameter"]) == (400, "agency"), body
+    status, body = hub_worker.get(f"/overdue?agency={HEALTH}&size=10")
+    assert status == 200 and body["size"] == 10, body
+    status, body = hub_worker.get("/agencies/H40.NOPE/summary")
+    assert status == 404 and "H40.NOPE" in body["error"], body
+
     status, metrics = hub_worker.get("/metrics")
     assert status == 200
     series = (
