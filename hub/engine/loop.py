@@ -85,6 +85,14 @@ RESTORE_PATIENCE_S = 30.0
 TXN_CALL_S = 15.0
 #: how long the producer may hold an output to batch it (see the producer's settings)
 PRODUCER_LINGER_MS = 20
+#: Transactional producers a worker takes in turn, one checkpoint each. After a commit returns,
+#: the coordinator still writes the transaction's markers; a new transaction of the same
+#: transactional id that adds a partition meanwhile is refused (CONCURRENT_TRANSACTIONS) and
+#: librdkafka asks again 20 ms later, which was the tail of the checkpoint time. With two ids
+#: the next checkpoint never waits for the last one's markers. Each id is fenced like the
+#: first: a restart on the same disk fences both, and both commit offsets with the group's
+#: metadata (KIP-447).
+PRODUCER_SLOTS = 2
 
 
 class ProducerStuck(KafkaException):
@@ -195,8 +203,9 @@ class Task:
 
 
 def worker_id(data_dir: Path) -> str:
-    """A stable id for this worker's disk: its transactional id, so a restart on the same
-    disk fences its own previous incarnation and aborts what it left open at once."""
+    """A stable id for this worker's disk: its transactional ids are made from it, so a
+    restart on the same disk fences its own previous incarnation and aborts what it left open
+    at once."""
     path = data_dir / "worker-id"
     try:
         return path.read_text().strip()
@@ -289,7 +298,9 @@ class CheckpointLoop:
             "enable.partition.eof": True,
         }
         self.consumer: Consumer | None = None
-        self.producer: Producer | None = None
+        self.producer: Producer | None = None  # the one whose turn it is
+        self._producers: list[Producer] = []  # by slot (PRODUCER_SLOTS)
+        self._slot = 0
         self.admin = EngineTopics(
             common, settings.partitions, settings.replication_factor, timeout_s=15.0
         )
@@ -353,9 +364,27 @@ class CheckpointLoop:
     def _lock(self, partition: int) -> threading.Lock:
         return self._locks.setdefault(partition, threading.Lock())
 
+    def _slot_config(self, slot: int) -> dict[str, Any]:
+        """Slot 0 keeps the worker's first transactional id (what a worker of one producer
+        used, so it is fenced too); slot k adds ``.k``."""
+        if slot == 0:
+            return self._producer_config
+        suffix = f".{slot}"
+        return {
+            **self._producer_config,
+            "client.id": f"{self._producer_config['client.id']}{suffix}",
+            "transactional.id": f"{self._producer_config['transactional.id']}{suffix}",
+        }
+
+    def _make_producer(self, slot: int) -> Producer:
+        producer = Producer(self._slot_config(slot))
+        producer.init_transactions(60)  # aborts what an earlier run of ours left open
+        return producer
+
     def _connect(self) -> None:
-        self.producer = Producer(self._producer_config)
-        self.producer.init_transactions(60)  # aborts what an earlier run of ours left open
+        self._producers = [self._make_producer(slot) for slot in range(PRODUCER_SLOTS)]
+        self._slot = 0
+        self.producer = self._producers[0]
         self.consumer = Consumer(self._consumer_config)
         self.consumer.subscribe(
             self.inputs, on_assign=self._on_assign, on_revoke=self._on_revoke,
@@ -369,7 +398,8 @@ class CheckpointLoop:
             self._commit()
         self.ready.clear()
         self.consumer.close()  # leaves the group: the others take over without waiting
-        self.producer.flush(10)
+        for producer in self._producers or [self.producer]:
+            producer.flush(10)
         for restorer in self._restorers.values():
             restorer.close()
         for store in self._stores.values():
@@ -610,6 +640,7 @@ class CheckpointLoop:
             self._abort(exc)
             return False
         self._in_txn = False
+        self._next_producer()
         self.checkpoints += 1
         changes: list[tuple[DossierState | None, DossierState]] = []
         for partition, raw_states in written.items():
@@ -654,17 +685,24 @@ class CheckpointLoop:
             self._rebuild_due(task)
         self._seek_to_committed()
 
+    def _next_producer(self) -> None:
+        """The next checkpoint's producer (see PRODUCER_SLOTS)."""
+        if len(self._producers) > 1:
+            self._slot = (self._slot + 1) % len(self._producers)
+            self.producer = self._producers[self._slot]
+
     def _new_producer(self) -> None:
         """A new producer with the same transactional id: it fences the old one, and the
         broker aborts whatever the old one left open."""
         for attempt in range(1, 6):
             try:
-                producer = Producer(self._producer_config)
-                producer.init_transactions(60)
+                producer = self._make_producer(self._slot)
             except KafkaException as exc:
                 log.warning("producer not ready (attempt %d): %s", attempt, exc)
                 self._stop.wait(2.0 * attempt)
                 continue
+            if self._producers:
+                self._producers[self._slot] = producer
             self.producer = producer
             log.info("producer re-created after a fatal error")
             return
