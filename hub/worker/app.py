@@ -40,7 +40,7 @@ from hub.engine.store import META_KEY
 from hub.reference import ReferenceData, load_reference
 from hub.settings import HubSettings
 from hub.worker import metrics
-from hub.worker.figures import LocalView
+from hub.worker.figures import LocalView, agency_summary
 from hub.worker.lag import LagSampler, refresh
 from hub.worker.processor import Processor, Topics, decode_state, utc_now
 from hub.worker.query import BadParameterError, overdue_query
@@ -266,24 +266,10 @@ def build(settings: HubSettings) -> tuple[faust.App, TopicCreator]:
         )
 
     @app.page("/agencies/{code}/summary")
-    async def agency_summary(web: Any, request: Any, code: str) -> Any:
-        from hub.domain.supervision import Figures
-
+    async def get_agency_summary(web: Any, request: Any, code: str) -> Any:
         if code not in reference.agencies:
             return web.json({"error": f"unknown agency code {code!r}"}, status=404)
-        total = Figures()
-        for key, figures in sink.view.figures.items():
-            if key.agency_code == code:
-                total = total + figures
-        return web.json(
-            {
-                "agency_code": code,
-                "counts": total.to_dict(),
-                "on_time_rate": total.on_time_rate,
-                "online_share": total.online_share,
-                "satisfaction": total.satisfaction,
-            }
-        )
+        return web.json(agency_summary(dict(sink.view.figures), code))
 
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:

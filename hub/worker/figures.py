@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import operator
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 from hub.domain.lifecycle import DossierState, WorkingDays
 from hub.domain.standing import standing_values
 from hub.domain.supervision import FigureKey, Figures
 
-__all__ = ["LocalView"]
+__all__ = ["LocalView", "agency_summary"]
 
 
 @dataclass
@@ -81,3 +82,29 @@ class LocalView:
             self.replace(None, state)
             count += 1
         return count
+
+
+def _figures_json(figures: Figures) -> dict[str, Any]:
+    return {
+        "counts": figures.to_dict(),
+        "on_time_rate": figures.on_time_rate,
+        "online_share": figures.online_share,
+        "satisfaction": figures.satisfaction,
+    }
+
+
+def agency_summary(figures: Mapping[FigureKey, Figures], agency: str) -> dict[str, Any]:
+    """An agency's figures over the dossiers in ``figures``: in all, and per procedure (the
+    per-procedure breakdown Prometheus does not carry: ``hub.worker.metrics``)."""
+    total = Figures()
+    by_procedure: dict[str, Figures] = {}
+    for key, value in figures.items():
+        if key.agency_code == agency:
+            total = total + value
+            procedure = key.procedure_code
+            by_procedure[procedure] = by_procedure.get(procedure, Figures()) + value
+    return {
+        "agency_code": agency,
+        **_figures_json(total),
+        "by_procedure": {code: _figures_json(f) for code, f in sorted(by_procedure.items())},
+    }
