@@ -22,6 +22,7 @@ from typing import Any
 from hub.domain.lifecycle import DossierState, WorkingDays
 from hub.domain.standing import standing_values
 from hub.domain.supervision import FigureKey, Figures
+from hub.worker.province import figures_json
 
 __all__ = ["LocalView", "agency_summary"]
 
@@ -84,15 +85,6 @@ class LocalView:
         return count
 
 
-def _figures_json(figures: Figures) -> dict[str, Any]:
-    return {
-        "counts": figures.to_dict(),
-        "on_time_rate": figures.on_time_rate,
-        "online_share": figures.online_share,
-        "satisfaction": figures.satisfaction,
-    }
-
-
 def agency_summary(figures: Mapping[FigureKey, Figures], agency: str) -> dict[str, Any]:
     """An agency's figures over the dossiers in ``figures``: in all, and per procedure (the
     per-procedure breakdown Prometheus does not carry: ``hub.worker.metrics``)."""
@@ -105,6 +97,6 @@ def agency_summary(figures: Mapping[FigureKey, Figures], agency: str) -> dict[st
             by_procedure[procedure] = by_procedure.get(procedure, Figures()) + value
     return {
         "agency_code": agency,
-        **_figures_json(total),
-        "by_procedure": {code: _figures_json(f) for code, f in sorted(by_procedure.items())},
+        **figures_json(total),
+        "by_procedure": {code: figures_json(f) for code, f in sorted(by_procedure.items())},
     }
