@@ -201,6 +201,8 @@ def build(settings: HubSettings) -> tuple[faust.App, TopicCreator]:
         deadline = effective_deadline(state, reference.calendar)
         data["effective_deadline"] = deadline.isoformat() if deadline else None
         data.pop("alerts_emitted", None)
+        # accountability: the first step that overran its deadline (all of them: late_steps)
+        data["made_late_by"] = state.late_steps[0].to_dict() if state.late_steps else None
         return data
 
     session: dict[str, aiohttp.ClientSession] = {}
@@ -315,7 +317,8 @@ def build(settings: HubSettings) -> tuple[faust.App, TopicCreator]:
         """An agency's figures, province-wide, in all and per procedure."""
         if code not in reference.agencies:
             return web.json({"error": f"unknown agency code {code!r}"}, status=404)
-        mine = agency_summary(dict(sink.view.figures), code)
+        view = sink.view
+        mine = agency_summary(dict(view.figures), code, dict(view.late_steps))
         try:
             parts = [mine, *await peer_parts(request, f"/agencies/{code}/summary", {})]
         except Incomplete as exc:

@@ -127,6 +127,12 @@ class FiguresCollector(Collector):
                 labels=["agency"],
             ),
         }  # fmt: skip
+        late_steps = GaugeMetricFamily(
+            "hub_late_steps",
+            "Processing steps completed after their deadline, in dossiers held by this worker, "
+            "by the agency and unit that handled them (never an official's name)",
+            labels=["agency", "unit"],
+        )
         overdue = GaugeMetricFamily(
             "hub_overdue_open_dossiers",
             "Open dossiers held by this worker whose deadline is before today (local date)",
@@ -152,7 +158,10 @@ class FiguresCollector(Collector):
                         family.add_metric([agency], value)
             for agency, count in overdue_by_agency(view, self.today()).items():
                 overdue.add_metric([agency], count)
+            for (agency, unit), count in list(view.late_steps.items()):
+                late_steps.add_metric([agency, unit], count)
         yield dossiers
+        yield late_steps
         yield from ratios.values()
         yield overdue
 

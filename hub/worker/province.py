@@ -34,8 +34,11 @@ def merge_summaries(agency: str, parts: Iterable[Mapping[str, Any]]) -> dict[str
     """One agency summary (``hub.worker.figures.agency_summary``'s shape) from the parts."""
     total = Figures()
     by_procedure: dict[str, Figures] = {}
+    late_by_unit: dict[str, int] = {}
     for part in parts:
         total = total + Figures.from_dict(part["counts"])
+        for unit, count in part.get("late_steps_by_unit", {}).items():
+            late_by_unit[unit] = late_by_unit.get(unit, 0) + int(count)
         for code, figures in part.get("by_procedure", {}).items():
             by_procedure[code] = by_procedure.get(code, Figures()) + Figures.from_dict(
                 figures["counts"]
@@ -44,6 +47,7 @@ def merge_summaries(agency: str, parts: Iterable[Mapping[str, Any]]) -> dict[str
         "agency_code": agency,
         **figures_json(total),
         "by_procedure": {code: figures_json(f) for code, f in sorted(by_procedure.items())},
+        "late_steps_by_unit": dict(sorted(late_by_unit.items())),
     }
 
 

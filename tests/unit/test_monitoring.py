@@ -409,7 +409,8 @@ def test_build_info_is_one_with_the_version() -> None:
 
 def test_a_province_scaled_up_stays_within_twenty_thousand_series() -> None:
     """200 agencies handling 2,000 procedures (ten each) over three channels, every figure
-    non-zero: Prometheus carries agency x channel x figure, not the procedures."""
+    non-zero, five units each with late steps: Prometheus carries agency x channel x figure
+    and agency x unit, not the procedures."""
     view = LocalView(load_reference().calendar)
     everything = Figures(*(1 for _ in fields(Figures)))
     for agency in range(200):
@@ -419,13 +420,16 @@ def test_a_province_scaled_up_stays_within_twenty_thousand_series() -> None:
                     f"{agency:03d}.00.00.H40", f"1.{agency * 10 + procedure:06d}", channel
                 )
                 view.figures[key] = everything
+        for unit in range(5):  # late steps by agency and unit (never by official)
+            view.late_steps[(f"{agency:03d}.00.00.H40", f"Phòng {unit}")] = 1
     registry = CollectorRegistry()
     collector = metrics.FiguresCollector(today=lambda: date(2025, 3, 10))
     collector.watch(view)
     registry.register(collector)
     series = sum(len(family.samples) for family in registry.collect())
     assert len(view.figures) == 6_000
-    assert series == 200 * 3 * len(fields(Figures)) + 200 * 4  # dossiers; 3 ratios, overdue
+    # dossiers; 3 ratios and overdue per agency; late steps per unit
+    assert series == 200 * 3 * len(fields(Figures)) + 200 * 4 + 200 * 5
     assert series < 20_000
     # the per-procedure figures are the API's
     summary = agency_summary(view.figures, "007.00.00.H40")

@@ -52,3 +52,12 @@ def test_a_page_of_the_overdue_list_is_that_page_of_the_merged_order() -> None:
     assert [r["dossier_code"] for r in page["items"]] == ["A9", "X2"]  # same day: by code
     first = merge_overdue([one, two], page=1, size=2)
     assert [r["dossier_code"] for r in first["items"]] == ["Y1", "X1"]
+
+
+def test_late_steps_are_counted_per_unit_of_the_agency_and_add_up_across_workers() -> None:
+    late = {(JUSTICE, "Phòng Tư pháp"): 2, (JUSTICE, "Văn phòng"): 1, ("000.00.03.H40", "X"): 4}
+    one = agency_summary({}, JUSTICE, late)
+    assert one["late_steps_by_unit"] == {"Phòng Tư pháp": 2, "Văn phòng": 1}
+    two = agency_summary({}, JUSTICE, {(JUSTICE, "Văn phòng"): 3})
+    merged = merge_summaries(JUSTICE, [one, two])
+    assert merged["late_steps_by_unit"] == {"Phòng Tư pháp": 2, "Văn phòng": 4}
