@@ -254,10 +254,7 @@ class CurrentStep(msgspec.Struct, frozen=True, array_like=True, gc=False):
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "no": self.step_no,
-            "name": self.step_name,
-            "official": self.official,
-            "unit": self.unit,
+            **_step_identity(self),
             "started_at": self.started_at.isoformat(),
             "deadline": _iso(self.step_deadline),
             "paused_base": self.paused_base,
@@ -267,15 +264,31 @@ class CurrentStep(msgspec.Struct, frozen=True, array_like=True, gc=False):
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CurrentStep:
         return cls(
-            step_no=int(data["no"]),
-            step_name=str(data["name"]),
-            official=str(data["official"]),
-            unit=str(data["unit"]),
+            **_step_identity_from(data),
             started_at=datetime.fromisoformat(data["started_at"]),
             step_deadline=_opt_date(data.get("deadline")),
             paused_base=int(data.get("paused_base", 0)),
             completed_at=_opt_dt(data.get("completed_at")),
         )
+
+
+def _step_identity(step: CurrentStep | LateStep) -> dict[str, Any]:
+    """A step's number, name, official and unit in the JSON form (``to_dict``)."""
+    return {
+        "no": step.step_no,
+        "name": step.step_name,
+        "official": step.official,
+        "unit": step.unit,
+    }
+
+
+def _step_identity_from(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "step_no": int(data["no"]),
+        "step_name": str(data["name"]),
+        "official": str(data["official"]),
+        "unit": str(data["unit"]),
+    }
 
 
 class LateStep(msgspec.Struct, frozen=True, array_like=True, gc=False):
@@ -294,10 +307,7 @@ class LateStep(msgspec.Struct, frozen=True, array_like=True, gc=False):
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "no": self.step_no,
-            "name": self.step_name,
-            "official": self.official,
-            "unit": self.unit,
+            **_step_identity(self),
             "agency_code": self.agency_code,
             "deadline": self.deadline.isoformat(),
             "completed_on": self.completed_on.isoformat(),
@@ -307,10 +317,7 @@ class LateStep(msgspec.Struct, frozen=True, array_like=True, gc=False):
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LateStep:
         return cls(
-            step_no=int(data["no"]),
-            step_name=str(data["name"]),
-            official=str(data["official"]),
-            unit=str(data["unit"]),
+            **_step_identity_from(data),
             agency_code=str(data["agency_code"]),
             deadline=date.fromisoformat(data["deadline"]),
             completed_on=date.fromisoformat(data["completed_on"]),
