@@ -527,7 +527,7 @@ class Demo:
         shown = [line for line in dossier_lines if busiest and f'"{busiest}"' in line][:8]
         shown = shown or dossier_lines[:8]
         say("")
-        say("# Prometheus metrics (figures by agency, procedure, channel)")
+        say("# Prometheus metrics (figures by agency and channel; per procedure: the summaries)")
         say(f"$ curl -s {base}/metrics | grep '^hub_dossiers{{'")
         for line in shown:
             say(line)

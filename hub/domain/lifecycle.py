@@ -78,6 +78,7 @@ from typing import Any, Protocol, TypeAlias
 import msgspec
 
 from hub.contract.event_types import DossierEventType, FeedbackEventType
+from hub.domain.calendar import CalendarError
 from hub.domain.events import (
     ApologyIssued,
     Channel,
@@ -114,6 +115,7 @@ __all__ = [
     "CurrentStep",
     "DossierState",
     "Duplicate",
+    "LateStep",
     "Outcome",
     "ProcedureRule",
     "Rejected",
@@ -252,10 +254,7 @@ class CurrentStep(msgspec.Struct, frozen=True, array_like=True, gc=False):
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "no": self.step_no,
-            "name": self.step_name,
-            "official": self.official,
-            "unit": self.unit,
+            **_step_identity(self),
             "started_at": self.started_at.isoformat(),
             "deadline": _iso(self.step_deadline),
             "paused_base": self.paused_base,
@@ -265,14 +264,64 @@ class CurrentStep(msgspec.Struct, frozen=True, array_like=True, gc=False):
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CurrentStep:
         return cls(
-            step_no=int(data["no"]),
-            step_name=str(data["name"]),
-            official=str(data["official"]),
-            unit=str(data["unit"]),
+            **_step_identity_from(data),
             started_at=datetime.fromisoformat(data["started_at"]),
             step_deadline=_opt_date(data.get("deadline")),
             paused_base=int(data.get("paused_base", 0)),
             completed_at=_opt_dt(data.get("completed_at")),
+        )
+
+
+def _step_identity(step: CurrentStep | LateStep) -> dict[str, Any]:
+    """A step's number, name, official and unit in the JSON form (``to_dict``)."""
+    return {
+        "no": step.step_no,
+        "name": step.step_name,
+        "official": step.official,
+        "unit": step.unit,
+    }
+
+
+def _step_identity_from(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "step_no": int(data["no"]),
+        "step_name": str(data["name"]),
+        "official": str(data["official"]),
+        "unit": str(data["unit"]),
+    }
+
+
+class LateStep(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """A processing step finished after its deadline: who made the dossier late, for the
+    province's accountability rules. ``deadline`` is the step's deadline as shifted by the
+    supplement pauses since the step started; ``agency_code`` held the dossier then."""
+
+    step_no: int
+    step_name: str
+    official: str  # NguoiXuLy
+    unit: str  # PhongBanXuLy
+    agency_code: str
+    deadline: date
+    completed_on: date  # local date
+    working_days_over: int  # working days after the deadline up to completed_on (0: a day off)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **_step_identity(self),
+            "agency_code": self.agency_code,
+            "deadline": self.deadline.isoformat(),
+            "completed_on": self.completed_on.isoformat(),
+            "working_days_over": self.working_days_over,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LateStep:
+        return cls(
+            **_step_identity_from(data),
+            agency_code=str(data["agency_code"]),
+            deadline=date.fromisoformat(data["deadline"]),
+            completed_on=date.fromisoformat(data["completed_on"]),
+            working_days_over=int(data["working_days_over"]),
         )
 
 
@@ -313,6 +362,8 @@ class DossierState(msgspec.Struct, frozen=True, kw_only=True, array_like=True, g
     ratings_sum: int = 0  # their scores
     complaints: int = 0  # ComplaintFiled entries
     last_apology_at: datetime | None = None  # newest ApologyIssued entry's occurred_at
+    #: steps completed after their deadline, in completion order (``LateStep``)
+    late_steps: tuple[LateStep, ...] = ()
 
     # Structs compare every field; a state's equality is every field but the dedup window.
     def __eq__(self, other: object) -> bool:
@@ -366,6 +417,7 @@ class DossierState(msgspec.Struct, frozen=True, kw_only=True, array_like=True, g
             "applicant_name": self.applicant_name,
             "alerts_emitted": sorted(self.alerts_emitted),
             "handled_by": list(self.handled_by),
+            "late_steps": [step.to_dict() for step in self.late_steps],
         }
         return {k: v for k, v in data.items() if v not in (None, [], 0, False)}
 
@@ -408,6 +460,7 @@ class DossierState(msgspec.Struct, frozen=True, kw_only=True, array_like=True, g
             ratings_sum=sum(scores),
             complaints=sum(1 for e in entries if e.event_type == FeedbackEventType.COMPLAINT.value),
             last_apology_at=max(apologies, default=None),
+            late_steps=tuple(LateStep.from_dict(s) for s in data.get("late_steps", [])),
         )
 
 
@@ -821,13 +874,45 @@ def _on_step_started(state: DossierState, ev: StepStarted, ctx: RuleContext, _: 
 
 
 def _on_step_completed(
-    state: DossierState, ev: StepCompleted, ctx: RuleContext, _: date
+    state: DossierState, ev: StepCompleted, ctx: RuleContext, day: date
 ) -> _Result:
     step = state.current_step
     new = state
     if step is not None and step.step_no == ev.step_no and step.completed_at is None:
-        new = _replace(state, current_step=_replace(step, completed_at=ev.occurred_at))
+        late = _late_step(state, step, day, ctx.calendar)
+        new = _replace(
+            state,
+            current_step=_replace(step, completed_at=ev.occurred_at),
+            late_steps=state.late_steps if late is None else (*state.late_steps, late),
+        )
     return new, f"step {ev.step_no} completed", None
+
+
+def _late_step(
+    state: DossierState, step: CurrentStep, completed_on: date, calendar: WorkingDays
+) -> LateStep | None:
+    """The step as a ``LateStep`` if ``completed_on`` is after its deadline shifted by the
+    pauses since it started (a running pause counted up to ``completed_on``); None when on
+    time, without a deadline, or when the calendar does not cover the dates (no verdict
+    rather than a wrong one)."""
+    if step.step_deadline is None or completed_on <= step.step_deadline:
+        return None  # pauses only push a deadline later
+    try:
+        paused = state.paused_working_days - step.paused_base
+        if state.paused_since is not None:
+            paused += max(0, calendar.working_days_between(state.paused_since, completed_on))
+        deadline = step.step_deadline
+        if paused > 0:
+            deadline = calendar.add_working_days(deadline, paused)
+        if completed_on <= deadline:
+            return None
+        over = calendar.working_days_between(deadline, completed_on)
+    except CalendarError:
+        return None
+    return LateStep(
+        step.step_no, step.step_name, step.official, step.unit, state.agency_code,
+        deadline, completed_on, over,
+    )  # fmt: skip
 
 
 def _on_transferred(

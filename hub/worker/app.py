@@ -40,10 +40,11 @@ from hub.engine.store import META_KEY
 from hub.reference import ReferenceData, load_reference
 from hub.settings import HubSettings
 from hub.worker import metrics
-from hub.worker.figures import LocalView
+from hub.worker.figures import LocalView, agency_summary
 from hub.worker.lag import LagSampler, refresh
 from hub.worker.processor import Processor, Topics, decode_state, utc_now
-from hub.worker.query import BadParameterError, overdue_query
+from hub.worker.province import merge_overdue, merge_summaries
+from hub.worker.query import MAX_PAGE, MAX_PAGE_SIZE, BadParameterError, overdue_query
 from hub.worker.topics import TopicCreator, hub_topics
 
 __all__ = ["build", "main"]
@@ -200,19 +201,55 @@ def build(settings: HubSettings) -> tuple[faust.App, TopicCreator]:
         deadline = effective_deadline(state, reference.calendar)
         data["effective_deadline"] = deadline.isoformat() if deadline else None
         data.pop("alerts_emitted", None)
+        # accountability: the first step that overran its deadline (all of them: late_steps)
+        data["made_late_by"] = state.late_steps[0].to_dict() if state.late_steps else None
         return data
 
     session: dict[str, aiohttp.ClientSession] = {}
 
-    async def forward(request: Any, url: str) -> Any:
-        client = session.get("client")
-        if client is None:
-            client = session["client"] = aiohttp.ClientSession(
+    def client() -> aiohttp.ClientSession:
+        found = session.get("client")
+        if found is None:
+            found = session["client"] = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=5)
             )
-        async with client.get(f"{url}{request.rel_url}", headers={FORWARDED: "1"}) as resp:
+        return found
+
+    async def forward(request: Any, url: str) -> Any:
+        async with client().get(f"{url}{request.rel_url}", headers={FORWARDED: "1"}) as resp:
             body = await resp.read()
             return AioResponse(body=body, status=resp.status, content_type="application/json")
+
+    class Incomplete(Exception):  # noqa: N818 - not an error of the caller: a 503
+        """A province-wide answer cannot be made now; the message says why."""
+
+    async def peer_parts(request: Any, path: str, params: dict[str, str]) -> list[Any]:
+        """The parts of a province-wide answer that other workers hold: each worker holding
+        a partition this one does not is asked once (marked forwarded: it answers for its own
+        partitions only). A request that is itself forwarded has none to ask."""
+        if request.headers.get(FORWARDED):
+            return []
+        owners: set[str] = set()
+        for partition in range(settings.partitions):
+            if engine.owns(partition):
+                continue
+            owner = directory.owner(partition)
+            if owner is None or owner == directory.url:
+                raise Incomplete(f"partition {partition} has no owner now (rebalancing)")
+            owners.add(owner)
+
+        async def ask(url: str) -> Any:
+            async with client().get(
+                f"{url}{path}", params=params, headers={FORWARDED: "1"}
+            ) as resp:
+                if resp.status != 200:
+                    raise Incomplete(f"the worker at {url} answered {resp.status}")
+                return await resp.json()
+
+        try:
+            return list(await asyncio.gather(*(ask(url) for url in sorted(owners))))
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise Incomplete(f"a worker holding partitions did not answer: {exc!r}") from exc
 
     @app.page("/dossiers/{code}")
     async def get_dossier(web: Any, request: Any, code: str) -> Any:
@@ -241,49 +278,52 @@ def build(settings: HubSettings) -> tuple[faust.App, TopicCreator]:
 
     @app.page("/overdue")
     async def overdue(web: Any, request: Any) -> Any:
-        """Open dossiers past their appointment date held by this worker (filter: agency)."""
+        """Open dossiers past their appointment date, province-wide (filter: agency)."""
+        forwarded = bool(request.headers.get(FORWARDED))
         try:
-            query = overdue_query(request.query, reference.agencies)
+            query = overdue_query(
+                request.query,
+                reference.agencies,
+                max_size=MAX_PAGE * MAX_PAGE_SIZE if forwarded else MAX_PAGE_SIZE,
+            )
         except BadParameterError as exc:
             return web.json(exc.as_json(), status=400)
         agency, page, size = query.agency, query.page, query.size
         today = local_date(utc_now()).isoformat()
         rows = sorted(
             (deadline, code, holder)
-            for code, (holder, deadline) in sink.view.open_deadlines.items()
+            for code, (holder, deadline) in list(sink.view.open_deadlines.items())
             if deadline < today and (agency is None or holder == agency)
         )
-        chunk = rows[(page - 1) * size : page * size]
-        return web.json(
-            {
-                "total": len(rows),
-                "page": page,
-                "size": size,
-                "items": [
-                    {"dossier_code": c, "agency_code": a, "deadline": d} for d, c, a in chunk
-                ],
-            }
-        )
+        mine = {
+            "total": len(rows),
+            "items": [
+                {"dossier_code": c, "agency_code": a, "deadline": d}
+                for d, c, a in rows[: page * size]
+            ],
+        }
+        # each other worker sends the first page * size rows of its own, all this page needs
+        params = {"page": "1", "size": str(page * size)}
+        if agency is not None:
+            params["agency"] = agency
+        try:
+            parts = [mine, *await peer_parts(request, "/overdue", params)]
+        except Incomplete as exc:
+            return web.json({"error": str(exc)}, status=503)
+        return web.json(merge_overdue(parts, page, size))
 
     @app.page("/agencies/{code}/summary")
-    async def agency_summary(web: Any, request: Any, code: str) -> Any:
-        from hub.domain.supervision import Figures
-
+    async def get_agency_summary(web: Any, request: Any, code: str) -> Any:
+        """An agency's figures, province-wide, in all and per procedure."""
         if code not in reference.agencies:
             return web.json({"error": f"unknown agency code {code!r}"}, status=404)
-        total = Figures()
-        for key, figures in sink.view.figures.items():
-            if key.agency_code == code:
-                total = total + figures
-        return web.json(
-            {
-                "agency_code": code,
-                "counts": total.to_dict(),
-                "on_time_rate": total.on_time_rate,
-                "online_share": total.online_share,
-                "satisfaction": total.satisfaction,
-            }
-        )
+        view = sink.view
+        mine = agency_summary(dict(view.figures), code, dict(view.late_steps))
+        try:
+            parts = [mine, *await peer_parts(request, f"/agencies/{code}/summary", {})]
+        except Incomplete as exc:
+            return web.json({"error": str(exc)}, status=503)
+        return web.json(merge_summaries(code, parts))
 
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:

@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import operator
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 from hub.domain.lifecycle import DossierState, WorkingDays
 from hub.domain.standing import standing_values
 from hub.domain.supervision import FigureKey, Figures
+from hub.worker.province import figures_json
 
-__all__ = ["LocalView"]
+__all__ = ["LocalView", "agency_summary"]
 
 
 @dataclass
@@ -32,6 +34,8 @@ class LocalView:
     figures: dict[FigureKey, Figures] = field(default_factory=dict)
     #: dossier code -> (agency, deadline) for open dossiers with a deadline
     open_deadlines: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: (agency, unit) -> steps completed after their deadline (``DossierState.late_steps``)
+    late_steps: dict[tuple[str, str], int] = field(default_factory=dict)
     _dates: dict[date, str] = field(default_factory=dict, repr=False)
 
     def _standing(self, state: DossierState) -> tuple[FigureKey, tuple[int, ...]]:
@@ -48,6 +52,12 @@ class LocalView:
             self.figures[key] = total
 
     def replace(self, before: DossierState | None, after: DossierState) -> None:
+        # late steps are only ever appended: the new ones are those after the old count
+        late = after.late_steps
+        if late:
+            for step in late[len(before.late_steps) if before is not None else 0 :]:
+                unit = (step.agency_code, step.unit)
+                self.late_steps[unit] = self.late_steps.get(unit, 0) + 1
         key, values = self._standing(after)
         if before is None:
             self._add(key, Figures(*map(int, values)))
@@ -76,8 +86,34 @@ class LocalView:
     def rebuild(self, states: Iterable[DossierState]) -> int:
         self.figures.clear()
         self.open_deadlines.clear()
+        self.late_steps.clear()
         count = 0
         for state in states:
             self.replace(None, state)
             count += 1
         return count
+
+
+def agency_summary(
+    figures: Mapping[FigureKey, Figures],
+    agency: str,
+    late_steps: Mapping[tuple[str, str], int] | None = None,
+) -> dict[str, Any]:
+    """An agency's figures over the dossiers in ``figures``: in all, per procedure (the
+    per-procedure breakdown Prometheus does not carry: ``hub.worker.metrics``), and its
+    steps completed late per unit (``LocalView.late_steps``)."""
+    total = Figures()
+    by_procedure: dict[str, Figures] = {}
+    for key, value in figures.items():
+        if key.agency_code == agency:
+            total = total + value
+            procedure = key.procedure_code
+            by_procedure[procedure] = by_procedure.get(procedure, Figures()) + value
+    return {
+        "agency_code": agency,
+        **figures_json(total),
+        "by_procedure": {code: figures_json(f) for code, f in sorted(by_procedure.items())},
+        "late_steps_by_unit": {
+            unit: n for (holder, unit), n in sorted((late_steps or {}).items()) if holder == agency
+        },
+    }

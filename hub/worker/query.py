@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
+    "MAX_PAGE",
     "MAX_PAGE_SIZE",
     "BadParameterError",
     "OverdueQuery",
@@ -51,12 +52,20 @@ def _positive_int(query: Mapping[str, str], name: str, default: int, most: int) 
     return value
 
 
-def overdue_query(query: Mapping[str, str], agencies: Container[str]) -> OverdueQuery:
+#: the most pages the overdue list is paged to
+MAX_PAGE = 10_000
+
+
+def overdue_query(
+    query: Mapping[str, str], agencies: Container[str], *, max_size: int = MAX_PAGE_SIZE
+) -> OverdueQuery:
     """``GET /overdue?agency=&page=&size=``: an agency must be one the reference data knows
-    (any version, merged ones included: their dossiers may still be open)."""
+    (any version, merged ones included: their dossiers may still be open). ``max_size``: a
+    worker asked by another for its part of a page takes up to ``MAX_PAGE * MAX_PAGE_SIZE``
+    rows (``hub.worker.province``)."""
     agency = query.get("agency")
     if agency is not None and agency not in agencies:
         raise BadParameterError("agency", f"unknown agency code {agency!r}")
-    page = _positive_int(query, "page", 1, 1_000_000)
-    size = _positive_int(query, "size", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    page = _positive_int(query, "page", 1, MAX_PAGE)
+    size = _positive_int(query, "size", DEFAULT_PAGE_SIZE, max_size)
     return OverdueQuery(agency, page, size)

@@ -105,11 +105,12 @@ def test_dossiers_flow_through_the_worker_to_status_inbox_and_view(
 
     status, metrics = hub_worker.get("/metrics")
     assert status == 200
-    series = (
-        f'hub_dossiers{{agency="{JUSTICE}",channel="ONLINE",figure="returned",'
-        f'procedure="{CRIMINAL_RECORD}"}} 1.0'
-    )
+    series = f'hub_dossiers{{agency="{JUSTICE}",channel="ONLINE",figure="returned"}} 1.0'
     assert series in metrics
+    assert 'procedure="' not in metrics  # per procedure: the summary's, below
+    status, summary = hub_worker.get(f"/agencies/{JUSTICE}/summary")
+    assert status == 200
+    assert summary["by_procedure"][CRIMINAL_RECORD]["counts"]["returned"] == 1
 
 
 def test_bad_records_go_to_the_dead_letter_topic_and_good_ones_still_flow(

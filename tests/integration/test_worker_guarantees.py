@@ -214,12 +214,17 @@ def test_two_workers_split_the_partitions_and_either_answers_for_any_dossier(
                 180,
                 "both workers to answer for every dossier",
             )
-        total = 0
+        # each worker holds some partitions; either answers for the province: its own part
+        # and the other's, every dossier once
+        answers = []
         for worker in (first, second):
-            _, summary = worker.get(f"/agencies/{JUSTICE}/summary")
-            total += summary["counts"].get("submitted_total", 0)
-        # each worker counts only the partitions it holds; together, every dossier once
-        assert total == len(want_status)
+            status, summary = worker.get(f"/agencies/{JUSTICE}/summary")
+            assert status == 200, summary
+            assert summary["counts"].get("submitted_total", 0) == len(want_status), summary
+            status, overdue = worker.get("/overdue?size=500")
+            assert status == 200, overdue
+            answers.append((summary, overdue))
+        assert answers[0] == answers[1]
     finally:
         first.stop()
         second.stop()

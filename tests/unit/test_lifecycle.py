@@ -43,6 +43,7 @@ from hub.domain.lifecycle import (
     Applied,
     DossierState,
     Duplicate,
+    LateStep,
     ProcedureRule,
     Rejected,
     RuleContext,
@@ -669,3 +670,60 @@ def test_to_dict_from_dict_round_trips(first: E, steps: list[tuple[E, int]]) -> 
     times = [e.occurred_at for e in state.timeline]
     assert times == sorted(times)
     assert state.last_event_at == max(times)
+
+
+# --- accountability: who made a dossier late -------------------------------------------------
+
+
+def _in_step_one(received: datetime) -> DossierState:
+    """LONG_PROCEDURE received on Monday 2025-08-04: step 1's deadline is Thursday 08-07."""
+    return run(
+        make_event(E.SUBMITTED, received, procedure_code=LONG_PROCEDURE),
+        make_event(E.RECEIVED, received),
+        make_event(E.STEP_STARTED, received + timedelta(hours=1)),
+    )
+
+
+def test_a_step_completed_after_its_deadline_names_its_unit_official_and_days_over() -> None:
+    state = _in_step_one(at(date(2025, 8, 4)))
+    state = applied(state, make_event(E.STEP_COMPLETED, at(date(2025, 8, 11))))  # Monday
+    assert state.late_steps == (
+        LateStep(
+            1, "Thẩm định", "Trần Thị B", "Phòng Hành chính tư pháp", AGENCY,
+            deadline=date(2025, 8, 7), completed_on=date(2025, 8, 11), working_days_over=2,
+        ),
+    )  # fmt: skip
+    assert DossierState.from_dict(json.loads(json.dumps(state.to_dict()))) == state
+
+
+def test_a_step_completed_by_its_deadline_is_not_late() -> None:
+    state = _in_step_one(at(date(2025, 8, 4)))
+    state = applied(state, make_event(E.STEP_COMPLETED, at(date(2025, 8, 7), 16)))
+    assert state.late_steps == ()
+
+
+def test_a_supplement_pause_during_the_step_pushes_its_deadline_back() -> None:
+    state = _in_step_one(at(date(2025, 8, 4)))
+    state = run(
+        make_event(E.SUPPLEMENT_REQUESTED, at(date(2025, 8, 5))),
+        make_event(E.SUPPLEMENTED, at(date(2025, 8, 8))),  # 3 working days paused
+        state=state,
+    )
+    on_time = applied(state, make_event(E.STEP_COMPLETED, at(date(2025, 8, 12))))
+    assert on_time.late_steps == ()  # 08-07 + 3 working days = 08-12
+    late = applied(state, make_event(E.STEP_COMPLETED, at(date(2025, 8, 13))))
+    assert [(s.deadline, s.working_days_over) for s in late.late_steps] == [(date(2025, 8, 12), 1)]
+
+
+def test_the_view_counts_late_steps_per_agency_and_unit_once_each() -> None:
+    from hub.worker.figures import LocalView
+
+    view = LocalView(CALENDAR)
+    before = _in_step_one(at(date(2025, 8, 4)))
+    view.replace(None, before)
+    after = applied(before, make_event(E.STEP_COMPLETED, at(date(2025, 8, 11))))
+    view.replace(before, after)
+    view.replace(after, applied(after, make_event(E.PROCESSED, at(date(2025, 8, 12)))))
+    assert view.late_steps == {(AGENCY, "Phòng Hành chính tư pháp"): 1}
+    assert view.rebuild([after]) == 1
+    assert view.late_steps == {(AGENCY, "Phòng Hành chính tư pháp"): 1}

@@ -20,6 +20,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterable, Iterator
+from dataclasses import fields
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ import hub.worker.lag
 import hub.worker.metrics as metrics
 from hub.domain.supervision import FigureKey, Figures
 from hub.reference import load_reference
-from hub.worker.figures import LocalView
+from hub.worker.figures import LocalView, agency_summary
 
 ROOT = Path(__file__).resolve().parents[2]
 MONITORING = ROOT / "monitoring"
@@ -383,7 +384,7 @@ def test_figures_are_read_from_the_view_at_each_scrape() -> None:
     registry = CollectorRegistry()
     collector = metrics.FiguresCollector(today=lambda: date(2025, 3, 10))
     registry.register(collector)
-    labels = {"agency": commune, "procedure": "1.002", "channel": "ONLINE"}
+    labels = {"agency": commune, "channel": "ONLINE"}
 
     def count(figure: str) -> float | None:
         return registry.get_sample_value("hub_dossiers", {**labels, "figure": figure})
@@ -404,3 +405,34 @@ def test_build_info_is_one_with_the_version() -> None:
     assert metrics.HUB_VERSION
     value = REGISTRY.get_sample_value("hub_build_info", {"version": metrics.HUB_VERSION})
     assert value == 1
+
+
+def test_a_province_scaled_up_stays_within_twenty_thousand_series() -> None:
+    """200 agencies handling 2,000 procedures (ten each) over three channels, every figure
+    non-zero, five units each with late steps: Prometheus carries agency x channel x figure
+    and agency x unit, not the procedures."""
+    view = LocalView(load_reference().calendar)
+    everything = Figures(*(1 for _ in fields(Figures)))
+    for agency in range(200):
+        for procedure in range(10):
+            for channel in ("IN_PERSON", "ONLINE", "POSTAL"):
+                key = FigureKey(
+                    f"{agency:03d}.00.00.H40", f"1.{agency * 10 + procedure:06d}", channel
+                )
+                view.figures[key] = everything
+        for unit in range(5):  # late steps by agency and unit (never by official)
+            view.late_steps[(f"{agency:03d}.00.00.H40", f"Phòng {unit}")] = 1
+    registry = CollectorRegistry()
+    collector = metrics.FiguresCollector(today=lambda: date(2025, 3, 10))
+    collector.watch(view)
+    registry.register(collector)
+    series = sum(len(family.samples) for family in registry.collect())
+    assert len(view.figures) == 6_000
+    # dossiers; 3 ratios and overdue per agency; late steps per unit
+    assert series == 200 * 3 * len(fields(Figures)) + 200 * 4 + 200 * 5
+    assert series < 20_000
+    # the per-procedure figures are the API's
+    summary = agency_summary(view.figures, "007.00.00.H40")
+    assert len(summary["by_procedure"]) == 10
+    assert summary["counts"]["submitted_total"] == 30
+    assert summary["by_procedure"]["1.000070"]["counts"]["submitted_total"] == 3
