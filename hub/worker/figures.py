@@ -22,7 +22,7 @@ from typing import Any
 from hub.domain.lifecycle import DossierState, WorkingDays
 from hub.domain.standing import standing_values
 from hub.domain.supervision import FigureKey, Figures
-from hub.worker.province import figures_json
+from hub.worker.province import summary_json
 
 __all__ = ["LocalView", "agency_summary"]
 
@@ -109,11 +109,5 @@ def agency_summary(
             total = total + value
             procedure = key.procedure_code
             by_procedure[procedure] = by_procedure.get(procedure, Figures()) + value
-    return {
-        "agency_code": agency,
-        **figures_json(total),
-        "by_procedure": {code: figures_json(f) for code, f in sorted(by_procedure.items())},
-        "late_steps_by_unit": {
-            unit: n for (holder, unit), n in sorted((late_steps or {}).items()) if holder == agency
-        },
-    }
+    late_by_unit = {unit: n for (holder, unit), n in (late_steps or {}).items() if holder == agency}
+    return summary_json(agency, total, by_procedure, late_by_unit)

@@ -18,7 +18,7 @@ from typing import Any
 
 from hub.domain.supervision import Figures
 
-__all__ = ["figures_json", "merge_overdue", "merge_summaries"]
+__all__ = ["figures_json", "merge_overdue", "merge_summaries", "summary_json"]
 
 
 def figures_json(figures: Figures) -> dict[str, Any]:
@@ -27,6 +27,21 @@ def figures_json(figures: Figures) -> dict[str, Any]:
         "on_time_rate": figures.on_time_rate,
         "online_share": figures.online_share,
         "satisfaction": figures.satisfaction,
+    }
+
+
+def summary_json(
+    agency: str,
+    total: Figures,
+    by_procedure: Mapping[str, Figures],
+    late_by_unit: Mapping[str, int],
+) -> dict[str, Any]:
+    """The agency summary's one shape, for a worker's part and for the merged whole."""
+    return {
+        "agency_code": agency,
+        **figures_json(total),
+        "by_procedure": {code: figures_json(f) for code, f in sorted(by_procedure.items())},
+        "late_steps_by_unit": dict(sorted(late_by_unit.items())),
     }
 
 
@@ -43,12 +58,7 @@ def merge_summaries(agency: str, parts: Iterable[Mapping[str, Any]]) -> dict[str
             by_procedure[code] = by_procedure.get(code, Figures()) + Figures.from_dict(
                 figures["counts"]
             )
-    return {
-        "agency_code": agency,
-        **figures_json(total),
-        "by_procedure": {code: figures_json(f) for code, f in sorted(by_procedure.items())},
-        "late_steps_by_unit": dict(sorted(late_by_unit.items())),
-    }
+    return summary_json(agency, total, by_procedure, late_by_unit)
 
 
 def _order(item: Mapping[str, Any]) -> tuple[str, str]:
