@@ -93,7 +93,13 @@ class FakeMessage:
     __slots__ = ("_headers", "_key", "_offset", "_partition", "_topic", "_value")
 
     def __init__(
-        self, topic: str, partition: int, offset: int, key: bytes, value: bytes, headers: list
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes,
+        value: bytes,
+        headers: list[tuple[str, bytes]],
     ) -> None:
         self._topic, self._partition, self._offset = topic, partition, offset
         self._key, self._value, self._headers = key, value, headers
@@ -113,7 +119,7 @@ class FakeMessage:
     def value(self) -> bytes:
         return self._value
 
-    def headers(self) -> list:
+    def headers(self) -> list[tuple[str, bytes]]:
         return self._headers
 
     def timestamp(self) -> tuple[int, int]:
@@ -163,7 +169,9 @@ class EnginePath:
 
     def messages(self, events: Iterable[EncodedEvent]) -> list[FakeMessage]:
         return [
-            FakeMessage(self.topic, 0, offset, ev.key, ev.value, [("event-type", ev.event_type)])
+            FakeMessage(
+                self.topic, 0, offset, ev.key, ev.value, [("event-type", ev.event_type.encode())]
+            )
             for offset, ev in enumerate(events)
         ]
 

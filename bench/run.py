@@ -421,7 +421,7 @@ def produce_all(
     started = time.monotonic()
     last = started
     for sent, e in enumerate(events, 1):
-        headers = [("event-type", e.event_type.encode())]
+        headers: list[tuple[str, str | bytes | None]] = [("event-type", e.event_type.encode())]
         while True:
             try:
                 producer.produce(topic, e.value, e.key, headers=headers, on_delivery=delivered)

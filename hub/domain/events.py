@@ -1,6 +1,7 @@
 """Typed domain events, and the conversion from Avro-decoded records.
 
-Every event is a frozen, slotted dataclass carrying the envelope (``event_id``,
+Every event is a frozen ``msgspec.Struct`` (built in C: a tenth of a frozen dataclass's cost,
+and the worker builds one per record) carrying the envelope (``event_id``,
 ``occurred_at`` (aware, UTC), ``agency_code``, ``dossier_code``, ``source_system``, plus the
 optional ``recorded_at``, ``schema_version`` and ``traceparent``) and its payload fields as
 listed in ``docs/events.md``. ``event_type`` is a class-level constant, so an event can never
@@ -20,10 +21,11 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Any, ClassVar, TypeAlias, cast
+
+import msgspec
 
 from hub.contract.event_types import DossierEventType, FeedbackEventType
 
@@ -97,8 +99,7 @@ class Channel(StrEnum):
 _CHANNEL_CODES: dict[Channel, int] = {Channel.IN_PERSON: 1, Channel.ONLINE: 2, Channel.POSTAL: 3}
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Event:
+class Event(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The envelope shared by every event."""
 
     event_type: ClassVar[DossierEventType | FeedbackEventType]
@@ -116,8 +117,7 @@ class Event:
 # --- dossier lifecycle ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DossierSubmitted(Event):
+class DossierSubmitted(Event, frozen=True, kw_only=True, gc=False):
     event_type: ClassVar[DossierEventType] = DossierEventType.SUBMITTED
     procedure_code: str
     channel: Channel
@@ -126,48 +126,41 @@ class DossierSubmitted(Event):
     submitted_at: datetime
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DossierReceived(Event):
+class DossierReceived(Event, frozen=True, kw_only=True, gc=False):
     event_type: ClassVar[DossierEventType] = DossierEventType.RECEIVED
     received_at: datetime
     appointment_date: date | None
     official: str | None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DossierRefused(Event):
+class DossierRefused(Event, frozen=True, kw_only=True, gc=False):
     event_type: ClassVar[DossierEventType] = DossierEventType.REFUSED
     reason: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SupplementRequested(Event):
+class SupplementRequested(Event, frozen=True, kw_only=True, gc=False):
     event_type: ClassVar[DossierEventType] = DossierEventType.SUPPLEMENT_REQUESTED
     reason: str
     requested_at: datetime
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DossierSupplemented(Event):
+class DossierSupplemented(Event, frozen=True, kw_only=True, gc=False):
     event_type: ClassVar[DossierEventType] = DossierEventType.SUPPLEMENTED
     supplemented_at: datetime
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FinancialObligationRequested(Event):
+class FinancialObligationRequested(Event, frozen=True, kw_only=True, gc=False):
     event_type: ClassVar[DossierEventType] = DossierEventType.FINANCIAL_OBLIGATION_REQUESTED
     amount_vnd: int
     description: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FinancialObligationPaid(Event):
+class FinancialObligationPaid(Event, frozen=True, kw_only=True, gc=False):
     event_type: ClassVar[DossierEventType] = DossierEventType.FINANCIAL_OBLIGATION_PAID
     paid_at: datetime
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StepStarted(Event):
+class StepStarted(Event, frozen=True, kw_only=True, gc=False):
     event_type: ClassVar[DossierEventType] = DossierEventType.STEP_STARTED
     step_no: int
     step_name: str
@@ -176,48 +169,41 @@ class StepStarted(Event):
     step_deadline: date | None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StepCompleted(Event):
+class StepCompleted(Event, frozen=True, kw_only=True, gc=False):
     event_type: ClassVar[DossierEventType] = DossierEventType.STEP_COMPLETED
     step_no: int
     content: str  # NoiDungXuLy
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DossierTransferred(Event):
+class DossierTransferred(Event, frozen=True, kw_only=True, gc=False):
     event_type: ClassVar[DossierEventType] = DossierEventType.TRANSFERRED
     from_agency_code: str
     to_agency_code: str
     reason: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DossierProcessed(Event):
+class DossierProcessed(Event, frozen=True, kw_only=True, gc=False):
     event_type: ClassVar[DossierEventType] = DossierEventType.PROCESSED
     result_summary: str
     electronic_result: bool
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ResultReturned(Event):
+class ResultReturned(Event, frozen=True, kw_only=True, gc=False):
     event_type: ClassVar[DossierEventType] = DossierEventType.RESULT_RETURNED
     returned_at: datetime
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ProcessingStopped(Event):
+class ProcessingStopped(Event, frozen=True, kw_only=True, gc=False):
     event_type: ClassVar[DossierEventType] = DossierEventType.STOPPED
     reason: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DossierWithdrawn(Event):
+class DossierWithdrawn(Event, frozen=True, kw_only=True, gc=False):
     event_type: ClassVar[DossierEventType] = DossierEventType.WITHDRAWN
     reason: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ApologyIssued(Event):
+class ApologyIssued(Event, frozen=True, kw_only=True, gc=False):
     event_type: ClassVar[DossierEventType] = DossierEventType.APOLOGY_ISSUED
     new_appointment_date: date
     reason: str
@@ -226,15 +212,13 @@ class ApologyIssued(Event):
 # --- feedback ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ServiceRated(Event):
+class ServiceRated(Event, frozen=True, kw_only=True, gc=False):
     event_type: ClassVar[FeedbackEventType] = FeedbackEventType.RATING
     score: int  # 1..5
     comment: str | None  # PII
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ComplaintFiled(Event):
+class ComplaintFiled(Event, frozen=True, kw_only=True, gc=False):
     event_type: ClassVar[FeedbackEventType] = FeedbackEventType.COMPLAINT
     subject: str
     content: str  # PII

@@ -29,7 +29,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, NamedTuple
 
@@ -62,7 +62,7 @@ from hub.domain.lifecycle import (
 from hub.outputs import alert_record, status_record
 from hub.reference import ReferenceData
 from hub.settings import HubSettings
-from hub.worker.intake import fast_event
+from hub.worker.intake import Reader, event_reader
 
 __all__ = ["Effects", "Output", "Processor", "Topics", "rule_context"]
 
@@ -198,6 +198,9 @@ class Processor:
         # ``_latest``'s values for the last ``now`` seen
         self._now: datetime | None = None
         self._latest_ts = self._recorded_default = datetime.min.replace(tzinfo=UTC)
+        #: the one-pass reader of each writer schema met, by its frame (magic byte, schema
+        #: id); None: that schema's records all take the exact path
+        self._readers: dict[bytes, Reader | None] = {}
 
     def _serializer(self, kind: SchemaKind, topic: str) -> AvroSerializer:
         serializer = self._serializers.get(topic)
@@ -239,42 +242,21 @@ class Processor:
                 "empty-value",
                 "record has no value",
             )
-        try:
-            _, record = self.deserializer.decode_event(value)
-        except RegistryUnavailableError:
-            raise  # not the record's fault: the caller retries, nothing is dead-lettered
-        except ContractError as exc:
-            return self._dead(Source(topic, partition, offset, headers, now), exc)
         # Any Kafka client can write here, bypassing the connectors: the same boundary rules
         # apply (lengths, codes, clocks, procedure dates), and text is NFC-normalised. A valid,
-        # already normal record (nearly all) is accepted in one pass (``fast_event``); any
-        # other takes the exact path, which names the problems or applies the fixes.
-        latest = self._latest(now)  # sets ``_recorded_default`` too
-        fast = fast_event(
-            record,
-            latest=latest,
-            procedure_effective_from=self._procedure_since,
-            recorded_default=self._recorded_default,
-        )
-        if fast is not None:
-            event = fast
-        else:
-            try:
-                event = from_record(record)
-            except EventShapeError as exc:
-                return self._dead(
-                    Source(topic, partition, offset, headers, now), exc, "invalid-shape", str(exc)
-                )
-            checked = self._boundary_check(record, event, now)
-            if isinstance(checked, list):
-                return self._dead(
-                    Source(topic, partition, offset, headers, now),
-                    ValueError("validation failed"),
-                    "validation",
-                    detail_from_problems(checked),
-                    event,
-                )
-            event = checked
+        # already normal record (nearly all) is read and accepted in one pass by its writer
+        # schema's reader (``hub.worker.intake``); any other takes the exact path, which names
+        # the problems or applies the fixes.
+        read = self._readers.get(value[:5])  # by the frame: magic byte and schema id
+        event: DomainEvent | None = None
+        if read is not None:
+            latest = self._latest(now)  # sets ``_recorded_default`` too
+            event = read(value, latest, self._procedure_since, self._recorded_default)
+        if event is None:
+            exact = self._exact_event(value, topic, partition, offset, headers, now)
+            if isinstance(exact, Effects):
+                return exact
+            event = exact
         problem = self._key_problem(event, key)
         if problem is not None:
             return self._dead(
@@ -312,6 +294,44 @@ class Processor:
             lag_s=lag,
             next_alert=next_alert,
         )
+
+    def _exact_event(
+        self,
+        value: bytes,
+        topic: str,
+        partition: int,
+        offset: int,
+        headers: list[tuple[str, bytes | None]] | None,
+        now: datetime,
+    ) -> DomainEvent | Effects:
+        """The record's event by the exact path, or its dead letter; learns the reader of a
+        writer schema met for the first time."""
+        try:
+            schema_id, record = self.deserializer.decode_event(value)
+        except RegistryUnavailableError:
+            raise  # not the record's fault: the caller retries, nothing is dead-lettered
+        except ContractError as exc:
+            return self._dead(Source(topic, partition, offset, headers, now), exc)
+        frame = value[:5]
+        if frame not in self._readers:
+            schema = json.loads(self.deserializer.registry.schema_by_id(schema_id))
+            self._readers[frame] = event_reader(schema)
+        try:
+            event = from_record(record)
+        except EventShapeError as exc:
+            return self._dead(
+                Source(topic, partition, offset, headers, now), exc, "invalid-shape", str(exc)
+            )
+        checked = self._boundary_check(record, event, now)
+        if isinstance(checked, list):
+            return self._dead(
+                Source(topic, partition, offset, headers, now),
+                ValueError("validation failed"),
+                "validation",
+                detail_from_problems(checked),
+                event,
+            )
+        return checked
 
     def _dead(
         self,
@@ -358,7 +378,7 @@ class Processor:
             fixes["recorded_at"] = _ms(now)
         if not event.schema_version:
             fixes["schema_version"] = 1
-        return replace(event, **fixes) if fixes else event
+        return msgspec.structs.replace(event, **fixes) if fixes else event
 
     def _latest(self, now: datetime) -> datetime:
         """The latest acceptable timestamp for ``now`` (as ``check_avro_record`` computes it),

@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -547,7 +548,9 @@ def test_a_transfer_from_an_agency_not_holding_the_dossier_is_rejected() -> None
 
 def test_an_event_for_another_dossier_is_rejected() -> None:
     state = state_in(S.PROCESSING)
-    event = replace(make_event(E.PROCESSED), dossier_code="000.00.12.H40-250805-0002")
+    event = msgspec.structs.replace(
+        make_event(E.PROCESSED), dossier_code="000.00.12.H40-250805-0002"
+    )
     outcome = apply(state, event, CTX)
     assert isinstance(outcome, Rejected)
     assert outcome.rule == "dossier_mismatch"

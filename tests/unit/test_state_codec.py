@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
+import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -124,7 +124,7 @@ def test_a_duplicate_inside_the_window_changes_nothing() -> None:
     before = encode_state(state)
     for event_id in ids[-DEDUP_WINDOW:]:
         again = make_event(E.STEP_STARTED, T0 + timedelta(days=1))
-        again = replace(again, event_id=event_id)
+        again = msgspec.structs.replace(again, event_id=event_id)
         assert apply(state, again, CTX) == Duplicate()
     assert encode_state(state) == before
 
@@ -141,7 +141,9 @@ def test_a_key_straddling_two_window_entries_is_not_a_match() -> None:
     state, _ = _long_history(4)
     keys = state.recent_event_keys
     straddling = uuid.UUID(bytes=keys[8:24])
-    event = replace(make_event(E.STEP_STARTED, T0 + timedelta(days=1)), event_id=str(straddling))
+    event = msgspec.structs.replace(
+        make_event(E.STEP_STARTED, T0 + timedelta(days=1)), event_id=str(straddling)
+    )
     assert isinstance(apply(state, event, CTX), Applied)
 
 
