@@ -173,26 +173,49 @@ def due_alerts(
     if state.is_finished or state.is_paused or state.status is DossierStatus.SUPPLEMENT_REQUESTED:
         return []
     found: list[Alert] = []
-
-    def check(scope: AlertScope, step_no: int | None, deadline: date) -> None:
-        if today > deadline:
-            found.append(Alert(state.dossier_code, AlertKind.OVERDUE, scope, step_no, deadline))
-            if scope is AlertScope.DOSSIER and not any(d > deadline for d in state.apology_dates):
-                found.append(
-                    Alert(state.dossier_code, AlertKind.APOLOGY_OWED, scope, step_no, deadline)
-                )
-        elif 0 < calendar.working_days_between(today, deadline) <= due_soon_working_days:
-            found.append(Alert(state.dossier_code, AlertKind.DUE_SOON, scope, step_no, deadline))
-
     deadline = effective_deadline(state, calendar)
     if deadline is not None:
-        check(AlertScope.DOSSIER, None, deadline)
+        _check_deadline(
+            found, state, today, calendar, due_soon_working_days, AlertScope.DOSSIER, None, deadline
+        )
     step = state.current_step
     if step is not None and step.completed_at is None:
         step_deadline = step_deadline_on(state, calendar, today)
         if step_deadline is not None:
-            check(AlertScope.STEP, step.step_no, step_deadline)
-    return [alert for alert in found if alert.key not in state.alerts_emitted]
+            _check_deadline(
+                found,
+                state,
+                today,
+                calendar,
+                due_soon_working_days,
+                AlertScope.STEP,
+                step.step_no,
+                step_deadline,
+            )
+    emitted = state.alerts_emitted
+    return [alert for alert in found if alert.key not in emitted] if emitted else found
+
+
+def _check_deadline(
+    found: list[Alert],
+    state: DossierState,
+    today: date,
+    calendar: WorkingDays,
+    due_soon_working_days: int,
+    scope: AlertScope,
+    step_no: int | None,
+    deadline: date,
+) -> None:
+    """Append to ``found`` the alerts one deadline raises ``today`` (a plain function rather
+    than a closure: it runs whenever an alert may be due)."""
+    if today > deadline:
+        found.append(Alert(state.dossier_code, AlertKind.OVERDUE, scope, step_no, deadline))
+        if scope is AlertScope.DOSSIER and not any(d > deadline for d in state.apology_dates):
+            found.append(
+                Alert(state.dossier_code, AlertKind.APOLOGY_OWED, scope, step_no, deadline)
+            )
+    elif 0 < calendar.working_days_between(today, deadline) <= due_soon_working_days:
+        found.append(Alert(state.dossier_code, AlertKind.DUE_SOON, scope, step_no, deadline))
 
 
 def mark_emitted(state: DossierState, alerts: Iterable[Alert]) -> DossierState:
@@ -223,42 +246,62 @@ def next_alert_date(
     """
     if state.is_finished or state.is_paused or state.status is DossierStatus.SUPPLEMENT_REQUESTED:
         return None
-    emitted = state.alerts_emitted
-    candidates: list[date] = []
-
-    def consider(scope: AlertScope, step_no: int | None, deadline: date) -> None:
-        # The keys are only built when some alert was emitted (nothing is pending otherwise).
-        tail = f"{'-' if step_no is None else step_no}:{deadline.isoformat()}" if emitted else ""
-
-        def pending(kind: AlertKind) -> bool:
-            return not emitted or alert_key_prefix(kind, scope) + tail not in emitted
-
-        if pending(AlertKind.OVERDUE) or (
-            scope is AlertScope.DOSSIER
-            and pending(AlertKind.APOLOGY_OWED)
-            and not any(d > deadline for d in state.apology_dates)
-        ):
-            candidates.append(deadline + _ONE_DAY)
-        # An OVERDUE already out means the clock has passed the deadline, and with it the
-        # DUE_SOON window: a due-soon alert missed then can never fall due (without this, a
-        # late dossier would be taken up by every run of the deadline clock, for ever).
-        if (
-            due_soon_working_days >= 1
-            and pending(AlertKind.DUE_SOON)
-            and pending(AlertKind.OVERDUE)
-        ):
-            first = _nth_working_day_back(calendar, deadline, due_soon_working_days + 1)
-            if first is not None:
-                candidates.append(first)
-
+    first: date | None = None
     deadline = effective_deadline(state, calendar)
     if deadline is not None:
-        consider(AlertScope.DOSSIER, None, deadline)
+        first = _first_alert_day(
+            state, calendar, due_soon_working_days, AlertScope.DOSSIER, None, deadline
+        )
     step = state.current_step
     if step is not None and step.completed_at is None and step.step_deadline is not None:
         paused = state.paused_working_days - step.paused_base  # no pause is running here
-        consider(AlertScope.STEP, step.step_no, shift(calendar, step.step_deadline, paused))
-    return min(candidates, default=None)
+        day = _first_alert_day(
+            state,
+            calendar,
+            due_soon_working_days,
+            AlertScope.STEP,
+            step.step_no,
+            shift(calendar, step.step_deadline, paused),
+        )
+        if day is not None and (first is None or day < first):
+            first = day
+    return first
+
+
+def _first_alert_day(
+    state: DossierState,
+    calendar: WorkingDays,
+    due_soon_working_days: int,
+    scope: AlertScope,
+    step_no: int | None,
+    deadline: date,
+) -> date | None:
+    """``next_alert_date`` for one deadline (a plain function: it runs for every event)."""
+    emitted = state.alerts_emitted
+    if emitted:  # the keys are only built when some alert was emitted
+        tail = f"{'-' if step_no is None else step_no}:{deadline.isoformat()}"
+        overdue_pending = _KEY_PREFIX[AlertKind.OVERDUE, scope] + tail not in emitted
+    else:
+        overdue_pending = True
+    first: date | None = None
+    if overdue_pending or (
+        scope is AlertScope.DOSSIER
+        and _KEY_PREFIX[AlertKind.APOLOGY_OWED, scope] + tail not in emitted
+        and not any(d > deadline for d in state.apology_dates)
+    ):
+        first = deadline + _ONE_DAY
+    # An OVERDUE already out means the clock has passed the deadline, and with it the
+    # DUE_SOON window: a due-soon alert missed then can never fall due (without this, a
+    # late dossier would be taken up by every run of the deadline clock, for ever).
+    if (
+        due_soon_working_days >= 1
+        and overdue_pending
+        and (not emitted or _KEY_PREFIX[AlertKind.DUE_SOON, scope] + tail not in emitted)
+    ):
+        soon = _nth_working_day_back(calendar, deadline, due_soon_working_days + 1)
+        if soon is not None and (first is None or soon < first):
+            first = soon
+    return first
 
 
 _ONE_DAY = timedelta(days=1)
