@@ -10,15 +10,18 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
+
+import msgspec
 
 from hub.contract.event_types import HubOutputType
 from hub.domain.deadlines import Alert
-from hub.domain.lifecycle import DossierState, StatusChange
+from hub.domain.events import Channel
+from hub.domain.lifecycle import CurrentStep, DossierState, StatusChange
 from hub.domain.status import DossierStatus
 
-__all__ = ["alert_record", "output_id", "status_record"]
+__all__ = ["StatusRecord", "alert_record", "output_id", "status_record"]
 
 _NAMESPACE = uuid.UUID("6f1c2a0e-4b7d-5c1e-9a53-48a0b1d6e940")
 SCHEMA_VERSION = 1
@@ -45,48 +48,68 @@ _STATUS_CHANGED = str(HubOutputType.STATUS_CHANGED)
 _ALERT = str(HubOutputType.ALERT)
 
 
+class StatusRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """A ``dossier.status`` / ``portal.outbox`` record: its attributes are the schema's fields
+    (``schemas/dossier-status``), so the compiled writer reads them straight from it
+    (``AvroSerializer.encode_attributes``), with no dict built per event. ``step`` is the
+    state's ``CurrentStep``, whose attributes are the ``DossierStep`` record's fields."""
+
+    event_id: str
+    event_type: str
+    occurred_at: datetime
+    recorded_at: datetime
+    source_system: str
+    agency_code: str
+    dossier_code: str
+    schema_version: int
+    traceparent: str | None
+    procedure_code: str
+    channel: Channel
+    status: DossierStatus
+    portal_status_code: int
+    previous_status: DossierStatus | None
+    agency_code_handling: str
+    received_at: datetime | None
+    appointment_date: date | None
+    finished_at: datetime | None
+    returned_at: datetime | None
+    step: CurrentStep | None
+    applicant_name: str | None
+    cause_event_id: str
+
+
 def status_record(
     change: StatusChange,
     portal_codes: Mapping[DossierStatus, int],
     *,
     source_system: str,
     recorded_at: datetime,
-) -> dict[str, Any]:
-    step = change.step
-    return {
-        "event_id": output_id(change.cause_event_id, "status"),
-        "event_type": _STATUS_CHANGED,
-        "occurred_at": change.occurred_at,
-        "recorded_at": recorded_at,
-        "source_system": source_system,
-        "agency_code": change.agency_code,
-        "dossier_code": change.dossier_code,
-        "schema_version": SCHEMA_VERSION,
-        "traceparent": None,
+) -> StatusRecord:
+    return StatusRecord(
+        event_id=output_id(change.cause_event_id, "status"),
+        event_type=_STATUS_CHANGED,
+        occurred_at=change.occurred_at,
+        recorded_at=recorded_at,
+        source_system=source_system,
+        agency_code=change.agency_code,
+        dossier_code=change.dossier_code,
+        schema_version=SCHEMA_VERSION,
+        traceparent=None,
         # Unknown until a submission names it (dossier opened at the desk): empty string.
-        "procedure_code": change.procedure_code or "",
-        "channel": change.channel,
-        "status": change.status,
-        "portal_status_code": portal_codes[change.status],
-        "previous_status": change.previous,
-        "agency_code_handling": change.agency_code,
-        "received_at": change.received_at,
-        "appointment_date": change.appointment_date,
-        "finished_at": change.finished_at,
-        "returned_at": change.returned_at,
-        "step": None
-        if step is None
-        else {
-            "step_no": step.step_no,
-            "step_name": step.step_name,
-            "official": step.official,
-            "unit": step.unit,
-            "started_at": step.started_at,
-            "step_deadline": step.step_deadline,
-        },
-        "applicant_name": change.applicant_name,
-        "cause_event_id": change.cause_event_id,
-    }
+        procedure_code=change.procedure_code or "",
+        channel=change.channel,
+        status=change.status,
+        portal_status_code=portal_codes[change.status],
+        previous_status=change.previous,
+        agency_code_handling=change.agency_code,
+        received_at=change.received_at,
+        appointment_date=change.appointment_date,
+        finished_at=change.finished_at,
+        returned_at=change.returned_at,
+        step=change.step,
+        applicant_name=change.applicant_name,
+        cause_event_id=change.cause_event_id,
+    )
 
 
 def alert_record(

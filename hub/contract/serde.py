@@ -8,8 +8,10 @@ when one is given (Avro schema resolution), so older and newer producers can sha
 
 from __future__ import annotations
 
+import functools
 import io
 import json
+import keyword
 import re
 import struct
 import threading
@@ -153,7 +155,9 @@ _LOGICAL_WRITERS: dict[tuple[str, str], _Write] = {
 
 
 class _Compiler:
-    def __init__(self) -> None:
+    def __init__(self, *, attributes: bool = False) -> None:
+        #: records are read as objects (``value.name``) rather than dicts (``value.get``)
+        self.attributes = attributes
         self.named: dict[str, _Write] = {}
         #: each enum's writer -> its symbols' encodings, for generated records to write inline
         self.enum_codes: dict[_Write, dict[str, bytes]] = {}
@@ -346,12 +350,20 @@ def _generate_record(
         "_MILLI": _MILLI,
         "UUID": UUID,
     }
-    lines = ["def write_record(buf, value):", "    get = value.get"]
+    lines = ["def write_record(buf, value):"]
+    if not compiler.attributes:
+        lines.append("    get = value.get")
     for i, (item, write) in enumerate(fields):
-        # A missing field takes its default, as with fastavro (None when there is none).
-        scope[f"d{i}"] = item.get("default")
         scope[f"w{i}"] = write
-        lines.append(f"    v = get({item['name']!r}, d{i})")
+        name = item["name"]
+        if not compiler.attributes:
+            # A missing field takes its default, as with fastavro (None when there is none).
+            scope[f"d{i}"] = item.get("default")
+            lines.append(f"    v = get({name!r}, d{i})")
+        elif name.isidentifier() and not keyword.iskeyword(name):
+            lines.append(f"    v = value.{name}")  # an Avro name: letters, digits, underscores
+        else:
+            lines.append(f"    v = getattr(value, {name!r})")
         body = _inline(write, i, compiler, scope) or [f"w{i}(buf, v)"]
         union = _null_union(item["type"])
         if union is not None:
@@ -379,17 +391,38 @@ def _generate_record(
     return write_record
 
 
-def compile_writer(schema: dict[str, Any]) -> Callable[[dict[str, Any]], bytes]:
+def compile_writer(schema: dict[str, Any], *, attributes: bool = False) -> Callable[[Any], bytes]:
     """A function writing records of ``schema`` (raw JSON form) as Avro binary, like
-    ``fastavro.schemaless_writer``; ``UnsupportedSchemaError`` for what it leaves to fastavro."""
-    write = _Compiler().compile(schema, schema.get("namespace", ""))
+    ``fastavro.schemaless_writer``; ``UnsupportedSchemaError`` for what it leaves to fastavro.
+    With ``attributes``, a record is any object with its fields as attributes (a Struct,
+    for one), every field present, nested records too."""
+    write = _Compiler(attributes=attributes).compile(schema, schema.get("namespace", ""))
 
-    def encode(record: dict[str, Any]) -> bytes:
+    def encode(record: Any) -> bytes:
         buf = bytearray()
         write(buf, record)
         return bytes(buf)
 
     return encode
+
+
+@functools.lru_cache(maxsize=64)
+def _writers(schema_json: str) -> tuple[Schema, Callable[[dict[str, Any]], bytes] | None]:
+    """fastavro's parsed schema and the compiled writer (None: left to fastavro)."""
+    schema = json.loads(schema_json)
+    parsed: Schema = fastavro.parse_schema(schema)
+    try:
+        return parsed, compile_writer(schema)
+    except UnsupportedSchemaError:
+        return parsed, None
+
+
+@functools.lru_cache(maxsize=64)
+def _attribute_writer(schema_json: str) -> Callable[[Any], bytes] | None:
+    try:
+        return compile_writer(json.loads(schema_json), attributes=True)
+    except UnsupportedSchemaError:
+        return None
 
 
 class AvroSerializer:
@@ -399,14 +432,12 @@ class AvroSerializer:
         self.registry = registry
         self.subject = subject
         self.schema = schema
-        self.parsed: Schema = fastavro.parse_schema(schema)
         self._schema_id: int | None = None
         self._header: bytes | None = None  # the framing, once the id is known
-        self._compiled: Callable[[dict[str, Any]], bytes] | None
-        try:
-            self._compiled = compile_writer(schema)
-        except UnsupportedSchemaError:
-            self._compiled = None
+        # one parse and one compiled writer per schema, shared by every topic using it (a
+        # worker writes each agency's inbox with the status schema)
+        self.parsed, self._compiled = _writers(json.dumps(schema, sort_keys=True))
+        self._attribute_writer: Callable[[Any], bytes] | None = None  # made when first asked
 
     @property
     def schema_id(self) -> int:
@@ -425,6 +456,21 @@ class AvroSerializer:
         except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
             raise EncodeError(f"record does not fit {self.subject}: {exc}") from exc
         return buf.getvalue()
+
+    def encode_attributes(self, record: Any) -> bytes:
+        """``encode_body`` of an object with the schema's fields as attributes (a Struct built
+        for it): no dict is built, and a field is one attribute read."""
+        write = self._attribute_writer
+        if write is None:
+            write = self._attribute_writer = _attribute_writer(
+                json.dumps(self.schema, sort_keys=True)
+            )
+        if write is None:
+            raise EncodeError(f"{self.subject}: this schema is written from dicts only")
+        try:
+            return write(record)
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+            raise EncodeError(f"record does not fit {self.subject}: {exc}") from exc
 
     def frame_body(self, body: bytes) -> bytes:
         header = self._header

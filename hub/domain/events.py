@@ -70,8 +70,13 @@ __all__ = [
 LOCAL_TZ = timezone(timedelta(hours=7), "Asia/Ho_Chi_Minh")
 
 
+_UTC_TO_LOCAL = LOCAL_TZ.utcoffset(None)
+
+
 def local_date(moment: datetime) -> date:
     """The calendar date in Asia/Ho_Chi_Minh of an aware timestamp."""
+    if moment.tzinfo is UTC:  # the events' own timestamps: a quarter of ``astimezone``'s cost
+        return (moment + _UTC_TO_LOCAL).date()
     return moment.astimezone(LOCAL_TZ).date()
 
 

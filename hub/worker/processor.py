@@ -111,8 +111,9 @@ class Topics:
         return self._t(f"agency.inbox.{agency_code}")
 
 
-class Output(NamedTuple):
-    """A record to produce (the hub's outputs carry no headers)."""
+class Output(msgspec.Struct, frozen=True, gc=False):
+    """A record to produce (the hub's outputs carry no headers). A Struct: a named tuple's
+    ``__new__`` is Python code, and there are one to four of these per event."""
 
     topic: str
     key: bytes
@@ -425,7 +426,7 @@ class Processor:
             if outcome.transfer is not None:
                 targets = [*targets, self._inbox(outcome.transfer.to_agency)]
             # One schema for every status topic: encode once, frame with each topic's id.
-            body = targets[0][1].encode_body(record)
+            body = targets[0][1].encode_attributes(record)
             outputs = [
                 Output(topic, key, serializer.frame_body(body)) for topic, serializer in targets
             ]

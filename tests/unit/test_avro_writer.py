@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, date, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import fastavro
@@ -17,6 +18,8 @@ from hub.contract.serde import (
     UnsupportedSchemaError,
     compile_writer,
 )
+from hub.domain.lifecycle import CurrentStep
+from hub.outputs import StatusRecord
 
 COMPILED = [SchemaKind.DOSSIER_STATUS, SchemaKind.DOSSIER_ALERT]
 
@@ -42,6 +45,38 @@ def test_every_branch_and_symbol_is_written_as_fastavro_does(
         # the hub's own records give a record branch as a plain dict, not (name, fields)
         plain = {k: v[1] if isinstance(v, tuple) else v for k, v in record.items()}
         assert write(plain) == fastavro_bytes(schema, record)
+
+
+def as_object(value: Any) -> Any:
+    """A record as an object with its fields as attributes (nested records too)."""
+    if isinstance(value, tuple):
+        value = value[1]
+    if isinstance(value, dict):
+        return SimpleNamespace(**{k: as_object(v) for k, v in value.items()})
+    return value
+
+
+@pytest.mark.parametrize(
+    ("kind", "version"), [(k, v) for k in COMPILED for v in versions(k)], ids=str
+)
+def test_a_record_read_from_attributes_is_written_as_fastavro_does(
+    kind: SchemaKind, version: int
+) -> None:
+    schema = load_schema(kind, version)
+    write = compile_writer(schema, attributes=True)
+    for record in sample_records(schema):
+        assert write(as_object(record)) == fastavro_bytes(schema, record)
+    with pytest.raises(AttributeError):
+        write(SimpleNamespace())  # no defaults from attributes: every field must be there
+
+
+def test_the_status_record_is_the_status_schemas_fields() -> None:
+    """The worker writes ``StatusRecord`` objects with the attribute writer: their fields
+    must be the schema's, and the step its ``CurrentStep``'s."""
+    schema = load_schema(SchemaKind.DOSSIER_STATUS)
+    assert StatusRecord.__struct_fields__ == tuple(f["name"] for f in schema["fields"])
+    step = next(f for f in schema["fields"] if f["name"] == "step")["type"][1]
+    assert {f["name"] for f in step["fields"]} <= set(CurrentStep.__struct_fields__)
 
 
 NUMBERS = {
