@@ -11,17 +11,16 @@ import hashlib
 import uuid
 from collections.abc import Mapping
 from datetime import date, datetime
-from typing import Any
 
 import msgspec
 
 from hub.contract.event_types import HubOutputType
-from hub.domain.deadlines import Alert
+from hub.domain.deadlines import Alert, AlertKind, AlertScope
 from hub.domain.events import Channel
 from hub.domain.lifecycle import CurrentStep, DossierState, StatusChange
 from hub.domain.status import DossierStatus
 
-__all__ = ["StatusRecord", "alert_record", "output_id", "status_record"]
+__all__ = ["AlertRecord", "StatusRecord", "alert_record", "output_id", "status_record"]
 
 _NAMESPACE = uuid.UUID("6f1c2a0e-4b7d-5c1e-9a53-48a0b1d6e940")
 SCHEMA_VERSION = 1
@@ -32,12 +31,15 @@ _NAMESPACE_BYTES = _NAMESPACE.bytes
 
 def output_id(*parts: str) -> str:
     """``str(uuid.uuid5(_NAMESPACE, "|".join(parts)))``, without building a UUID object
-    (one or more per event: that was a tenth of the output cost)."""
-    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + "|".join(parts).encode()).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    (one or more per event): the SHA-1's hex digits with the version nibble set to 5 and
+    the variant bits of the next-but-three nibble to 10 (RFC 4122)."""
+    h = _sha1(_NAMESPACE_BYTES + "|".join(parts).encode()).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+
+
+#: a hex digit with its top two bits replaced by 10
+_VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
+_sha1 = hashlib.sha1
 
 
 # The records below go straight to the compiled Avro writer (``hub.contract.serde``), so they
@@ -112,6 +114,26 @@ def status_record(
     )
 
 
+class AlertRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """A ``dossier.alerts`` record, its attributes the schema's fields
+    (``schemas/dossier-alert``), written as ``StatusRecord`` is."""
+
+    event_id: str
+    event_type: str
+    occurred_at: datetime
+    recorded_at: datetime
+    source_system: str
+    agency_code: str
+    dossier_code: str
+    schema_version: int
+    traceparent: str | None
+    kind: AlertKind
+    scope: AlertScope
+    step_no: int | None
+    deadline: date
+    detected_at: datetime
+
+
 def alert_record(
     alert: Alert,
     state: DossierState,
@@ -119,20 +141,20 @@ def alert_record(
     source_system: str,
     detected_at: datetime,
     recorded_at: datetime,
-) -> dict[str, Any]:
-    return {
-        "event_id": output_id(state.dossier_code, "alert", alert.key),
-        "event_type": _ALERT,
-        "occurred_at": detected_at,
-        "recorded_at": recorded_at,
-        "source_system": source_system,
-        "agency_code": state.agency_code,
-        "dossier_code": state.dossier_code,
-        "schema_version": SCHEMA_VERSION,
-        "traceparent": None,
-        "kind": alert.kind,
-        "scope": alert.scope,
-        "step_no": alert.step_no,
-        "deadline": alert.deadline,
-        "detected_at": detected_at,
-    }
+) -> AlertRecord:
+    return AlertRecord(
+        event_id=output_id(state.dossier_code, "alert", alert.key),
+        event_type=_ALERT,
+        occurred_at=detected_at,
+        recorded_at=recorded_at,
+        source_system=source_system,
+        agency_code=state.agency_code,
+        dossier_code=state.dossier_code,
+        schema_version=SCHEMA_VERSION,
+        traceparent=None,
+        kind=alert.kind,
+        scope=alert.scope,
+        step_no=alert.step_no,
+        deadline=alert.deadline,
+        detected_at=detected_at,
+    )

@@ -9,6 +9,8 @@ never be counted twice, which plain counters incremented per event could not pro
 
 from __future__ import annotations
 
+import operator
+
 from hub.domain.deadlines import AlertKind, AlertScope, alert_key_prefix, on_time
 from hub.domain.events import Channel
 from hub.domain.lifecycle import DossierState, WorkingDays
@@ -18,6 +20,8 @@ from hub.domain.supervision import OPEN_STATUSES, FigureKey, Figures, figure_key
 __all__ = ["negate", "standing", "standing_values"]
 
 _OVERDUE_PREFIX = alert_key_prefix(AlertKind.OVERDUE, AlertScope.DOSSIER)
+#: ``key.startswith(_OVERDUE_PREFIX)``, looped over in C by ``map``
+_is_overdue_key = operator.methodcaller("startswith", _OVERDUE_PREFIX)
 _WITHDRAWN_STOPPED = frozenset({DossierStatus.WITHDRAWN, DossierStatus.STOPPED})
 
 
@@ -54,7 +58,7 @@ def standing_values(
         status in OPEN_STATUSES,  # in_progress
         processed,
         state.returned_at is not None,  # returned
-        bool(emitted) and any(key.startswith(_OVERDUE_PREFIX) for key in emitted),  # overdue
+        bool(emitted) and any(map(_is_overdue_key, emitted)),  # overdue
         status is DossierStatus.NOT_RECEIVED,  # refused
         status in _WITHDRAWN_STOPPED,  # withdrawn_stopped
         verdict is True,  # finished_on_time

@@ -219,9 +219,6 @@ class Processor:
             self._inboxes[agency_code] = target
         return target
 
-    def _serialize(self, kind: SchemaKind, topic: str, record: dict[str, Any]) -> bytes:
-        return self._serializer(kind, topic)(record)
-
     # --- one record -------------------------------------------------------------------------
 
     def handle(
@@ -468,20 +465,22 @@ class Processor:
             return state, [], next_alert
         key = state.dossier_code.encode()
         topic = self._alerts_topic
+        serializer = self._serializer(SchemaKind.DOSSIER_ALERT, topic)
+        source_system = self.settings.source_system
         outputs = [
             Output(
                 topic,
                 key,
-                self._serialize(
-                    SchemaKind.DOSSIER_ALERT,
-                    topic,
-                    alert_record(
-                        alert,
-                        state,
-                        source_system=self.settings.source_system,
-                        detected_at=now,
-                        recorded_at=recorded_at,
-                    ),
+                serializer.frame_body(
+                    serializer.encode_attributes(
+                        alert_record(
+                            alert,
+                            state,
+                            source_system=source_system,
+                            detected_at=now,
+                            recorded_at=recorded_at,
+                        )
+                    )
                 ),
             )
             for alert in alerts

@@ -19,7 +19,7 @@ from hub.contract.serde import (
     compile_writer,
 )
 from hub.domain.lifecycle import CurrentStep
-from hub.outputs import StatusRecord
+from hub.outputs import AlertRecord, StatusRecord
 
 COMPILED = [SchemaKind.DOSSIER_STATUS, SchemaKind.DOSSIER_ALERT]
 
@@ -70,13 +70,15 @@ def test_a_record_read_from_attributes_is_written_as_fastavro_does(
         write(SimpleNamespace())  # no defaults from attributes: every field must be there
 
 
-def test_the_status_record_is_the_status_schemas_fields() -> None:
+def test_the_output_records_are_their_schemas_fields() -> None:
     """The worker writes ``StatusRecord`` objects with the attribute writer: their fields
     must be the schema's, and the step its ``CurrentStep``'s."""
     schema = load_schema(SchemaKind.DOSSIER_STATUS)
     assert StatusRecord.__struct_fields__ == tuple(f["name"] for f in schema["fields"])
     step = next(f for f in schema["fields"] if f["name"] == "step")["type"][1]
     assert {f["name"] for f in step["fields"]} <= set(CurrentStep.__struct_fields__)
+    alert = load_schema(SchemaKind.DOSSIER_ALERT)
+    assert AlertRecord.__struct_fields__ == tuple(f["name"] for f in alert["fields"])
 
 
 NUMBERS = {
