@@ -254,14 +254,25 @@ def _read_length(data: bytes, pos: int) -> tuple[int, int]:
     return n, pos
 
 
-# One-byte varints (0..63, most lengths and small ints) are read inline; longer ones call.
+# Varints are read inline (a timestamp is six bytes); lengths longer than 63 call.
 _LONG_LINES: Final = [
     "b = data[pos]",
+    "pos += 1",
     "if b < 0x80:",
     "    v = (b >> 1) ^ -(b & 1)",
-    "    pos += 1",
     "else:",
-    "    v, pos = _read_long(data, pos)",
+    "    v = b & 0x7F",
+    "    shift = 7",
+    "    while True:",
+    "        b = data[pos]",
+    "        pos += 1",
+    "        v |= (b & 0x7F) << shift",
+    "        if b < 0x80:",
+    "            break",
+    "        shift += 7",
+    "        if shift > 63:",  # longer than a 64-bit long's ten bytes
+    "            return None",
+    "    v = (v >> 1) ^ -(v & 1)",
 ]
 _STRING_LINES: Final = [
     "b = data[pos]",
