@@ -312,6 +312,14 @@ class Bench:
         self.runs += 1
         return f"b{self.tag}{what}{self.runs}.", f"bench-{self.tag}-{what}{self.runs}"
 
+    def audit_key(self) -> Path:
+        from hub.audit.signing import generate_key
+
+        path = self.workdir / "audit-signing.key"
+        if not path.exists():
+            generate_key(path)
+        return path
+
     def start_worker(
         self, prefix: str, app_id: str, data_dir: Path, extra: dict[str, str] | None = None
     ) -> Worker:
@@ -327,6 +335,8 @@ class Bench:
             "HUB_DATA_DIR": str(data_dir),
             "HUB_WEB_PORT": str(port),
             "HUB_PARTITIONS": str(self.args.partitions),
+            # heads signed, as in production (hub/audit/signing.py)
+            "HUB_AUDIT_SIGNING_KEY": str(self.audit_key()),
             **(extra or {}),
         }
         log_path = self.workdir / f"worker-{app_id}-{port}.log"

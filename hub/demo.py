@@ -39,6 +39,7 @@ from typing import Any
 
 from kafka.errors import KafkaError
 
+from hub.audit.signing import generate_key, public_key_path
 from hub.settings import HubSettings
 from hub.stack.errors import StackError
 from hub.stack.stack import LocalStack
@@ -222,6 +223,15 @@ class Demo:
         self.say(f"  ready: SCHEMA_REGISTRY_URL={self.stack.registry_url}")
 
     # --- 2. the worker ----------------------------------------------------------------------
+    def audit_key(self) -> Path:
+        """The demo's audit signing key (made once, kept with the demo's state): the worker
+        signs chain heads with it; `hub audit verify` checks them with its .pub file."""
+        path = self.dir / "audit" / "signing.key"
+        if not path.exists():
+            generate_key(path)
+            self.say(f"  audit signing key {path} (public key {public_key_path(path)})")
+        return path
+
     def start_worker(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         log_path = self.dir / "worker.log"
@@ -232,6 +242,7 @@ class Demo:
             "SCHEMA_REGISTRY_URL": self.stack.registry_url,
             "HUB_DATA_DIR": str(self.dir / "worker-data"),
             "HUB_CLOCK_INTERVAL_S": "5",
+            "HUB_AUDIT_SIGNING_KEY": str(self.audit_key()),
             "PYTHONPATH": pythonpath,
         }
         self.say(

@@ -84,6 +84,18 @@ class HubSettings(BaseSettings):
     #: SSL / SASL_SSL: the CA certificate (PEM) the broker's certificate is checked against;
     #: unset, the system's trusted authorities (`hub stack up --secure` prints its own)
     kafka_ssl_cafile: Path | None = None
+    #: the Ed25519 private key (PEM, mode 0600, `hub audit keygen`) the workers sign each
+    #: audit chain's head with at every checkpoint; unset, heads go unsigned and
+    #: `hub audit verify` reports every chain (see README, "Audit trail")
+    audit_signing_key: Path | None = None
+    #: time-stamp the heads of the chains this worker holds this often (seconds; 0: never),
+    #: at the RFC 3161 authority below, into ``audit_stamp_dir``
+    audit_stamp_interval_s: float = 0.0
+    #: the authority: an HTTP(S) URL taking RFC 3161 queries, or the configuration file of a
+    #: local `openssl ts -reply` authority
+    audit_tsa: str | None = None
+    #: where stamps go (one set of files per chain, the latest); default <data dir>/audit-stamps
+    audit_stamp_dir: Path | None = None
 
     def web_url(self) -> str:
         return self.advertised_url or f"http://{self.web_host}:{self.web_port}"

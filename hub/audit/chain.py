@@ -9,7 +9,10 @@ the hub applies gets one entry::
      "prev_hash": "<hash of entry 6, 64 zeros for entry 1>", "hash": "<hex>"}
 
 ``hash`` is SHA-256 of the canonical JSON (sorted keys, no spaces, UTF-8) of the entry
-without ``hash``. Entries hold no personal data: codes, ids and digests only.
+without ``hash``, ``key_id`` and ``sig``. Entries hold no personal data: codes, ids and
+digests only. The last entry a checkpoint adds to a chain (its head) also carries ``key_id``
+and ``sig``, the worker's Ed25519 signature of its hash (:mod:`hub.audit.signing`): without
+the private key nobody can add an entry that verifies as a head.
 
 A worker that crashed after its entry was acknowledged but before it stored the state
 replays the record and appends the same entry again (same seq, same hash): the verifier
@@ -21,9 +24,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
+
+if TYPE_CHECKING:
+    from hub.audit.signing import TrustedKeys
 
 __all__ = [
     "ENTRY_FIELDS",
@@ -59,9 +65,13 @@ def canonical_json(value: Mapping[str, Any]) -> bytes:
     return _CANONICAL.encode(value)
 
 
+#: fields about an entry rather than of it: not part of the hashed bytes
+_UNHASHED = frozenset({"hash", "key_id", "sig"})
+
+
 def canonical(entry: Mapping[str, Any]) -> bytes:
-    """Canonical JSON of ``entry`` without its ``hash``: the bytes that are hashed."""
-    return canonical_json({name: value for name, value in entry.items() if name != "hash"})
+    """Canonical JSON of ``entry`` without ``hash``, ``key_id``, ``sig``: the hashed bytes."""
+    return canonical_json({name: value for name, value in entry.items() if name not in _UNHASHED})
 
 
 def entry_hash(entry: Mapping[str, Any]) -> str:
@@ -109,7 +119,9 @@ def entry_for(
 
 @dataclass(frozen=True)
 class Problem:
-    """The first thing wrong with a chain. ``kind``: altered | removed | reordered | malformed."""
+    """The first thing wrong with a chain. ``kind``: altered | removed | reordered |
+    malformed | truncated (its first entries are gone) | forged (an entry that a worker did
+    not write: a bad signature, an unsigned last entry, a second entry with one seq)."""
 
     chain: str
     kind: str
@@ -133,14 +145,18 @@ def verify_chain(
     *,
     chain: str | None = None,
     positions: Iterable[str] | None = None,
+    keys: TrustedKeys | None = None,
 ) -> list[Problem]:
     """Problems of one chain's entries in the order they were written; [] when intact.
 
-    Checks each entry's own hash (altered), that seq starts at 1 and grows by one with
-    ``prev_hash`` equal to the previous entry's hash (removed: a gap or a broken link;
-    reordered: a seq not after the previous one). An identical repeat of the previous
-    entry (same seq, same hash) is harmless. Stops at the first problem: what follows it
-    cannot be trusted to be judged correctly."""
+    Checks each entry's own hash (altered), that seq starts at 1 (truncated: the log's
+    first records were deleted) and grows by one with ``prev_hash`` equal to the previous
+    entry's hash (removed: a gap or a broken link; reordered: a seq not after the previous
+    one; forged: another entry with the previous one's seq). With ``keys``, every signature
+    must verify with a trusted key and the chain's last entry must be signed (forged
+    otherwise: only a worker holding the private key signs heads). An identical repeat of
+    the previous entry (same seq, same hash) is harmless. Stops at the first problem: what
+    follows it cannot be trusted to be judged correctly."""
     listed = list(entries)
     where = list(positions) if positions is not None else [f"#{i}" for i in range(len(listed))]
     name = chain or (str(listed[0].get("chain")) if listed else "?")
@@ -155,17 +171,28 @@ def verify_chain(
             ]
         if entry_hash(entry) != entry["hash"]:
             return [_problem(name, "altered", entry, position, "hash mismatch")]
+        if keys is not None and "sig" in entry:
+            wrong = keys.problem(entry)
+            if wrong is not None:
+                return [_problem(name, "forged", entry, position, wrong)]
         seq = entry["seq"]
         if previous is None:
             if seq != 1 or entry["prev_hash"] != GENESIS:
                 return [
                     _problem(
-                        name, "removed", entry, position,
-                        f"chain starts at seq {seq}, not 1",
+                        name, "truncated", entry, position,
+                        f"chain starts at seq {seq}, not 1: its first entries were deleted",
                     )
                 ]  # fmt: skip
         elif seq == previous["seq"] and entry["hash"] == previous["hash"]:
             continue  # an identical repeat: a replay after a crash
+        elif seq == previous["seq"]:
+            return [
+                _problem(
+                    name, "forged", entry, position,
+                    f"a second entry with seq {seq}: the chain forks here",
+                )
+            ]  # fmt: skip
         elif seq <= previous["seq"]:
             return [
                 _problem(
@@ -196,4 +223,12 @@ def verify_chain(
                 )
             ]  # fmt: skip
         previous = entry
+    if keys is not None and previous is not None and "sig" not in previous:
+        last = len(listed) - 1
+        return [
+            _problem(
+                name, "forged", previous, where[last],
+                "the chain's last entry is not signed: no worker wrote it as a head",
+            )
+        ]  # fmt: skip
     return []

@@ -17,15 +17,27 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
-from hub.audit.chain import canonical_json
+from hub.audit.chain import canonical_json, chain_key
+from hub.audit.inputs import InputRecord
 from hub.consumers import committed_consumer
+from hub.dlq.headers import DeadLetter, DeadLetterHeaderError, dlq_topic
+from hub.security.client import env_client_kwargs
 
-__all__ = ["AuditReadError", "ChainRecords", "audit_topic", "encode_entry", "read_chains"]
+__all__ = [
+    "AuditReadError",
+    "ChainRecords",
+    "InputPartition",
+    "audit_topic",
+    "encode_entry",
+    "read_chains",
+    "read_inputs",
+]
 
 _WINDOW = 200  # records read per step when looking for a chain's head from the end
 
@@ -115,3 +127,101 @@ def read_chains(bootstrap: str, topic: str, *, timeout_s: float = 15.0) -> dict[
     finally:
         consumer.close(autocommit=False)
     return dict(chains)
+
+
+@dataclass
+class InputPartition:
+    """One input partition as ``hub audit verify --inputs`` reads it back."""
+
+    log_start: int
+    records: list[InputRecord]
+    committed: int | None  # the hub's committed offset; None: none committed
+    dead_letter_offsets: set[int]
+
+
+def read_inputs(
+    bootstrap: str,
+    chains: list[str],
+    *,
+    group_id: str,
+    decode: Callable[[bytes], tuple[str | None, str | None]] | None = None,
+    timeout_s: float = 15.0,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, InputPartition]:
+    """For each chain key (``<input topic>:<partition>``), and each input partition the hub's
+    group committed offsets for, the input partition's records
+    (committed ones, from the log's first offset to its end), the hub's committed offset
+    there (consumer group ``group_id``) and the offsets its dead-letter topic names.
+    ``decode`` gives a record value's event id and type (None, None when it cannot)."""
+    parts: dict[str, tuple[str, int]] = {}
+    for chain in chains:
+        name, _, digits = chain.rpartition(":")
+        if name and digits.isdigit():
+            parts[chain] = (name, int(digits))
+    try:
+        consumer = _consumer(bootstrap, timeout_s)
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap, client_id="hub-audit", **env_client_kwargs()
+        )
+    except Exception as exc:  # kafka-python raises NoBrokersAvailable and others
+        raise AuditReadError(f"cannot reach Kafka at {bootstrap} ({type(exc).__name__})") from exc
+    try:
+        committed = {
+            (tp.topic, tp.partition): meta.offset
+            for tp, meta in admin.list_group_offsets(group_id).get(group_id, {}).items()
+            if meta.offset >= 0
+        }
+        # a partition the hub committed past without writing a single entry has no chain:
+        # it is read all the same (every record it consumed there is unaccounted for)
+        for topic, number in committed:
+            parts.setdefault(chain_key(topic, number), (topic, number))
+        existing = consumer.topics()
+        dead: dict[tuple[str, int], set[int]] = defaultdict(set)
+        for topic in sorted({topic for topic, _ in parts.values()}):
+            if dlq_topic(topic) in existing:
+                for record in _read_topic(consumer, dlq_topic(topic), timeout_s):
+                    letter = _source_of(record.headers)
+                    if letter is not None and letter[0] == topic:
+                        dead[(topic, letter[1])].add(letter[2])
+        found: dict[str, InputPartition] = {}
+        for chain, (topic, number) in sorted(parts.items()):
+            tp = TopicPartition(topic, number)
+            if topic not in existing:
+                raise AuditReadError(f"input topic {topic} does not exist on {bootstrap}")
+            begin = consumer.beginning_offsets([tp])[tp]
+            end = consumer.end_offsets([tp])[tp]
+            if progress is not None:
+                progress(f"{chain}: reading input offsets {begin}..{end - 1}")
+            records = []
+            for record in _read_range(consumer, tp, begin, end, timeout_s) if end > begin else []:
+                event_id, event_type = (
+                    decode(record.value) if decode and record.value else (None, None)
+                )
+                records.append(InputRecord(record.offset, record.value, event_id, event_type))
+            found[chain] = InputPartition(
+                begin, records, committed.get((topic, number)), dead[(topic, number)]
+            )
+        return found
+    finally:
+        consumer.close(autocommit=False)
+        admin.close()
+
+
+def _read_topic(consumer: KafkaConsumer, topic: str, timeout_s: float) -> list[Any]:
+    found: list[Any] = []
+    for partition in sorted(consumer.partitions_for_topic(topic) or ()):
+        tp = TopicPartition(topic, partition)
+        begin = consumer.beginning_offsets([tp])[tp]
+        end = consumer.end_offsets([tp])[tp]
+        if end > begin:
+            found.extend(_read_range(consumer, tp, begin, end, timeout_s))
+    return found
+
+
+def _source_of(headers: list[tuple[str, bytes | None]] | None) -> tuple[str, int, int] | None:
+    """(topic, partition, offset) a dead letter's headers name, or None."""
+    try:
+        letter = DeadLetter.from_headers(headers or [])
+    except DeadLetterHeaderError:
+        return None
+    return letter.source_topic, letter.source_partition, letter.source_offset

@@ -56,6 +56,7 @@ from confluent_kafka import (
 )
 
 from hub.audit.chain import chain_key, entry_for
+from hub.audit.signing import HeadSigner
 from hub.audit.trail import audit_topic, encode_entry
 from hub.consumer_group import Record, record_of
 from hub.contract.errors import RegistryUnavailableError
@@ -155,6 +156,8 @@ class Task:
     before: dict[bytes, DossierState | None] = field(default_factory=dict)
     next_inputs: dict[str, int] = field(default_factory=dict)  # topic -> next offset
     audit_heads: dict[str, dict[str, Any]] = field(default_factory=dict)  # changed heads
+    #: this checkpoint's audit entries (chain, entry), written when it commits, heads signed
+    audit_pending: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     changelog_last: int = -1  # highest changelog offset delivered in this checkpoint
     due: list[tuple[date, bytes]] = field(default_factory=list)  # heap, lazily pruned
     due_at: dict[bytes, date] = field(default_factory=dict)
@@ -177,6 +180,7 @@ class Task:
         self.before.clear()
         self.next_inputs.clear()
         self.audit_heads.clear()
+        self.audit_pending.clear()
         self.changelog_last = -1
 
     def delivered(self, err: Any, msg: Message) -> None:
@@ -226,6 +230,7 @@ class CheckpointLoop:
         on_fatal: Callable[[BaseException], None] | None = None,
         on_assigned: Callable[[frozenset[int]], None] | None = None,
         standbys: Callable[[], frozenset[int]] = frozenset,
+        signer: HeadSigner | None = None,
     ) -> None:
         self.settings = settings
         self.processor = processor
@@ -241,6 +246,8 @@ class CheckpointLoop:
         self._locks: dict[int, threading.Lock] = {}  # per store: restore vs. standby
         self._restorers: dict[str, Consumer] = {}  # changelog readers, one per thread
         self.worker_id = worker_id(settings.data_dir)
+        #: signs each chain's head at every checkpoint; None: heads go unsigned (warned)
+        self.signer: HeadSigner | None = signer
         self.tasks: dict[int, Task] = {}
         self._stores: dict[int, PartitionStore] = {}  # kept across rebalances
         self._stop = threading.Event()
@@ -317,6 +324,14 @@ class CheckpointLoop:
         self._thread.start()
         if self.settings.standby_replicas > 0:
             threading.Thread(target=self._keep_standbys, name="hub-standby", daemon=True).start()
+
+    def committed_audit_heads(self) -> dict[str, dict[str, Any]]:
+        """The head of each chain this worker holds, as last committed (so in the audit topic
+        for read-committed readers); safe to call from another thread."""
+        heads: dict[str, dict[str, Any]] = {}
+        for task in list(self.tasks.values()):
+            heads.update(task.meta.audit_heads)
+        return heads
 
     def stop(self, timeout_s: float = 60.0) -> None:
         self._stop.set()
@@ -542,8 +557,8 @@ class CheckpointLoop:
 
     def _audit(self, record: Record, key: bytes, effects: Effects, task: Task) -> None:
         """One hash-chained entry per applied record (hub/audit); the chain's head travels
-        in the task's meta, so it commits and aborts with the states."""
-        assert self.producer is not None
+        in the task's meta, so it commits and aborts with the states. Written at the
+        checkpoint (``_write_audit``), when the chain's head is known and can be signed."""
         chain = chain_key(record.topic, record.partition)
         head = task.audit_heads.get(chain) or task.meta.audit_heads.get(chain)  # None: new
         entry = entry_for(
@@ -552,9 +567,25 @@ class CheckpointLoop:
             dossier_code=key.decode(), record=record.value or b"",
         )  # fmt: skip
         task.audit_heads[chain] = entry
-        self._produce(
-            self.audit_topic, encode_entry(entry), chain.encode(), partition=record.partition
-        )
+        task.audit_pending.append((chain, entry))
+
+    def _write_audit(self, task: Task) -> None:
+        """The checkpoint's audit entries, in order, each chain's last one (its head, which
+        the meta keeps) signed: only a holder of the key can extend a chain (hub/audit)."""
+        if not task.audit_pending:
+            return
+        signer = self.signer
+        if signer is not None:
+            signed: dict[int, dict[str, Any]] = {}
+            for chain, head in task.audit_heads.items():
+                signed[id(head)] = task.audit_heads[chain] = signer.sign(head)
+            pending = [(chain, signed.get(id(entry), entry)) for chain, entry in task.audit_pending]
+        else:
+            pending = task.audit_pending
+        for chain, entry in pending:
+            self._produce(
+                self.audit_topic, encode_entry(entry), chain.encode(), partition=task.partition
+            )
 
     def _clock(self, now: Any) -> None:
         """The deadline clock: only the dossiers whose next alert date has come."""
@@ -604,6 +635,7 @@ class CheckpointLoop:
             for task in self.tasks.values():
                 if not task.touched:
                     continue
+                self._write_audit(task)
                 raw_states: dict[bytes, bytes | None] = {}
                 for key, state in task.dirty.items():
                     raw = encode_state(state)

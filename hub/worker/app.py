@@ -27,6 +27,8 @@ from aiohttp.web import Response as AioResponse
 from faust.app.base import BootStrategy
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from hub.audit.signing import KeyFileError, load_signer
+from hub.audit.tsa import HeadStamper
 from hub.contract.registry import SchemaRegistryClient
 from hub.contract.schemas import SchemaKind, load_schema
 from hub.contract.serde import AvroDeserializer, AvroSerializer
@@ -154,6 +156,15 @@ def build(settings: HubSettings) -> tuple[faust.App, TopicCreator]:
         f"{settings.app_id}-{worker_id(settings.data_dir)}",
         settings.web_url(),
     )
+    signer = None
+    if settings.audit_signing_key is not None:
+        signer = load_signer(settings.audit_signing_key)  # KeyFileError: main() says why
+        log.info("audit: chain heads signed with key %s", signer.key_id)
+    else:
+        log.warning(
+            "HUB_AUDIT_SIGNING_KEY is not set: audit chain heads are not signed, so `hub audit "
+            "verify` cannot tell this worker's entries from anyone else's (README, Audit trail)"
+        )
     engine = CheckpointLoop(
         settings,
         _processor(settings, reference),
@@ -161,6 +172,7 @@ def build(settings: HubSettings) -> tuple[faust.App, TopicCreator]:
         on_fatal=fatal,
         on_assigned=directory.announce,
         standbys=lambda: directory.standbys(settings.standby_replicas),
+        signer=signer,
     )
 
     @app.service
@@ -188,6 +200,17 @@ def build(settings: HubSettings) -> tuple[faust.App, TopicCreator]:
     async def sample_consumer_lag() -> None:
         """hub_consumer_lag_messages{topic} (hub/worker/lag.py), sampled in a thread."""
         await refresh(lag_sampler)
+
+    if settings.audit_stamp_interval_s > 0:
+        stamper = HeadStamper(
+            settings.audit_stamp_dir or settings.data_dir / "audit-stamps", settings.audit_tsa
+        )
+
+        @app.timer(interval=settings.audit_stamp_interval_s)  # type: ignore[untyped-decorator]
+        async def stamp_audit_heads() -> None:
+            """RFC 3161 stamps of the chain heads this worker committed (hub/audit/tsa.py),
+            in a thread: an authority may take seconds to answer."""
+            await asyncio.to_thread(stamper.stamp, engine.committed_audit_heads())
 
     def mask(name: str | None) -> str | None:
         if name is None or settings.show_personal_data:
@@ -346,6 +369,9 @@ def main() -> None:
     # `kill -USR1 <pid>` prints every thread's stack to stderr: where a stuck worker waits
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     settings = HubSettings()
-    app, topic_creator = build(settings)
+    try:
+        app, topic_creator = build(settings)
+    except KeyFileError as exc:
+        raise SystemExit(f"hub worker: {exc}") from None
     topic_creator.ensure(hub_topics(Topics(settings.topic_prefix)))
     app.main()

@@ -84,8 +84,13 @@ def test_a_removed_entry_is_a_seq_gap() -> None:
     [problem] = verify_chain(entries[:2] + entries[3:])
     assert (problem.kind, problem.seq) == ("removed", 4)
     assert "seq gap: expected 3, found 4" in problem.message
-    [first] = verify_chain(entries[1:])
-    assert (first.kind, first.seq) == ("removed", 2)
+
+
+def test_a_chain_whose_first_entries_were_deleted_is_truncated() -> None:
+    entries = chain(5)
+    [first] = verify_chain(entries[2:])
+    assert (first.kind, first.seq) == ("truncated", 3)
+    assert "chain starts at seq 3, not 1" in first.message
 
 
 def test_reordered_entries_are_out_of_order() -> None:
@@ -107,7 +112,7 @@ def test_a_same_seq_entry_that_is_not_identical_is_not_a_repeat() -> None:
     )  # fmt: skip
     assert other["seq"] == 3 and other["hash"] != entries[2]["hash"]
     [problem] = verify_chain([*entries, other])
-    assert problem.kind == "reordered"
+    assert problem.kind == "forged" and "a second entry with seq 3" in problem.message
 
 
 def test_malformed_and_foreign_entries_are_problems() -> None:
