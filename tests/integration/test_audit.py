@@ -23,6 +23,7 @@ from connectors.publisher import EventPublisher
 from connectors.scenarios import VN, dossier_code, dossier_life
 from hub.audit.chain import entry_hash
 from hub.audit.trail import encode_entry
+from hub.consumers import READ_COMMITTED
 from hub.engine.directory import partition_for
 from tests.fixtures.stack import Broker
 from tests.fixtures.topics import read_topic
@@ -284,7 +285,7 @@ def test_an_outsider_without_the_key_cannot_forge_delete_or_drop_unnoticed(
 
 
 def end_offsets(broker: Broker, topic: str) -> dict[int, int]:
-    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap)
+    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, isolation_level=READ_COMMITTED)
     try:
         tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         return {tp.partition: offset for tp, offset in consumer.end_offsets(tps).items()}
