@@ -44,6 +44,7 @@ from hub.audit.trail import (
     AuditReadError,
     ChainRecords,
     audit_topic,
+    committed_offsets,
     encode_entry,
     read_chains,
     read_inputs,
@@ -239,11 +240,10 @@ def _decoder(registry_url: str | None) -> Callable[[bytes], tuple[str | None, st
 def _verify_inputs(args: argparse.Namespace, chains: dict[str, ChainRecords]) -> int:
     bootstrap, _ = _settings(args)
     registry = args.registry_url or os.environ.get("SCHEMA_REGISTRY_URL")
-    group = args.app_id or os.environ.get("HUB_APP_ID", "nghean-hub")
     inputs = read_inputs(
         bootstrap,
         sorted(chains),
-        group_id=group,
+        committed=args.committed,
         decode=_decoder(registry),
         timeout_s=args.timeout,
         progress=lambda line: print(line, file=sys.stderr),
@@ -331,6 +331,10 @@ def run_audit_command(args: argparse.Namespace) -> int:
         return _keygen(args.out)
     bootstrap, topic = _settings(args)
     try:
+        if args.audit_action == "verify" and args.inputs:
+            # before the audit topic (see committed_offsets)
+            group = args.app_id or os.environ.get("HUB_APP_ID") or "nghean-hub"
+            args.committed = committed_offsets(bootstrap, group)
         chains = read_chains(bootstrap, topic, timeout_s=args.timeout)
         if args.audit_action == "verify":
             return _verify(args, chains)

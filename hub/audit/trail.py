@@ -34,6 +34,7 @@ __all__ = [
     "ChainRecords",
     "InputPartition",
     "audit_topic",
+    "committed_offsets",
     "encode_entry",
     "read_chains",
     "read_inputs",
@@ -139,42 +140,54 @@ class InputPartition:
     dead_letter_offsets: set[int]
 
 
-def read_inputs(
-    bootstrap: str,
-    chains: list[str],
-    *,
-    group_id: str,
-    decode: Callable[[bytes], tuple[str | None, str | None]] | None = None,
-    timeout_s: float = 15.0,
-    progress: Callable[[str], None] | None = None,
-) -> dict[str, InputPartition]:
-    """For each chain key (``<input topic>:<partition>``), and each input partition the hub's
-    group committed offsets for, the input partition's records
-    (committed ones, from the log's first offset to its end), the hub's committed offset
-    there (consumer group ``group_id``) and the offsets its dead-letter topic names.
-    ``decode`` gives a record value's event id and type (None, None when it cannot)."""
-    parts: dict[str, tuple[str, int]] = {}
-    for chain in chains:
-        name, _, digits = chain.rpartition(":")
-        if name and digits.isdigit():
-            parts[chain] = (name, int(digits))
+def committed_offsets(bootstrap: str, group_id: str) -> dict[tuple[str, int], int]:
+    """The offsets consumer group ``group_id`` committed, by (topic, partition). Read these
+    *before* the audit topic: the hub commits its input offsets in the transaction that
+    carries their entries, so every entry of a record below them is then already visible."""
     try:
-        consumer = _consumer(bootstrap, timeout_s)
         admin = KafkaAdminClient(
             bootstrap_servers=bootstrap, client_id="hub-audit", **env_client_kwargs()
         )
     except Exception as exc:  # kafka-python raises NoBrokersAvailable and others
         raise AuditReadError(f"cannot reach Kafka at {bootstrap} ({type(exc).__name__})") from exc
     try:
-        committed = {
+        return {
             (tp.topic, tp.partition): meta.offset
             for tp, meta in admin.list_group_offsets(group_id).get(group_id, {}).items()
             if meta.offset >= 0
         }
-        # a partition the hub committed past without writing a single entry has no chain:
-        # it is read all the same (every record it consumed there is unaccounted for)
-        for topic, number in committed:
-            parts.setdefault(chain_key(topic, number), (topic, number))
+    finally:
+        admin.close()
+
+
+def read_inputs(
+    bootstrap: str,
+    chains: list[str],
+    *,
+    committed: dict[tuple[str, int], int],
+    decode: Callable[[bytes], tuple[str | None, str | None]] | None = None,
+    timeout_s: float = 15.0,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, InputPartition]:
+    """For each chain key (``<input topic>:<partition>``), and each input partition the hub
+    committed offsets for (``committed_offsets``), the input partition's records (committed
+    ones, from the log's first offset to its end), the hub's committed offset there and the
+    offsets its dead-letter topic names. ``decode`` gives a record value's event id and type
+    (None, None when it cannot)."""
+    parts: dict[str, tuple[str, int]] = {}
+    for chain in chains:
+        name, _, digits = chain.rpartition(":")
+        if name and digits.isdigit():
+            parts[chain] = (name, int(digits))
+    # a partition the hub committed past without writing a single entry has no chain: it is
+    # read all the same (every record it consumed there is unaccounted for)
+    for topic, number in committed:
+        parts.setdefault(chain_key(topic, number), (topic, number))
+    try:
+        consumer = _consumer(bootstrap, timeout_s)
+    except Exception as exc:  # kafka-python raises NoBrokersAvailable and others
+        raise AuditReadError(f"cannot reach Kafka at {bootstrap} ({type(exc).__name__})") from exc
+    try:
         existing = consumer.topics()
         dead: dict[tuple[str, int], set[int]] = defaultdict(set)
         for topic in sorted({topic for topic, _ in parts.values()}):
@@ -204,7 +217,6 @@ def read_inputs(
         return found
     finally:
         consumer.close(autocommit=False)
-        admin.close()
 
 
 def _read_topic(consumer: KafkaConsumer, topic: str, timeout_s: float) -> list[Any]:

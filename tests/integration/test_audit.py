@@ -4,9 +4,6 @@ verify`` finds the chains intact, then finds a forged entry and a skipped seq.""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 import uuid
 from datetime import datetime, timedelta
@@ -23,32 +20,18 @@ from connectors.publisher import EventPublisher
 from connectors.scenarios import VN, dossier_code, dossier_life
 from hub.audit.chain import entry_hash
 from hub.audit.trail import encode_entry
+from hub.audit.tsa import file_stem
 from hub.consumers import READ_COMMITTED
 from hub.engine.directory import partition_for
 from tests.fixtures.stack import Broker
 from tests.fixtures.topics import read_topic
-from tests.fixtures.worker import ROOT, Worker, start_worker, wait_for
+from tests.fixtures.worker import Worker, audit_cli, start_worker, wait_for
 from tests.unit.test_audit import make_authority
 
 pytestmark = pytest.mark.broker
 
 JUSTICE = "000.00.03.H40"
 CRIMINAL_RECORD = "2.000488"
-
-
-def audit_cli(broker: Broker, *args: str, app_id: str = "") -> subprocess.CompletedProcess[str]:
-    """``hub audit ...`` as an operator runs it: the workers' public key found beside
-    ``HUB_AUDIT_SIGNING_KEY`` (the session's key), the inputs read back with the registry and
-    the hub's consumer group (``app_id``)."""
-    env = {**os.environ, "SCHEMA_REGISTRY_URL": broker.registry_url, "HUB_APP_ID": app_id}
-    return subprocess.run(
-        [sys.executable, "-m", "hub", "audit", *args, "--bootstrap-server", broker.bootstrap],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_every_applied_event_is_chained_and_forgeries_are_found(
@@ -308,3 +291,42 @@ def commit_offset(broker: Broker, group: str, topic: str, partition: int, offset
     request = ConsumerGroupTopicPartitions(group, [ConfluentPartition(topic, partition, offset)])
     for future in admin.alter_consumer_group_offsets([request]).values():
         future.result(timeout=30)
+
+
+def test_a_worker_stamps_its_chain_heads_on_a_schedule(broker: Broker, tmp_path: Path) -> None:
+    """``HUB_AUDIT_STAMP_INTERVAL_S``: the worker time-stamps the heads it committed at the
+    configured authority (a local ``openssl ts`` one here), and verify checks the stamps."""
+    config, ca = make_authority(tmp_path)
+    stamps = tmp_path / "stamps"
+    tag = uuid.uuid4().hex[:8]
+    prefix, app_id = f"s{tag}.", f"hub-stamp-{tag}"
+    worker = start_worker(
+        broker, tmp_path / "w", prefix=prefix, app_id=app_id,
+        extra={"HUB_AUDIT_STAMP_INTERVAL_S": "1", "HUB_AUDIT_TSA": str(config),
+               "HUB_AUDIT_STAMP_DIR": str(stamps)},
+    )  # fmt: skip
+    audit_topic = f"{prefix}hub.audit"
+    start = datetime.now(VN) - timedelta(hours=6)
+    life = dossier_life(dossier_code(JUSTICE, start, 1), JUSTICE, CRIMINAL_RECORD, start)
+    try:
+        publisher = EventPublisher(broker.bootstrap, broker.registry_url, topic_prefix=prefix)
+        for event in life:
+            assert publisher.publish(event) == []
+        publisher.close()
+        records = read_topic(broker.bootstrap, audit_topic, expect=len(life))
+        last = json.loads(records[-1].value)
+        head_file = stamps / f"{file_stem(last['chain'])}.head.json"
+        wait_for(
+            lambda: head_file.exists() and json.loads(head_file.read_bytes())["seq"] == last["seq"],
+            60,
+            "the latest head stamped",
+        )
+    finally:
+        worker.stop()
+    assert (stamps / f"{file_stem(last['chain'])}.tsr").exists()
+    checked = audit_cli(
+        broker, "verify", "--topic", audit_topic, "--tsa", str(stamps), "--tsa-ca", str(ca),
+        app_id=app_id,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "time-stamp: OK" in checked.stdout

@@ -40,7 +40,7 @@ from hub.stack.stack import LocalStack
 from tests.fixtures.ledger import JUSTICE, Check, Ledger, province_events, validated
 from tests.fixtures.stack import Broker, _from_local_stack
 from tests.fixtures.topics import outputs_against, read_topic
-from tests.fixtures.worker import Worker, start_worker, wait_for
+from tests.fixtures.worker import Worker, audit_cli, start_worker, wait_for
 
 pytestmark = pytest.mark.broker
 
@@ -154,6 +154,12 @@ def judge(
     assert not letters
     assert (view.lost, view.twice, view.wrong_status) == (0, 0, 0), view.problems
     assert counts.ok, counts
+    # the audit trail after the faults: every chain intact and signed, every entry matching
+    # its input record, every consumed record accounted for
+    audit = audit_cli(
+        broker, "verify", "--topic", f"{prefix}hub.audit", app_id=workers[0].env["HUB_APP_ID"]
+    )
+    assert audit.returncode == 0, audit.stdout + audit.stderr
     return check
 
 
