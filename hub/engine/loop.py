@@ -315,7 +315,8 @@ class CheckpointLoop:
     def create_topics(self) -> None:
         """The changelog (compacted) and the audit topic, before the loop starts."""
         self.admin.ensure([self.changelog], compact=True)
-        self.admin.ensure([self.audit_topic])
+        # a chain must start at seq 1 to verify: its records are never expired (README)
+        self.admin.ensure([self.audit_topic], keep_forever=True)
 
     # --- life ---------------------------------------------------------------------------
 

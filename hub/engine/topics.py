@@ -43,11 +43,22 @@ class EngineTopics:
             self._client = AdminClient(self._config)
         return self._client
 
-    def ensure(self, names: Iterable[str], *, compact: bool = False, partitions: int = 0) -> None:
+    def ensure(
+        self,
+        names: Iterable[str],
+        *,
+        compact: bool = False,
+        partitions: int = 0,
+        keep_forever: bool = False,
+    ) -> None:
+        """Create the topics of ``names`` not known to exist (``compact``: compacted;
+        ``keep_forever``: no time or size retention, as the audit chains need)."""
         missing = [n for n in dict.fromkeys(names) if n not in self.known]
         if not missing:
             return
         config = {"cleanup.policy": "compact"} if compact else {}
+        if keep_forever:
+            config.update({"retention.ms": "-1", "retention.bytes": "-1"})
         futures = self._admin.create_topics(
             [
                 NewTopic(n, partitions or self.partitions, self.replication_factor, config=config)

@@ -15,6 +15,7 @@ from confluent_kafka import ConsumerGroupTopicPartitions
 from confluent_kafka import TopicPartition as ConfluentPartition
 from confluent_kafka.admin import AdminClient
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import ConfigResource, ConfigResourceType
 
 from connectors.publisher import EventPublisher
 from connectors.scenarios import VN, dossier_code, dossier_life
@@ -193,6 +194,14 @@ def test_an_outsider_without_the_key_cannot_forge_delete_or_drop_unnoticed(
     clean = audit_cli(broker, "verify", "--topic", audit_topic, app_id=app_id)
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert "signatures NOT checked" not in clean.stdout
+    # the chains' records never expire (a chain must start at seq 1 to verify)
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    try:
+        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, audit_topic)])
+    finally:
+        admin.close()
+    [configs] = [c for by_name in described.values() for c in by_name.values()]
+    assert configs["retention.ms"]["value"] == "-1", configs
 
     # a record consumed and dropped: published while no worker runs, then the hub's group
     # offset moved past it (what a worker losing a record would leave behind)
