@@ -10,6 +10,7 @@ never be counted twice, which plain counters incremented per event could not pro
 from __future__ import annotations
 
 import operator
+from typing import Final
 
 from hub.domain.deadlines import AlertKind, AlertScope, alert_key_prefix, on_time
 from hub.domain.events import Channel
@@ -17,12 +18,32 @@ from hub.domain.lifecycle import DossierState, WorkingDays
 from hub.domain.status import DossierStatus
 from hub.domain.supervision import OPEN_STATUSES, FigureKey, Figures, figure_key
 
-__all__ = ["negate", "standing", "standing_values"]
+__all__ = ["STANDING_FIELDS", "negate", "same_standing", "standing", "standing_values"]
 
 _OVERDUE_PREFIX = alert_key_prefix(AlertKind.OVERDUE, AlertScope.DOSSIER)
 #: ``key.startswith(_OVERDUE_PREFIX)``, looped over in C by ``map``
 _is_overdue_key = operator.methodcaller("startswith", _OVERDUE_PREFIX)
 _WITHDRAWN_STOPPED = frozenset({DossierStatus.WITHDRAWN, DossierStatus.STOPPED})
+
+
+#: Every field of a state that ``standing_values`` reads, directly or through ``on_time``
+#: and ``figure_key`` (tests/unit/test_standing_inputs.py records the attributes read to keep
+#: this list whole).
+STANDING_FIELDS: Final = (
+    "agency_code", "procedure_code", "channel", "status", "received_at", "processed_at",
+    "returned_at", "finished_at", "alerts_emitted", "electronic_result", "ratings_count",
+    "ratings_sum", "complaints", "supplement_requests", "appointment_date", "paused_since",
+    "paused_working_days",
+)  # fmt: skip
+_standing_inputs = operator.attrgetter(*STANDING_FIELDS)
+
+
+def same_standing(before: DossierState, after: DossierState) -> bool:
+    """True when ``after`` holds the very objects ``before`` holds in every field the
+    standing reads, so both standings are equal without computing either: a state made from
+    another by ``msgspec.structs.replace`` shares every field it did not change (most events
+    change none of these). False says nothing: compute them."""
+    return all(map(operator.is_, _standing_inputs(before), _standing_inputs(after)))
 
 
 def standing(

@@ -20,7 +20,7 @@ from datetime import date
 from typing import Any
 
 from hub.domain.lifecycle import DossierState, WorkingDays
-from hub.domain.standing import standing_values
+from hub.domain.standing import same_standing, standing_values
 from hub.domain.supervision import FigureKey, Figures
 from hub.worker.province import summary_json
 
@@ -58,10 +58,13 @@ class LocalView:
             for step in late[len(before.late_steps) if before is not None else 0 :]:
                 unit = (step.agency_code, step.unit)
                 self.late_steps[unit] = self.late_steps.get(unit, 0) + 1
-        key, values = self._standing(after)
         if before is None:
+            key, values = self._standing(after)
             self._add(key, Figures(*map(int, values)))
+        elif same_standing(before, after):
+            pass  # no field the figures read has changed (most events): nothing to book
         else:
+            key, values = self._standing(after)
             old_key, old = self._standing(before)
             if old_key != key:
                 self._add(old_key, -Figures(*map(int, old)))
