@@ -65,9 +65,9 @@ class HubSettings(BaseSettings):
     batch_max: int = 2000
     #: a checkpoint (one Kafka transaction) at least this often; outputs become visible to
     #: read-committed consumers when it commits, so it bounds their latency. Under a backlog a
-    #: checkpoint holds a fetched batch whatever this is; at 2,000 events/s, 40 ms gave p99
-    #: 93 ms event -> portal.outbox where 50 ms gave 107 (bench/RESULTS.md, session 8)
-    commit_interval_ms: int = 40
+    #: checkpoint holds a fetched batch whatever this is; at 2,000 events/s, 30 ms gave p99
+    #: 94 ms event -> portal.outbox where 40 ms gave 101-114 (bench/RESULTS.md, session 9)
+    commit_interval_ms: int = 30
     #: the broker aborts a transaction left open this long (a frozen or dead worker's);
     #: until then read-committed consumers of its partitions wait behind it
     transaction_timeout_ms: int = 10_000
