@@ -20,7 +20,14 @@ from hub.domain.events import Channel
 from hub.domain.lifecycle import CurrentStep, DossierState, StatusChange
 from hub.domain.status import DossierStatus
 
-__all__ = ["AlertRecord", "StatusRecord", "alert_record", "output_id", "status_record"]
+__all__ = [
+    "AlertRecord",
+    "OutputEnvelope",
+    "StatusRecord",
+    "alert_record",
+    "output_id",
+    "status_record",
+]
 
 _NAMESPACE = uuid.UUID("6f1c2a0e-4b7d-5c1e-9a53-48a0b1d6e940")
 SCHEMA_VERSION = 1
@@ -50,11 +57,9 @@ _STATUS_CHANGED = str(HubOutputType.STATUS_CHANGED)
 _ALERT = str(HubOutputType.ALERT)
 
 
-class StatusRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """A ``dossier.status`` / ``portal.outbox`` record: its attributes are the schema's fields
-    (``schemas/dossier-status``), so the compiled writer reads them straight from it
-    (``AvroSerializer.encode_attributes``), with no dict built per event. ``step`` is the
-    state's ``CurrentStep``, whose attributes are the ``DossierStep`` record's fields."""
+class OutputEnvelope(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """The fields every output record starts with, in the schemas' order (the envelope of
+    ``schemas/dossier-status`` and ``schemas/dossier-alert``)."""
 
     event_id: str
     event_type: str
@@ -65,6 +70,14 @@ class StatusRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     dossier_code: str
     schema_version: int
     traceparent: str | None
+
+
+class StatusRecord(OutputEnvelope, frozen=True, kw_only=True, gc=False):
+    """A ``dossier.status`` / ``portal.outbox`` record: its attributes are the schema's fields
+    (``schemas/dossier-status``), so the compiled writer reads them straight from it
+    (``AvroSerializer.encode_attributes``), with no dict built per event. ``step`` is the
+    state's ``CurrentStep``, whose attributes are the ``DossierStep`` record's fields."""
+
     procedure_code: str
     channel: Channel
     status: DossierStatus
@@ -114,19 +127,10 @@ def status_record(
     )
 
 
-class AlertRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+class AlertRecord(OutputEnvelope, frozen=True, kw_only=True, gc=False):
     """A ``dossier.alerts`` record, its attributes the schema's fields
     (``schemas/dossier-alert``), written as ``StatusRecord`` is."""
 
-    event_id: str
-    event_type: str
-    occurred_at: datetime
-    recorded_at: datetime
-    source_system: str
-    agency_code: str
-    dossier_code: str
-    schema_version: int
-    traceparent: str | None
     kind: AlertKind
     scope: AlertScope
     step_no: int | None
