@@ -582,6 +582,21 @@ class Demo:
             )  # fmt: skip
             say((result.stdout + result.stderr).rstrip())
         say("")
+        say("# the audit trail: every applied event chained, each chain's head signed by the")
+        say("# worker's key, every entry held against its input record")
+        public = public_key_path(self.audit_key())
+        audit = f"{self.prefix}hub.audit"
+        say(f"$ SCHEMA_REGISTRY_URL={self.stack.registry_url} hub audit verify --topic {audit} "
+            f"--public-key {public} --bootstrap-server {self.stack.bootstrap}")  # fmt: skip
+        result = subprocess.run(
+            [sys.executable, "-m", "hub", "audit", "verify", "--topic", audit,
+             "--public-key", str(public), "--bootstrap-server", self.stack.bootstrap],
+            capture_output=True, text=True, timeout=120, check=False,
+            env={**os.environ, "SCHEMA_REGISTRY_URL": self.stack.registry_url,
+                 "PYTHONPATH": self._pythonpath()},
+        )  # fmt: skip
+        say((result.stdout + result.stderr).rstrip())
+        say("")
         say(f"worker log: {self.dir / 'worker.log'} · ingress log: {self.dir / 'http-ingress.log'}"
             " · stack logs: hub stack logs")  # fmt: skip
         say(rule)
