@@ -180,7 +180,13 @@ def _trusted_keys(args: argparse.Namespace) -> TrustedKeys | None:
     return keys
 
 
-def _verify(args: argparse.Namespace, chains: dict[str, ChainRecords]) -> int:
+def _verify(
+    args: argparse.Namespace,
+    chains: dict[str, ChainRecords],
+    committed: dict[tuple[str, int], int] | None,
+) -> int:
+    """``committed``: the hub's committed input offsets, read before ``chains`` (None:
+    ``--no-inputs``)."""
     keys = _trusted_keys(args)
     failed = 0
     for chain in sorted(chains):
@@ -206,8 +212,8 @@ def _verify(args: argparse.Namespace, chains: dict[str, ChainRecords]) -> int:
     if keys is None:
         print("signatures NOT checked (--unsigned): anyone who can write the topic could have "
               "extended these chains")  # fmt: skip
-    if args.inputs and chains:
-        failed += _verify_inputs(args, chains)
+    if committed is not None and chains:
+        failed += _verify_inputs(args, chains, committed)
     if args.tsa is not None:
         failed += _verify_stamps(args.tsa, args.tsa_ca, chains)
     print(f"{len(chains)} chains, {failed} with problems" if chains else "no audit entries")
@@ -237,13 +243,17 @@ def _decoder(registry_url: str | None) -> Callable[[bytes], tuple[str | None, st
     return decode
 
 
-def _verify_inputs(args: argparse.Namespace, chains: dict[str, ChainRecords]) -> int:
+def _verify_inputs(
+    args: argparse.Namespace,
+    chains: dict[str, ChainRecords],
+    committed: dict[tuple[str, int], int],
+) -> int:
     bootstrap, _ = _settings(args)
     registry = args.registry_url or os.environ.get("SCHEMA_REGISTRY_URL")
     inputs = read_inputs(
         bootstrap,
         sorted(chains),
-        committed=args.committed,
+        committed=committed,
         decode=_decoder(registry),
         timeout_s=args.timeout,
         progress=lambda line: print(line, file=sys.stderr),
@@ -331,13 +341,14 @@ def run_audit_command(args: argparse.Namespace) -> int:
         return _keygen(args.out)
     bootstrap, topic = _settings(args)
     try:
+        committed = None
         if args.audit_action == "verify" and args.inputs:
             # before the audit topic (see committed_offsets)
             group = args.app_id or os.environ.get("HUB_APP_ID") or "nghean-hub"
-            args.committed = committed_offsets(bootstrap, group)
+            committed = committed_offsets(bootstrap, group)
         chains = read_chains(bootstrap, topic, timeout_s=args.timeout)
         if args.audit_action == "verify":
-            return _verify(args, chains)
+            return _verify(args, chains, committed)
         if args.audit_action == "stamp":
             return _stamp(args, chains)
     except (AuditReadError, TsaError, KeyFileError, RegistryError) as exc:

@@ -28,7 +28,6 @@ import unicodedata
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Final
-from uuid import UUID
 
 from hub.contract.inbound import (
     _INT32_MAX,
@@ -370,7 +369,6 @@ def _generate(schema: Mapping[str, Any]) -> Reader:
         "datetime": datetime,
         "date": date,
         "UTC": UTC,
-        "UUID": UUID,
         "_read_long": _read_long,
         "_read_length": _read_length,
         "_EPOCH": _EPOCH,
