@@ -130,9 +130,16 @@ def versions() -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------- HTTP, metrics
+#: the benchmark's API key for the workers it starts (``Bench.access_file``): a province key
+API_KEY: dict[str, str] = {}
+
+
 def http_get(url: str, timeout_s: float = 5.0) -> tuple[int, bytes]:
+    headers = {"Authorization": f"Bearer {API_KEY['key']}"} if "key" in API_KEY else {}
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers), timeout=timeout_s
+        ) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
@@ -320,6 +327,17 @@ class Bench:
             generate_key(path)
         return path
 
+    def access_file(self) -> Path:
+        """The workers' API keys: one province key, which ``http_get`` presents."""
+        from hub.access.commands import add_key
+        from hub.access.roles import Role
+
+        path = self.workdir / "access.json"
+        if "key" not in API_KEY:
+            path.unlink(missing_ok=True)
+            API_KEY["key"] = add_key(path, "bench", Role.PROVINCE)
+        return path
+
     def start_worker(
         self, prefix: str, app_id: str, data_dir: Path, extra: dict[str, str] | None = None
     ) -> Worker:
@@ -337,6 +355,7 @@ class Bench:
             "HUB_PARTITIONS": str(self.args.partitions),
             # heads signed, as in production (hub/audit/signing.py)
             "HUB_AUDIT_SIGNING_KEY": str(self.audit_key()),
+            "HUB_ACCESS_FILE": str(self.access_file()),
             **(extra or {}),
         }
         log_path = self.workdir / f"worker-{app_id}-{port}.log"

@@ -40,9 +40,10 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from connectors.ingress.credentials import CredentialEntry, parse_credentials, sign
+from connectors.ingress.credentials import sign
 from connectors.ingress.scope import AgencyScope
 from connectors.sdk.runtime import validate_event
+from hub.access.keys import CredentialEntry, parse_credentials
 from hub.contract.inbound import FieldProblem, InboundDossierEvent, InboundFeedbackEvent
 from hub.reference import AgencyDirectory
 

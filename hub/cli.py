@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from connectors.sdk.cli import add_connector_parser, run_connector_command
+from hub.access.commands import add_access_parser, run_access_command
 from hub.audit.commands import add_audit_parser, run_audit_command
 from hub.demo import add_demo_parser, run_demo_command
 from hub.dlq.commands import add_dlq_parser, run_dlq_command
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("faust_args", nargs=argparse.REMAINDER)
     add_dlq_parser(sub)
     add_audit_parser(sub)
+    add_access_parser(sub)
     add_demo_parser(sub)
     add_connector_parser(sub)
     add_security_parser(sub)
@@ -59,6 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_dlq_command(args)
     if args.command == "audit":
         return run_audit_command(args)
+    if args.command == "access":
+        return run_access_command(args)
     if args.command == "demo":
         return run_demo_command(args)
     if args.command == "connector":

@@ -39,6 +39,8 @@ from typing import Any
 
 from kafka.errors import KafkaError
 
+from hub.access.commands import add_key
+from hub.access.roles import Role
 from hub.audit.signing import generate_key, public_key_path
 from hub.settings import HubSettings
 from hub.stack.errors import StackError
@@ -48,6 +50,9 @@ from hub.stack.tools import require_free_port
 __all__ = ["add_demo_parser", "demo_dir", "run_demo_command"]
 
 ROOT = Path(__file__).resolve().parents[1]
+#: the agency the demo makes an agency key for (the Department of Justice: the simulator
+#: sends it civil-status dossiers)
+DEMO_AGENCY_KEY = "000.00.03.H40"
 READY_TIMEOUT_S = 180.0
 
 
@@ -104,16 +109,20 @@ def add_demo_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
 
 
 # --------------------------------------------------------------------------- helpers
-def _http(url: str, timeout_s: float = 10.0) -> tuple[int, bytes]:
+def _http(url: str, timeout_s: float = 10.0, *, key: str | None = None) -> tuple[int, bytes]:
+    """GET ``url``; ``key``: the API key to present (the worker's API needs one)."""
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers), timeout=timeout_s
+        ) as resp:
             return int(resp.status), bytes(resp.read())
     except urllib.error.HTTPError as exc:
         return int(exc.code), bytes(exc.read())
 
 
-def _json(url: str) -> Any:
-    status, body = _http(url)
+def _json(url: str, key: str | None = None) -> Any:
+    status, body = _http(url, key=key)
     try:
         data = json.loads(body)
     except ValueError:
@@ -207,6 +216,11 @@ class Demo:
         self.portal_port = int(os.environ.get("HUB_DEMO_PORTAL_PORT", "8089"))
         self.ingress_port = int(os.environ.get("HUB_DEMO_INGRESS_PORT", "8088"))
         self.ingress_credentials = self.dir / "ingress-credentials.json"
+        #: the worker's API keys: hashes in access.json, the keys themselves (demo only) in
+        #: access-keys.json, both mode 600
+        self.access_file = self.dir / "access.json"
+        self.access_keys_file = self.dir / "access-keys.json"
+        self.keys: dict[str, str] = {}
 
     # --- 1. the stack -----------------------------------------------------------------------
     def start_stack(self) -> None:
@@ -232,8 +246,29 @@ class Demo:
             self.say(f"  audit signing key {path} (public key {public_key_path(path)})")
         return path
 
+    def make_access_keys(self) -> None:
+        """Fresh API keys for this run: the province office's (every dossier, names shown),
+        a figures key (what Prometheus scrapes with) and one agency's; the previous run's
+        are replaced."""
+        self.access_file.unlink(missing_ok=True)
+        self.keys = {
+            "province": add_key(self.access_file, "demo-province-office", Role.PROVINCE),
+            "figures": add_key(self.access_file, "demo-prometheus", Role.FIGURES),
+            "agency": add_key(
+                self.access_file, "demo-justice", Role.AGENCY, agency_code=DEMO_AGENCY_KEY
+            ),
+        }
+        fd = os.open(self.access_keys_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump({**self.keys, "agency_code": DEMO_AGENCY_KEY}, out, indent=1)
+        self.say(
+            f"  API keys: hashes in {self.access_file}, the keys (demo only) in "
+            f"{self.access_keys_file}"
+        )
+
     def start_worker(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.make_access_keys()
         log_path = self.dir / "worker.log"
         pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
         env = {
@@ -243,6 +278,7 @@ class Demo:
             "HUB_DATA_DIR": str(self.dir / "worker-data"),
             "HUB_CLOCK_INTERVAL_S": "5",
             "HUB_AUDIT_SIGNING_KEY": str(self.audit_key()),
+            "HUB_ACCESS_FILE": str(self.access_file),
             "PYTHONPATH": pythonpath,
         }
         self.say(
@@ -335,7 +371,7 @@ class Demo:
 
     def outbox_size(self) -> int:
         """Status records the worker wrote to portal.outbox (hub_events_out_total)."""
-        _, body = _http(f"{self.base}/metrics")
+        _, body = _http(f"{self.base}/metrics", key=self.keys["figures"])
         return int(metric_total(body.decode(), "hub_events_out", topic_kind="portal.outbox"))
 
     # --- 2c. the agency side: the HTTP ingress, run as a connector --------------------------
@@ -478,7 +514,7 @@ class Demo:
         outcomes: dict[str, float] = {}
         while True:
             self.check_worker()
-            _, body = _http(f"{self.base}/metrics")
+            _, body = _http(f"{self.base}/metrics", key=self.keys["figures"])
             outcomes = events_read(body.decode(), topics)
             read = sum(outcomes.values())
             if read >= sent:
@@ -500,9 +536,19 @@ class Demo:
     # --- 5. the tour ------------------------------------------------------------------------
     def tour(self, report: Any) -> None:
         say, base = self.say, self.base
+        province = self.keys["province"]
+        auth = '-H "Authorization: Bearer $HUB_KEY"'
         rule = "-" * 78
         say(rule)
         say("Where to look (the worker answers on " + base + "):")
+        say("")
+        say(f"# the web page (Vietnamese; ?lang=en for English): open {base}/ui and sign in")
+        say(f"# with a key from {self.access_keys_file}: 'province' sees the whole province,")
+        say(f"# 'agency' the dossiers of {DEMO_AGENCY_KEY} only, 'figures' the figures only")
+        say("")
+        say("# every API call presents a key (401 without one, 403 outside its role):")
+        say(f"$ export HUB_KEY=$(python3 -c \"import json; print(json.load(open("
+            f"'{self.access_keys_file}'))['province'])\")")  # fmt: skip
 
         code = next(
             (report.examples[k] for k in ("transferred", "supplemented", "rated", "finished")
@@ -511,35 +557,36 @@ class Demo:
         )  # fmt: skip
         if code is not None:
             say("")
-            say("# one dossier, the hub's single view of it (applicant names are masked)")
-            say(f"$ curl -s {base}/dossiers/{code}")
-            say(_pretty(_json(f"{base}/dossiers/{code}")))
+            say("# one dossier, the hub's single view of it (a province key sees the applicant's")
+            say("# name, and the read is recorded in the audit trail; other keys see it masked)")
+            say(f"$ curl -s {auth} {base}/dossiers/{code}")
+            say(_pretty(_json(f"{base}/dossiers/{code}", province)))
 
         overdue_agency = next(iter(report.overdue_by_agency.most_common(1)), (None, 0))[0]
         say("")
         say("# open dossiers past their appointment date (also alerted on dossier.alerts)")
         query = f"?agency={overdue_agency}&size=5" if overdue_agency else "?size=5"
-        say(f"$ curl -s '{base}/overdue{query}'")
-        say(json.dumps(_json(f"{base}/overdue{query}"), indent=2, ensure_ascii=False))
-        total = _json(f"{base}/overdue?size=1").get("total")
+        say(f"$ curl -s {auth} '{base}/overdue{query}'")
+        say(json.dumps(_json(f"{base}/overdue{query}", province), indent=2, ensure_ascii=False))
+        total = _json(f"{base}/overdue?size=1", province).get("total")
         say(f"  (province-wide: {total} overdue; the simulator planned {report.overdue_expected})")
 
         busiest = next(iter(report.by_agency.most_common(1)), (None, 0))[0]
         if busiest is not None:
             say("")
             say("# an agency's figures: on-time rate, online share, satisfaction")
-            say(f"$ curl -s {base}/agencies/{busiest}/summary")
-            say(json.dumps(_json(f"{base}/agencies/{busiest}/summary"), indent=2,
+            say(f"$ curl -s {auth} {base}/agencies/{busiest}/summary")
+            say(json.dumps(_json(f"{base}/agencies/{busiest}/summary", province), indent=2,
                            ensure_ascii=False))  # fmt: skip
 
-        _, body = _http(f"{base}/metrics")
+        _, body = _http(f"{base}/metrics", key=self.keys["figures"])
         lines = body.decode().splitlines()
         dossier_lines = [line for line in lines if line.startswith("hub_dossiers{")]
         shown = [line for line in dossier_lines if busiest and f'"{busiest}"' in line][:8]
         shown = shown or dossier_lines[:8]
         say("")
         say("# Prometheus metrics (figures by agency and channel; per procedure: the summaries)")
-        say(f"$ curl -s {base}/metrics | grep '^hub_dossiers{{'")
+        say(f"$ curl -s {auth} {base}/metrics | grep '^hub_dossiers{{'")
         for line in shown:
             say(line)
         say(f"  ... {len(dossier_lines)} hub_dossiers lines in all; also hub_events_in_total, "

@@ -54,8 +54,12 @@ class HubSettings(BaseSettings):
     due_soon_working_days: int = 1
     #: Decision 766 variant: more than one supplement request counts as late
     late_if_repeated_supplement: bool = False
-    #: show applicants' names in the HTTP API (off: masked)
-    show_personal_data: bool = False
+    #: API keys of the worker's API and pages, by role (hub/access/store.py; `hub access add`);
+    #: without it (and the next) every call but /health and /ready answers 401
+    access_file: Path | None = None
+    #: the HTTP ingress's per-agency credentials file: its API keys also read the API as
+    #: their agency's keys
+    access_ingress_credentials: Path | None = None
     #: how often the deadline clock ticks every open dossier, in seconds
     clock_interval_s: float = 60.0
     source_system: str = "nghean-hub"

@@ -36,7 +36,6 @@ import hmac
 import json
 import logging
 import os
-import re
 import secrets
 import sys
 import threading
@@ -45,11 +44,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Final
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import SecretStr
 
-from hub.contract.inbound import AGENCY_CODE_PATTERN
+from hub.access.keys import (
+    CredentialEntry,
+    CredentialsFile,
+    hash_api_key,
+    parse_credentials,
+)
 
 __all__ = [
     "Caller",
@@ -64,12 +67,6 @@ __all__ = [
 
 log = logging.getLogger("connectors.ingress.credentials")
 
-_ENV_REF: Final = re.compile(r"^\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}$")
-
-
-def hash_api_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
-
 
 def sign(secret: str | bytes, timestamp: str, body: bytes) -> str:
     """The ``X-Signature`` of a request: ``sha256=`` + hex HMAC-SHA256 over
@@ -77,30 +74,6 @@ def sign(secret: str | bytes, timestamp: str, body: bytes) -> str:
     key = secret.encode() if isinstance(secret, str) else secret
     digest = hmac.new(key, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
     return f"sha256={digest}"
-
-
-class CredentialEntry(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
-
-    agency_code: str = Field(pattern=AGENCY_CODE_PATTERN)
-    key_id: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:-]+$")
-    api_key_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
-    api_key: SecretStr | None = Field(None, min_length=16)
-    hmac_secret: SecretStr | None = Field(None, min_length=16)
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> CredentialEntry:
-        if not (self.api_key_sha256 or self.api_key or self.hmac_secret):
-            raise ValueError("give api_key_sha256, api_key or hmac_secret")
-        if self.api_key_sha256 and self.api_key:
-            raise ValueError("give api_key_sha256 or api_key, not both")
-        return self
-
-
-class CredentialsFile(BaseModel):
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
-
-    credentials: list[CredentialEntry] = []
 
 
 @dataclass(frozen=True)
@@ -129,39 +102,6 @@ class _Index:
             if entry.hmac_secret:
                 by_key_id[entry.key_id] = entry
         return _Index(by_hash, by_key_id)
-
-
-def _resolve_env(data: object) -> object:
-    if isinstance(data, str):
-        match = _ENV_REF.match(data)
-        if match is None:
-            return data
-        value = os.environ.get(match.group(1))
-        if value is None:
-            raise ValueError(f"environment variable {match.group(1)} is unset")
-        return value
-    if isinstance(data, dict):
-        return {k: _resolve_env(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_resolve_env(v) for v in data]
-    return data
-
-
-def parse_credentials(text: str, source: str) -> list[CredentialEntry]:
-    """Entries of a credentials document; ValueError naming the source, path and rule."""
-    try:
-        data = _resolve_env(json.loads(text))
-        return CredentialsFile.model_validate(data).credentials
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{source}: not JSON ({exc.msg} at line {exc.lineno})") from None
-    except ValidationError as exc:
-        first = exc.errors(include_input=False)[0]
-        path = ".".join(str(p) for p in first["loc"])
-        raise ValueError(
-            f"{source}: {path or '<file>'}: {first['type']} ({first['msg']})"
-        ) from None
-    except ValueError as exc:
-        raise ValueError(f"{source}: {exc}") from None
 
 
 class CredentialStore:

@@ -14,6 +14,17 @@ digests only. The last entry a checkpoint adds to a chain (its head) also carrie
 and ``sig``, the worker's Ed25519 signature of its hash (:mod:`hub.audit.signing`): without
 the private key nobody can add an entry that verifies as a head.
 
+Reads of personal data have chains of their own, one per dossier partition (chain key
+``@access:<partition>``: ``@`` is not allowed in a Kafka topic name, so no input chain can
+take it): the worker holding the dossier writes, before it answers, who read which dossier
+when (``access_entry``)::
+
+    {"v": 1, "kind": "access", "chain": "@access:2", "seq": 3, "who": "so-noi-vu-2026",
+     "role": "province", "dossier_code": "…", "at": "2026-12-06T09:41:07.120Z",
+     "prev_hash": "…", "hash": "…"}
+
+hashed, linked and signed as the others, and kept in the same topic.
+
 A worker that crashed after its entry was acknowledged but before it stored the state
 replays the record and appends the same entry again (same seq, same hash): the verifier
 accepts an identical repeat of the previous entry and reports anything else as a problem.
@@ -32,13 +43,17 @@ if TYPE_CHECKING:
     from hub.audit.signing import TrustedKeys
 
 __all__ = [
+    "ACCESS_FIELDS",
     "ENTRY_FIELDS",
     "GENESIS",
     "Problem",
+    "access_chain",
+    "access_entry",
     "canonical",
     "chain_key",
     "entry_for",
     "entry_hash",
+    "is_access_chain",
     "verify_chain",
 ]
 
@@ -50,8 +65,24 @@ ENTRY_FIELDS = (
 )  # fmt: skip
 
 
+ACCESS_FIELDS = (
+    "v", "kind", "chain", "seq", "who", "role", "dossier_code", "at", "prev_hash", "hash",
+)  # fmt: skip
+ACCESS_KIND = "access"
+_ACCESS_CHAIN = "@access:"
+
+
 def chain_key(topic: str, partition: int) -> str:
     return f"{topic}:{partition}"
+
+
+def access_chain(partition: int) -> str:
+    """The chain of personal-data reads of the dossiers of ``partition``."""
+    return f"{_ACCESS_CHAIN}{partition}"
+
+
+def is_access_chain(chain: str) -> bool:
+    return chain.startswith(_ACCESS_CHAIN)
 
 
 #: canonical JSON: keys sorted, no spaces, UTF-8 (not \u-escaped). msgspec writes exactly
@@ -117,6 +148,32 @@ def entry_for(
     return entry
 
 
+def access_entry(
+    previous: Mapping[str, Any] | None,
+    *,
+    partition: int,
+    who: str,
+    role: str,
+    dossier_code: str,
+    at: str,
+) -> dict[str, Any]:
+    """The entry recording that ``who`` (a credential's key id, in ``role``) read the
+    personal data of ``dossier_code`` at ``at`` (UTC, ISO 8601), after ``previous``."""
+    entry: dict[str, Any] = {
+        "v": VERSION,
+        "kind": ACCESS_KIND,
+        "chain": access_chain(partition),
+        "seq": 1 if previous is None else int(previous["seq"]) + 1,
+        "who": who,
+        "role": role,
+        "dossier_code": dossier_code,
+        "at": at,
+        "prev_hash": GENESIS if previous is None else str(previous["hash"]),
+    }
+    entry["hash"] = entry_hash(entry)
+    return entry
+
+
 @dataclass(frozen=True)
 class Problem:
     """The first thing wrong with a chain. ``kind``: altered | removed | reordered |
@@ -162,7 +219,8 @@ def verify_chain(
     name = chain or (str(listed[0].get("chain")) if listed else "?")
     previous: Mapping[str, Any] | None = None
     for index, (entry, position) in enumerate(zip(listed, where, strict=True)):
-        missing = [f for f in ENTRY_FIELDS if f not in entry]
+        fields = ACCESS_FIELDS if entry.get("kind") == ACCESS_KIND else ENTRY_FIELDS
+        missing = [f for f in fields if f not in entry]
         if missing or not isinstance(entry.get("seq"), int):
             return [_problem(name, "malformed", entry, position, f"missing {missing or 'seq'}")]
         if entry.get("chain") != name:

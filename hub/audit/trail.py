@@ -23,7 +23,7 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
-from hub.audit.chain import canonical_json, chain_key
+from hub.audit.chain import canonical_json, chain_key, is_access_chain
 from hub.audit.inputs import InputRecord
 from hub.consumers import committed_consumer
 from hub.dlq.headers import DeadLetter, DeadLetterHeaderError, dlq_topic
@@ -177,7 +177,7 @@ def read_inputs(
     parts: dict[str, tuple[str, int]] = {}
     for chain in chains:
         name, _, digits = chain.rpartition(":")
-        if name and digits.isdigit():
+        if name and digits.isdigit() and not is_access_chain(chain):
             parts[chain] = (name, int(digits))
     # a partition the hub committed past without writing a single entry has no chain: it is
     # read all the same (every record it consumed there is unaccounted for)

@@ -364,6 +364,9 @@ class DossierState(msgspec.Struct, frozen=True, kw_only=True, array_like=True, g
     last_apology_at: datetime | None = None  # newest ApologyIssued entry's occurred_at
     #: steps completed after their deadline, in completion order (``LateStep``)
     late_steps: tuple[LateStep, ...] = ()
+    #: every completed step, in completion order, with its unit, official and deadline: the
+    #: dossier page's timeline of steps (the current step is ``current_step`` until done)
+    steps: tuple[CurrentStep, ...] = ()
 
     # Structs compare every field; a state's equality is every field but the dedup window.
     def __eq__(self, other: object) -> bool:
@@ -418,6 +421,7 @@ class DossierState(msgspec.Struct, frozen=True, kw_only=True, array_like=True, g
             "alerts_emitted": sorted(self.alerts_emitted),
             "handled_by": list(self.handled_by),
             "late_steps": [step.to_dict() for step in self.late_steps],
+            "steps": [step.to_dict() for step in self.steps],
         }
         return {k: v for k, v in data.items() if v not in (None, [], 0, False)}
 
@@ -461,6 +465,7 @@ class DossierState(msgspec.Struct, frozen=True, kw_only=True, array_like=True, g
             complaints=sum(1 for e in entries if e.event_type == FeedbackEventType.COMPLAINT.value),
             last_apology_at=max(apologies, default=None),
             late_steps=tuple(LateStep.from_dict(s) for s in data.get("late_steps", [])),
+            steps=tuple(CurrentStep.from_dict(s) for s in data.get("steps", [])),
         )
 
 
@@ -880,10 +885,12 @@ def _on_step_completed(
     new = state
     if step is not None and step.step_no == ev.step_no and step.completed_at is None:
         late = _late_step(state, step, day, ctx.calendar)
+        done = _replace(step, completed_at=ev.occurred_at)
         new = _replace(
             state,
-            current_step=_replace(step, completed_at=ev.occurred_at),
+            current_step=done,
             late_steps=state.late_steps if late is None else (*state.late_steps, late),
+            steps=(*state.steps, done),
         )
     return new, f"step {ev.step_no} completed", None
 

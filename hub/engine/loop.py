@@ -38,8 +38,9 @@ import logging
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -55,7 +56,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from hub.audit.chain import chain_key, entry_for
+from hub.audit.chain import access_chain, access_entry, chain_key, entry_for
 from hub.audit.signing import HeadSigner
 from hub.audit.trail import audit_topic, encode_entry
 from hub.consumer_group import Record, record_of
@@ -261,6 +262,10 @@ class CheckpointLoop:
         #: output topic -> its metric labels; a topic is in it once it is known to exist
         self._out_labels: dict[str, tuple[str, str]] = {}
         self._latencies: list[float] = []
+        #: personal-data reads to record (``log_access``), from the HTTP API's thread
+        self._access: deque[tuple[int, dict[str, str], Future[None]]] = deque()
+        #: reads recorded in the open transaction: answered once it commits
+        self._access_waiting: list[Future[None]] = []
         self.ready = threading.Event()
         self.checkpoints = 0
         self.aborts = 0
@@ -342,6 +347,43 @@ class CheckpointLoop:
     def owns(self, partition: int) -> bool:
         return self.ready.is_set() and partition in self.tasks
 
+    def log_access(
+        self, partition: int, *, who: str, role: str, dossier_code: str, at: str
+    ) -> Future[None]:
+        """Record a read of a dossier's personal data in the audit trail (the partition's
+        ``@access`` chain, hub/audit/chain.py). The future is done when the entry is
+        committed, in the next checkpoint; it fails when this worker no longer holds the
+        partition or the checkpoint is aborted: then the caller must not answer with the
+        data. Safe to call from any thread."""
+        done: Future[None] = Future()
+        self._access.append(
+            (partition, {"who": who, "role": role, "dossier_code": dossier_code, "at": at}, done)
+        )
+        return done
+
+    def _record_access(self) -> None:
+        while self._access:
+            partition, fields, done = self._access.popleft()
+            task = self.tasks.get(partition)
+            if task is None:
+                done.set_exception(LookupError(f"partition {partition} is not held here now"))
+                continue
+            self._begin()
+            chain = access_chain(partition)
+            head = task.audit_heads.get(chain) or task.meta.audit_heads.get(chain)
+            entry = access_entry(head, partition=partition, **fields)
+            task.audit_heads[chain] = entry
+            task.audit_pending.append((chain, entry))
+            self._access_waiting.append(done)
+
+    def _access_settled(self, error: BaseException | None) -> None:
+        waiting, self._access_waiting = self._access_waiting, []
+        for done in waiting:
+            if error is None:
+                done.set_result(None)
+            else:
+                done.set_exception(error)
+
     def read(self, partition: int, key: bytes) -> bytes | None:
         """A dossier's committed state, if this worker holds its partition."""
         store = self._stores.get(partition)
@@ -413,6 +455,9 @@ class CheckpointLoop:
         if self._in_txn:
             self._commit()
         self.ready.clear()
+        self._access_settled(LookupError("the worker is stopping"))
+        while self._access:
+            self._access.popleft()[2].set_exception(LookupError("the worker is stopping"))
         self.consumer.close()  # leaves the group: the others take over without waiting
         for producer in self._producers or [self.producer]:
             producer.flush(10)
@@ -440,6 +485,8 @@ class CheckpointLoop:
                         log.warning("consumer: %s", error)
                     continue
                 self._process(message, now)
+            if self._access:
+                self._record_access()
             if self.ready.is_set() and time.monotonic() >= self._next_clock:
                 self._next_clock = time.monotonic() + self.settings.clock_interval_s
                 self._clock(now)
@@ -675,6 +722,7 @@ class CheckpointLoop:
         self._in_txn = False
         self._next_producer()
         self.checkpoints += 1
+        self._access_settled(None)
         changes: list[tuple[DossierState | None, DossierState]] = []
         for partition, raw_states in written.items():
             task = self.tasks[partition]
@@ -713,6 +761,7 @@ class CheckpointLoop:
                 log.warning("abort: %s", again)
                 self._new_producer()
         self._in_txn = False
+        self._access_settled(exc)
         for task in self.tasks.values():
             task.forget_checkpoint()
             self._rebuild_due(task)
@@ -776,6 +825,7 @@ class CheckpointLoop:
             except KafkaException as exc:
                 log.warning("abort after losing partitions: %s", exc)
             self._in_txn = False
+            self._access_settled(LookupError("partitions lost before the read was recorded"))
         for tp in partitions:
             self.tasks.pop(tp.partition, None)
         log.warning("partitions lost: %s", _names(partitions))

@@ -18,43 +18,44 @@ import asyncio
 import faulthandler
 import logging
 import signal
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-import aiohttp
 import faust
 from aiohttp.web import Response as AioResponse
+from aiohttp.web import json_response
 from faust.app.base import BootStrategy
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from hub.access.roles import Principal
+from hub.access.store import AccessStore
 from hub.audit.signing import KeyFileError, load_signer
 from hub.audit.tsa import HeadStamper
 from hub.contract.registry import SchemaRegistryClient
 from hub.contract.schemas import SchemaKind, load_schema
 from hub.contract.serde import AvroDeserializer, AvroSerializer
-from hub.domain.deadlines import effective_deadline
-from hub.domain.events import local_date
 from hub.domain.lifecycle import DossierState
 from hub.engine.changelog import directory_topic
-from hub.engine.directory import Directory, partition_for
+from hub.engine.directory import Directory
 from hub.engine.loop import CheckpointLoop, ViewSink, worker_id
-from hub.engine.store import META_KEY
 from hub.reference import ReferenceData, load_reference
 from hub.settings import HubSettings
+from hub.web.pages import Names
 from hub.worker import metrics
-from hub.worker.figures import LocalView, agency_summary
+from hub.worker.api import FORWARDED, Api, ApiError, presented_key
+from hub.worker.figures import LocalView
 from hub.worker.lag import LagSampler, refresh
-from hub.worker.processor import Processor, Topics, decode_state, utc_now
-from hub.worker.province import merge_overdue, merge_summaries
-from hub.worker.query import MAX_PAGE, MAX_PAGE_SIZE, BadParameterError, overdue_query
+from hub.worker.processor import Processor, Topics
 from hub.worker.topics import TopicCreator, hub_topics
+from hub.worker.web import add_pages
 
 __all__ = ["build", "main"]
 
 log = logging.getLogger("hub.worker")
 
-#: set on a request a worker forwards to the partition's owner: the owner answers itself
-FORWARDED = "X-Hub-Forwarded"
+
+class AccessFileError(ValueError):
+    """An access file that cannot be read at start: the worker does not start."""
 
 
 OUTPUT_KINDS = (SchemaKind.DOSSIER_STATUS, SchemaKind.DOSSIER_ALERT)
@@ -187,6 +188,7 @@ def build(settings: HubSettings) -> tuple[faust.App, TopicCreator]:
             engine.start()
 
         async def on_stop(self) -> None:
+            await api.close()
             await asyncio.to_thread(engine.stop)
             await asyncio.to_thread(directory.stop)
 
@@ -212,141 +214,69 @@ def build(settings: HubSettings) -> tuple[faust.App, TopicCreator]:
             in a thread: an authority may take seconds to answer."""
             await asyncio.to_thread(stamper.stamp, engine.committed_audit_heads())
 
-    def mask(name: str | None) -> str | None:
-        if name is None or settings.show_personal_data:
-            return name
-        return " ".join(part[0] + "*" * (len(part) - 1) for part in name.split())
+    try:
+        access = AccessStore(settings.access_file, settings.access_ingress_credentials)
+    except ValueError as exc:
+        raise AccessFileError(str(exc)) from None
+    if access.size == 0:
+        log.warning(
+            "no API keys (HUB_ACCESS_FILE, HUB_ACCESS_INGRESS_CREDENTIALS): every call but "
+            "/health and /ready answers 401 (README, Access by role; `hub access add`)"
+        )
+    api = Api(settings, reference, engine, directory, sink, access)
+    names = Names(
+        {code: reference.agencies.get(code).name for code in reference.agencies.codes},
+        {code: procedure.name for code, procedure in reference.procedures.items()},
+        {status.value: labels for status, labels in reference.portal_labels.items()},
+    )
 
-    def dossier_json(state: DossierState) -> dict[str, Any]:
-        data: dict[str, Any] = state.to_dict()
-        data["applicant_name"] = mask(state.applicant_name)
-        data["portal_status_code"] = reference.portal_codes[state.status]
-        deadline = effective_deadline(state, reference.calendar)
-        data["effective_deadline"] = deadline.isoformat() if deadline else None
-        data.pop("alerts_emitted", None)
-        # accountability: the first step that overran its deadline (all of them: late_steps)
-        data["made_late_by"] = state.late_steps[0].to_dict() if state.late_steps else None
-        return data
+    def answer_json(work: Callable[[Principal, str, bool], Awaitable[Any]]) -> Any:
+        """A JSON handler: the caller's key checked, ApiError answered with its status."""
 
-    session: dict[str, aiohttp.ClientSession] = {}
+        async def handle(request: Any) -> Any:
+            try:
+                principal = api.authenticate(request.headers, request.cookies)
+                key = presented_key(request.headers, request.cookies) or ""
+                body = await work(principal, key, bool(request.headers.get(FORWARDED)))
+            except ApiError as exc:
+                headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+                return json_response(exc.as_json(), status=exc.status, headers=headers)
+            return json_response(body)
 
-    def client() -> aiohttp.ClientSession:
-        found = session.get("client")
-        if found is None:
-            found = session["client"] = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=5)
-            )
-        return found
-
-    async def forward(request: Any, url: str) -> Any:
-        async with client().get(f"{url}{request.rel_url}", headers={FORWARDED: "1"}) as resp:
-            body = await resp.read()
-            return AioResponse(body=body, status=resp.status, content_type="application/json")
-
-    class Incomplete(Exception):  # noqa: N818 - not an error of the caller: a 503
-        """A province-wide answer cannot be made now; the message says why."""
-
-    async def peer_parts(request: Any, path: str, params: dict[str, str]) -> list[Any]:
-        """The parts of a province-wide answer that other workers hold: each worker holding
-        a partition this one does not is asked once (marked forwarded: it answers for its own
-        partitions only). A request that is itself forwarded has none to ask."""
-        if request.headers.get(FORWARDED):
-            return []
-        owners: set[str] = set()
-        for partition in range(settings.partitions):
-            if engine.owns(partition):
-                continue
-            owner = directory.owner(partition)
-            if owner is None or owner == directory.url:
-                raise Incomplete(f"partition {partition} has no owner now (rebalancing)")
-            owners.add(owner)
-
-        async def ask(url: str) -> Any:
-            async with client().get(
-                f"{url}{path}", params=params, headers={FORWARDED: "1"}
-            ) as resp:
-                if resp.status != 200:
-                    raise Incomplete(f"the worker at {url} answered {resp.status}")
-                return await resp.json()
-
-        try:
-            return list(await asyncio.gather(*(ask(url) for url in sorted(owners))))
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise Incomplete(f"a worker holding partitions did not answer: {exc!r}") from exc
+        return handle
 
     @app.page("/dossiers/{code}")
     async def get_dossier(web: Any, request: Any, code: str) -> Any:
-        key = code.encode()
-        if key.startswith(META_KEY[:1]):
-            return web.json({"error": f"no dossier {code}"}, status=404)
-        partition = partition_for(key, settings.partitions)
-        if not engine.owns(partition):
-            owner = directory.owner(partition)
-            if owner is None or owner == directory.url or request.headers.get(FORWARDED):
-                return web.json(
-                    {"error": f"partition {partition} has no owner now (rebalancing)"},
-                    status=503,
-                )
-            try:
-                return await forward(request, owner)
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                return web.json(
-                    {"error": f"the owner of partition {partition} did not answer: {exc!r}"},
-                    status=503,
-                )
-        state = decode_state(engine.read(partition, key))
-        if state is None:
-            return web.json({"error": f"no dossier {code}"}, status=404)
-        return web.json(dossier_json(state))
+        """A dossier's state, timeline, deadlines and late steps (its owner answers)."""
+        return await answer_json(lambda who, key, _: api.dossier(who, key, code))(request)
+
+    @app.page("/dossiers")
+    async def search_dossiers(web: Any, request: Any) -> Any:
+        """Dossiers by code prefix, agency, status, procedure and date received."""
+        return await answer_json(
+            lambda who, key, fwd: api.search(who, key, request.query, forwarded=fwd)
+        )(request)
 
     @app.page("/overdue")
     async def overdue(web: Any, request: Any) -> Any:
-        """Open dossiers past their appointment date, province-wide (filter: agency)."""
-        forwarded = bool(request.headers.get(FORWARDED))
-        try:
-            query = overdue_query(
-                request.query,
-                reference.agencies,
-                max_size=MAX_PAGE * MAX_PAGE_SIZE if forwarded else MAX_PAGE_SIZE,
-            )
-        except BadParameterError as exc:
-            return web.json(exc.as_json(), status=400)
-        agency, page, size = query.agency, query.page, query.size
-        today = local_date(utc_now()).isoformat()
-        rows = sorted(
-            (deadline, code, holder)
-            for code, (holder, deadline) in list(sink.view.open_deadlines.items())
-            if deadline < today and (agency is None or holder == agency)
-        )
-        mine = {
-            "total": len(rows),
-            "items": [
-                {"dossier_code": c, "agency_code": a, "deadline": d}
-                for d, c, a in rows[: page * size]
-            ],
-        }
-        # each other worker sends the first page * size rows of its own, all this page needs
-        params = {"page": "1", "size": str(page * size)}
-        if agency is not None:
-            params["agency"] = agency
-        try:
-            parts = [mine, *await peer_parts(request, "/overdue", params)]
-        except Incomplete as exc:
-            return web.json({"error": str(exc)}, status=503)
-        return web.json(merge_overdue(parts, page, size))
+        """Open dossiers past their appointment date, province-wide (filters, paged)."""
+        return await answer_json(
+            lambda who, key, fwd: api.overdue(who, key, request.query, forwarded=fwd)
+        )(request)
 
     @app.page("/agencies/{code}/summary")
     async def get_agency_summary(web: Any, request: Any, code: str) -> Any:
         """An agency's figures, province-wide, in all and per procedure."""
-        if code not in reference.agencies:
-            return web.json({"error": f"unknown agency code {code!r}"}, status=404)
-        view = sink.view
-        mine = agency_summary(dict(view.figures), code, dict(view.late_steps))
-        try:
-            parts = [mine, *await peer_parts(request, f"/agencies/{code}/summary", {})]
-        except Incomplete as exc:
-            return web.json({"error": str(exc)}, status=503)
-        return web.json(merge_summaries(code, parts))
+        return await answer_json(
+            lambda who, key, fwd: api.agency_summary(who, key, code, forwarded=fwd)
+        )(request)
+
+    @app.page("/province/summary")
+    async def get_province_summary(web: Any, request: Any) -> Any:
+        """Every agency's figures and weekly trend, and the province's total."""
+        return await answer_json(
+            lambda who, key, fwd: api.province_summary(who, key, forwarded=fwd)
+        )(request)
 
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:
@@ -360,8 +290,16 @@ def build(settings: HubSettings) -> tuple[faust.App, TopicCreator]:
 
     @app.page("/metrics")
     async def prometheus_metrics(web: Any, request: Any) -> Any:
+        """Prometheus metrics, for any key (a scraper holds a figures key)."""
+        try:
+            api.authenticate(request.headers, request.cookies)
+        except ApiError as exc:
+            return json_response(
+                exc.as_json(), status=exc.status, headers={"WWW-Authenticate": "Bearer"}
+            )
         return AioResponse(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    add_pages(app, api, names)
     return app, topic_creator
 
 
@@ -371,7 +309,7 @@ def main() -> None:
     settings = HubSettings()
     try:
         app, topic_creator = build(settings)
-    except KeyFileError as exc:
+    except (KeyFileError, AccessFileError) as exc:
         raise SystemExit(f"hub worker: {exc}") from None
     topic_creator.ensure(hub_topics(Topics(settings.topic_prefix)))
     app.main()

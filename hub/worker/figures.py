@@ -4,10 +4,11 @@ Both are functions of the table's states (see ``hub.domain.standing``): updated 
 state written and rebuilt from the table after recovery, so they never drift from the view.
 
 Memory: the states themselves live in the table (RocksDB), not here. Per dossier the view
-keeps only an open dossier's entry in ``open_deadlines``: its code (the dict key), and a
-tuple of two strings shared by every dossier with the same agency or the same deadline
-(interned), so about 200 bytes an open dossier (``python -m bench.profile --memory``);
-figures are per (agency, procedure, channel), not per dossier.
+keeps its row for the search (``rows``: a tuple of strings shared by every dossier with the
+same agency, status, procedure or date, interned) and, while open, its entry in
+``open_deadlines``: a few hundred bytes a dossier (``python -m bench.profile --memory``);
+figures are per (agency, procedure, channel) and weekly verdicts per (agency, week), not per
+dossier.
 """
 
 from __future__ import annotations
@@ -16,15 +17,26 @@ import operator
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
+from hub.domain.deadlines import finish_date
 from hub.domain.lifecycle import DossierState, WorkingDays
 from hub.domain.standing import same_standing, standing_values
 from hub.domain.supervision import FigureKey, Figures
-from hub.worker.province import summary_json
+from hub.worker.province import province_json, summary_json
+from hub.worker.query import OverdueQuery, SearchQuery
 
-__all__ = ["LocalView", "agency_summary"]
+__all__ = ["LocalView", "Row", "agency_summary", "province_part"]
+
+#: a dossier's row in the view: (agency holding it, status, procedure, channel, date
+#: received (or submitted), deadline ('' once finished or without one), every agency that
+#: held it). Plain tuples: a million of them must stay small.
+Row = tuple[str, str, str, str, str, str, tuple[str, ...]]
+
+#: the verdict positions in ``standing_values``' tuple (``Figures``' field order)
+_ON_TIME = list(Figures.__struct_fields__).index("finished_on_time")
+_LATE = list(Figures.__struct_fields__).index("finished_late")
 
 
 @dataclass
@@ -36,6 +48,10 @@ class LocalView:
     open_deadlines: dict[str, tuple[str, str]] = field(default_factory=dict)
     #: (agency, unit) -> steps completed after their deadline (``DossierState.late_steps``)
     late_steps: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: dossier code -> its Row, for the search
+    rows: dict[str, Row] = field(default_factory=dict)
+    #: (agency, Monday of the week it finished) -> [finished on time, finished late]
+    weekly: dict[tuple[str, str], list[int]] = field(default_factory=dict)
     _dates: dict[date, str] = field(default_factory=dict, repr=False)
 
     def _standing(self, state: DossierState) -> tuple[FigureKey, tuple[int, ...]]:
@@ -61,8 +77,11 @@ class LocalView:
         if before is None:
             key, values = self._standing(after)
             self._add(key, Figures(*map(int, values)))
+            self._week(after, key, values, 1)
         elif same_standing(before, after):
-            pass  # no field the figures read has changed (most events): nothing to book
+            # no field the figures, the row or the deadline read has changed (most events:
+            # agency, status, procedure, channel and the dates are all standing fields)
+            return
         else:
             key, values = self._standing(after)
             old_key, old = self._standing(before)
@@ -71,13 +90,80 @@ class LocalView:
                 self._add(key, Figures(*map(int, values)))
             elif old != values:  # most events change no figure: nothing to book then
                 self._add(key, Figures(*map(operator.sub, values, old)))
+            if old[_ON_TIME] != values[_ON_TIME] or old[_LATE] != values[_LATE]:
+                self._week(before, old_key, old, -1)
+                self._week(after, key, values, 1)
+        code = after.dossier_code
         if after.is_finished or after.appointment_date is None:
-            self.open_deadlines.pop(after.dossier_code, None)
+            self.open_deadlines.pop(code, None)
+            deadline = ""
         else:
-            self.open_deadlines[after.dossier_code] = (
-                sys.intern(after.agency_code),
-                self._iso(after.appointment_date),
-            )
+            deadline = self._iso(after.appointment_date)
+            self.open_deadlines[code] = (sys.intern(after.agency_code), deadline)
+        self.rows[code] = self._row(after, deadline)
+
+    def _row(self, state: DossierState, deadline: str) -> Row:
+        came = state.received_at or state.submitted_at
+        holders = state.handled_by if state.agency_code in state.handled_by else (
+            *state.handled_by, state.agency_code,
+        )  # fmt: skip
+        return (
+            sys.intern(state.agency_code),
+            state.status.value,
+            sys.intern(state.procedure_code or ""),
+            state.channel.value,
+            self._iso(came.date()) if came is not None else "",
+            deadline,
+            tuple(map(sys.intern, holders)),
+        )
+
+    def _week(
+        self, state: DossierState, key: FigureKey, values: tuple[int, ...], sign: int
+    ) -> None:
+        """Book a finished dossier's verdict in the week it finished (the page's trend)."""
+        if not (values[_ON_TIME] or values[_LATE]):
+            return
+        finished = finish_date(state)
+        if finished is None:
+            return
+        monday = self._iso(finished - timedelta(days=finished.weekday()))
+        counts = self.weekly.setdefault((key.agency_code, monday), [0, 0])
+        counts[0 if values[_ON_TIME] else 1] += sign
+        if counts == [0, 0]:
+            del self.weekly[(key.agency_code, monday)]
+
+    # --- questions a worker answers for the dossiers it holds -----------------------------
+
+    def overdue(self, query: OverdueQuery, today: str) -> list[tuple[str, str, str, str, str]]:
+        """(deadline, code, agency, procedure, channel) of the open dossiers past their
+        deadline that ``query`` asks for, oldest deadline first."""
+        rows = self.rows
+        found = []
+        for code, (holder, deadline) in list(self.open_deadlines.items()):
+            if deadline >= today:
+                continue
+            row = rows.get(code)
+            if row is not None and query.matches(holder, row[2], row[3], deadline):
+                found.append((deadline, code, holder, row[2], row[3]))
+        found.sort()
+        return found
+
+    def search(self, query: SearchQuery, scope: str | None) -> list[tuple[str, Row]]:
+        """(code, row) of the dossiers ``query`` asks for, newest received first; ``scope``:
+        only those that agency holds or held."""
+        found = [
+            (code, row)
+            for code, row in list(self.rows.items())
+            if (query.code is None or code.startswith(query.code))
+            and (query.agency is None or row[0] == query.agency)
+            and (query.status is None or row[1] == query.status)
+            and (query.procedure is None or row[2] == query.procedure)
+            and (query.received_from is None or row[4] >= query.received_from)
+            and (query.received_to is None or row[4] <= query.received_to)
+            and (scope is None or scope in row[6])
+        ]
+        found.sort(key=_newest_first, reverse=True)
+        return found
 
     def _iso(self, day: date) -> str:
         # one string per distinct deadline, shared by every dossier due that day
@@ -90,6 +176,8 @@ class LocalView:
         self.figures.clear()
         self.open_deadlines.clear()
         self.late_steps.clear()
+        self.rows.clear()
+        self.weekly.clear()
         count = 0
         for state in states:
             self.replace(None, state)
@@ -114,3 +202,25 @@ def agency_summary(
             by_procedure[procedure] = by_procedure.get(procedure, Figures()) + value
     late_by_unit = {unit: n for (holder, unit), n in (late_steps or {}).items() if holder == agency}
     return summary_json(agency, total, by_procedure, late_by_unit)
+
+
+def province_part(view: LocalView, weeks: int, today: date) -> dict[str, Any]:
+    """Every agency's figures over the dossiers in ``view`` (``hub.worker.province`` adds the
+    workers' parts up): in all, late steps per unit, and on-time/late per week finished over
+    the last ``weeks`` weeks."""
+    by_agency: dict[str, Figures] = {}
+    for key, value in list(view.figures.items()):
+        by_agency[key.agency_code] = by_agency.get(key.agency_code, Figures()) + value
+    late: dict[str, dict[str, int]] = {}
+    for (agency, unit), count in list(view.late_steps.items()):
+        late.setdefault(agency, {})[unit] = count
+    first = (today - timedelta(days=today.weekday() + 7 * (weeks - 1))).isoformat()
+    weekly: dict[str, dict[str, list[int]]] = {}
+    for (agency, monday), counts in list(view.weekly.items()):
+        if monday >= first:
+            weekly.setdefault(agency, {})[monday] = list(counts)
+    return province_json(by_agency, late, weekly)
+
+
+def _newest_first(item: tuple[str, Row]) -> tuple[str, str]:
+    return item[1][4], item[0]

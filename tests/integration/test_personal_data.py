@@ -175,7 +175,7 @@ def test_personal_data_reaches_the_portal_and_nothing_else(
     with pytest.raises(AssertionError, match=r"personal data in portal\.outbox"):
         assert_absent("portal.outbox", b"".join(m.value for m in outbox))
 
-    # Nowhere else. The HTTP API, masked by default:
+    # Nowhere else. The HTTP API, masked for every key without the right to names:
     status, view = _until(lambda: _rated(hub_worker, marked))
     assert status == 200, view
     assert view["applicant_name"] == "Đ*** T** Q**** Z******"
@@ -184,14 +184,27 @@ def test_personal_data_reaches_the_portal_and_nothing_else(
         f"/dossiers/{late}", f"/dossiers/{oversize}", f"/dossiers/{unseen}",
         f"/overdue?agency={JUSTICE}", "/overdue", f"/agencies/{JUSTICE}/summary",
     ):  # fmt: skip
-        status, body = hub_worker.get(path)
-        assert status in (200, 404), (path, status)
-        assert_absent(f"GET {path}", json.dumps(body, ensure_ascii=False))
-    status, late_list = hub_worker.get(f"/overdue?agency={JUSTICE}")
+        for key in ("province-masked", "figures"):
+            status, body = hub_worker.get(path, key=key)
+            assert status in (200, 403, 404), (path, key, status)
+            assert_absent(f"GET {path} as {key}", json.dumps(body, ensure_ascii=False))
+    status, late_list = hub_worker.get(f"/overdue?agency={JUSTICE}", key="province-masked")
     assert late in [item["dossier_code"] for item in late_list["items"]]
-    status, metrics = hub_worker.get("/metrics")
+    status, metrics = hub_worker.get("/metrics", key="figures")
     assert status == 200 and "hub_events_in_total" in metrics
     assert_absent("/metrics", metrics)
+
+    # A key with the right sees the name, and that read is in the audit trail (who, when,
+    # which dossier) before the answer: one read, one entry, the entry itself without the name.
+    status, named = hub_worker.get(f"/dossiers/{marked}", key="province")
+    assert (status, named["applicant_name"]) == (200, NAME)
+    trail = read_topic(broker.bootstrap, f"{prefix}hub.audit", expect=applied + 1)
+    reads = [json.loads(m.value) for m in trail if json.loads(m.value).get("kind") == "access"]
+    assert [(r["who"], r["role"], r["dossier_code"]) for r in reads] == [
+        ("province", "province", marked)
+    ]
+    assert reads[0]["at"].endswith("Z")
+    audit = trail
 
     # Every header of every dead letter on every .dlq topic (the value keeps the original
     # bytes on purpose: replay needs them).
@@ -216,7 +229,7 @@ def test_personal_data_reaches_the_portal_and_nothing_else(
 
 
 def _rated(worker: Worker, code: str) -> tuple[int, Any] | None:
-    status, view = worker.get(f"/dossiers/{code}")
+    status, view = worker.get(f"/dossiers/{code}", key="province-masked")
     if status == 200 and "ServiceRated" in json.dumps(view):
         return status, view
     return None

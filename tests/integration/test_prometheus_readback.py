@@ -28,7 +28,7 @@ from connectors.scenarios import VN, dossier_code, dossier_life
 from hub.domain.events import local_date
 from hub.stack.tools import free_port
 from tests.fixtures.stack import Broker
-from tests.fixtures.worker import Worker
+from tests.fixtures.worker import KEYS, Worker
 
 pytestmark = pytest.mark.broker
 
@@ -85,6 +85,9 @@ def prometheus(hub_worker: Worker, tmp_path: Path) -> Iterator[Prometheus]:
             pytrace=False,
         )
     target = urllib.parse.urlsplit(hub_worker.url).netloc
+    # Prometheus scrapes with a figures key, as monitoring/prometheus.yml does
+    credentials = tmp_path / "scrape.key"
+    credentials.write_text(KEYS["figures"])
     config = tmp_path / "prometheus.yml"
     config.write_text(
         yaml.safe_dump(
@@ -95,6 +98,7 @@ def prometheus(hub_worker: Worker, tmp_path: Path) -> Iterator[Prometheus]:
                     {
                         "job_name": "hub",
                         "metrics_path": "/metrics",
+                        "authorization": {"credentials_file": str(credentials)},
                         "static_configs": [{"targets": [target]}],
                     }
                 ],

@@ -68,14 +68,32 @@ def test_the_simulator_acts_as_the_agencies_through_the_ingress_with_its_keys() 
     assert command[command.index("--ingress-url") + 1] == "http://ingress:8088"
     keys = command[command.index("--credentials") + 1]
     assert any(v.endswith(":/secrets:ro") for v in simulator["volumes"])
-    assert any(v.endswith(":/secrets") for v in ingress["volumes"])
-    script = " ".join(ingress["command"])
-    config_path = script.split("--config ")[1].split()[0].removeprefix("/app/")
+    assert any(v.endswith(":/secrets:ro") for v in ingress["volumes"])
+    config_path = ingress["command"][ingress["command"].index("--config") + 1]
+    config_path = config_path.removeprefix("/app/")
     config = load_config(COMPOSE.parent / config_path)  # the image copies connectors/ to /app
     assert config.connector_class == "http-ingress"
     assert config.settings["host"] == "0.0.0.0"  # reachable from the simulator's container
     assert config.settings["credentials_file"] == keys
-    assert f"--out {keys}" in script  # generated on first start into the shared volume
+    # generated on first start into the shared volume, by the one-shot that makes every key
+    keys_job = services["access-keys"]
+    assert f"--out {keys}" in " ".join(keys_job["command"])
+    assert any(v.endswith(":/secrets") for v in keys_job["volumes"])
+
+
+def test_every_api_call_in_compose_presents_a_key() -> None:
+    """The workers read the access file and the agencies' ingress keys; Prometheus scrapes
+    with the figures key the access-keys one-shot made, from the same volume."""
+    services = compose()["services"]
+    keys_job = " ".join(services["access-keys"]["command"])
+    assert "--role figures > /access/prometheus.key" in keys_job
+    for name in ("hub-worker-1", "hub-worker-2"):
+        env = services[name]["environment"]
+        assert env["HUB_ACCESS_FILE"] == "/access/access.json"
+        assert env["HUB_ACCESS_INGRESS_CREDENTIALS"] == "/secrets/ingress-credentials.json"
+        assert "access-keys" in services[name]["depends_on"]
+        assert any(v.startswith("access-keys:/access") for v in services[name]["volumes"])
+    assert any(v.startswith("access-keys:/access") for v in services["prometheus"]["volumes"])
 
 
 def test_docker_compose_config_accepts_the_file_when_the_client_has_compose() -> None:
