@@ -115,3 +115,17 @@ if ! postgres_binaries_found; then
     echo "warning: $msg" >&2
   fi
 fi
+
+# Chromium (Debian's `chromium` package) for the web page's browser test: playwright (a dev
+# dependency) drives this browser, never one of its own downloads. Only scripts/test.sh
+# needs it; installed with apt-get when missing and we are root.
+if [ "$(basename "$0")" = "test.sh" ] && ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "==> chromium missing: installing Debian's chromium package (the browser test)"
+    apt_install_without_service chromium || true
+    command -v chromium >/dev/null 2>&1 ||
+      die "could not install Debian's chromium package with apt-get; the browser test needs it"
+  else
+    die "chromium is not on PATH and cannot be installed here (needs root and apt-get); install Debian's 'chromium' package (apt-get install chromium): the browser test needs it"
+  fi
+fi
