@@ -15,6 +15,8 @@ import secrets
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from hub.access.keys import hash_api_key
 from hub.access.roles import Role
 from hub.access.store import AccessEntry, AccessFile
@@ -111,6 +113,12 @@ def run_access_command(args: argparse.Namespace) -> int:
             names = "names shown" if principal.sees_personal_data else "names masked"
             print(f"{entry.key_id}\t{entry.role}\t{entry.agency_code or '-'}\t{names}")
         return 0
-    except ValueError as exc:  # pydantic's ValidationError is one
-        print(f"hub access: {str(exc).splitlines()[0]}", file=sys.stderr)
+    except ValidationError as exc:
+        first = exc.errors(include_input=False)[0]
+        where = ".".join(str(part) for part in first["loc"])
+        message = str(first["msg"]).removeprefix("Value error, ")
+        print(f"hub access: {where + ': ' if where else ''}{message}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"hub access: {exc}", file=sys.stderr)
         return 1

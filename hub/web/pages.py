@@ -14,6 +14,7 @@ from datetime import date, datetime
 from html import escape
 from typing import Any
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 from hub.access.roles import Principal
 from hub.web.i18n import Lang, word
@@ -166,10 +167,6 @@ def _percent(value: float | None) -> str:
     return "–" if value is None else f"{value * 100:.1f}%"
 
 
-def _number(value: float | None, digits: int = 2) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
-
-
 def _sort_value(value: float | None) -> str:
     return "-1" if value is None else f"{value:.6f}"
 
@@ -223,7 +220,7 @@ def _figure_cells(figures: Mapping[str, Any]) -> str:
         f'<td class="n" data-v="{_sort_value(figures.get("online_share"))}">'
         f"{_percent(figures.get('online_share'))}</td>"
         f'<td class="n" data-v="{_sort_value(figures.get("satisfaction"))}">'
-        f"{_number(figures.get('satisfaction'))}</td>"
+        f"{_percent(figures.get('satisfaction'))}</td>"
     )
 
 
@@ -250,7 +247,7 @@ def overview_page(
     late_rows = []
     for code, agency in summary["agencies"].items():
         overdue_link = (
-            f'<a href="/ui/overdue?{urlencode({"agency": code})}">{_e(names.agency(code))}</a>'
+            f'<a href="/ui/overdue?{_e(urlencode({"agency": code}))}">{_e(names.agency(code))}</a>'
             if principal.lists_dossiers
             else _e(names.agency(code))
         )
@@ -302,15 +299,17 @@ def _pager(path: str, params: Mapping[str, str], listing: Mapping[str, Any], lan
     page, size, total = int(listing["page"]), int(listing["size"]), int(listing["total"])
     pages = max(1, -(-total // size))
     links = []
+
+    def link(number: int, label: str) -> str:
+        return f'<a href="{_e(path + "?" + urlencode({**params, "page": number}))}">{label}</a>'
+
     if page > 1:
-        links.append(f'<a href="{path}?{urlencode({**params, "page": page - 1})}">'
-                     f"{word('previous', lang)}</a>")  # fmt: skip
+        links.append(link(page - 1, word("previous", lang)))
     links.append(
         f"<span>{word('page', lang)} {page}/{pages} · {word('total', lang)} {total}</span>"
     )
     if page < pages:
-        links.append(f'<a href="{path}?{urlencode({**params, "page": page + 1})}">'
-                     f"{word('next', lang)}</a>")  # fmt: skip
+        links.append(link(page + 1, word("next", lang)))
     return f'<div class="pager">{"".join(links)}</div>'
 
 
@@ -412,10 +411,17 @@ def list_page(
     return _layout(title, body, lang, principal, now)
 
 
+#: the province's clock: times are stored in UTC and shown as officials read them
+LOCAL = ZoneInfo("Asia/Ho_Chi_Minh")
+
+
 def _date_part(value: str | None) -> str:
+    """An ISO timestamp as local date and minute (a plain date as it is)."""
     if not value:
         return "–"
-    return value[:16].replace("T", " ") if "T" in value else value
+    if "T" not in value:
+        return value
+    return datetime.fromisoformat(value).astimezone(LOCAL).strftime("%Y-%m-%d %H:%M")
 
 
 def dossier_page(

@@ -210,3 +210,24 @@ def test_canonical_json_is_byte_for_byte_the_json_modules_sorted_compact_utf8(
 
     expected = json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     assert canonical_json(entry) == expected.encode()
+
+
+def test_reads_of_personal_data_chain_like_the_applied_events_and_verify_alike() -> None:
+    from hub.audit.chain import access_chain, access_entry, is_access_chain
+
+    first = access_entry(
+        None, partition=2, who="so-noi-vu", role="province", dossier_code="D-1",
+        at="2026-12-06T02:00:00.000Z",
+    )  # fmt: skip
+    second = access_entry(
+        first, partition=2, who="tu-phap", role="agency", dossier_code="D-2",
+        at="2026-12-06T02:00:01.000Z",
+    )  # fmt: skip
+    assert first["chain"] == access_chain(2) == "@access:2" and is_access_chain("@access:2")
+    assert not is_access_chain("dossier.events:2")
+    assert (first["seq"], first["prev_hash"], second["prev_hash"]) == (1, GENESIS, first["hash"])
+    assert verify_chain([first, second]) == []
+    altered = {**second, "who": "someone-else"}
+    assert [p.kind for p in verify_chain([first, altered])] == ["altered"]
+    missing = {k: v for k, v in second.items() if k != "who"}
+    assert [p.kind for p in verify_chain([first, missing])] == ["malformed"]

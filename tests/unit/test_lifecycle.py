@@ -730,3 +730,19 @@ def test_the_view_counts_late_steps_per_agency_and_unit_once_each() -> None:
     assert view.late_steps == {(AGENCY, "Phòng Hành chính tư pháp"): 1}
     assert view.rebuild([after]) == 1
     assert view.late_steps == {(AGENCY, "Phòng Hành chính tư pháp"): 1}
+
+
+def test_every_completed_step_is_kept_with_its_unit_official_and_deadline() -> None:
+    state = _in_step_one(at(date(2025, 8, 4)))
+    assert state.steps == ()  # in hand: the current step, not yet a completed one
+    state = applied(state, make_event(E.STEP_COMPLETED, at(date(2025, 8, 6))))
+    (step,) = state.steps
+    assert (step.step_no, step.step_name, step.unit, step.official) == (
+        1, "Thẩm định", "Phòng Hành chính tư pháp", "Trần Thị B",
+    )  # fmt: skip
+    assert step.step_deadline == date(2025, 8, 7)
+    assert step.completed_at == at(date(2025, 8, 6))
+    # a redelivered completion changes nothing; the JSON form keeps the steps
+    again = apply(state, make_event(E.STEP_COMPLETED, at(date(2025, 8, 6))), CTX)
+    assert not isinstance(again, Applied) or again.state.steps == state.steps
+    assert DossierState.from_dict(state.to_dict()).steps == state.steps
