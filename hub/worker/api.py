@@ -199,10 +199,10 @@ class Api:
                 raise ApiError(403, f"an agency key of {scope} sees its own overdue dossiers only")
             query = dataclasses.replace(query, agency=scope)
         today = local_date(utc_now()).isoformat()
-        rows = self.views.view.overdue(query, today)
         needed = query.page * query.size
+        total, rows = self.views.view.overdue(query, today, needed)
         mine = {
-            "total": len(rows),
+            "total": total,
             "items": [
                 {
                     "dossier_code": code,
@@ -211,7 +211,7 @@ class Api:
                     "procedure_code": procedure,
                     "channel": channel,
                 }
-                for deadline, code, holder, procedure, channel in rows[:needed]
+                for deadline, code, holder, procedure, channel in rows
             ],
         }
         # each other worker sends the first page * size rows of its own, all this page needs
@@ -234,10 +234,10 @@ class Api:
             )
         except BadParameterError as exc:
             raise _bad(exc) from None
-        rows = self.views.view.search(query, principal.scope)
         needed = query.page * query.size
+        total, rows = self.views.view.search(query, principal.scope, needed)
         mine = {
-            "total": len(rows),
+            "total": total,
             "items": [
                 {
                     "dossier_code": code,
@@ -248,9 +248,7 @@ class Api:
                     "received": received,
                     "deadline": deadline or None,
                 }
-                for code, (agency, status, procedure, channel, received, deadline, _) in rows[
-                    :needed
-                ]
+                for code, (agency, status, procedure, channel, received, deadline, _) in rows
             ],
         }
         parts = [mine, *await self._peer_parts(key, "/dossiers", query.params(needed), forwarded)]

@@ -13,6 +13,7 @@ dossier.
 
 from __future__ import annotations
 
+import heapq
 import operator
 import sys
 from collections.abc import Iterable, Mapping
@@ -134,9 +135,12 @@ class LocalView:
 
     # --- questions a worker answers for the dossiers it holds -----------------------------
 
-    def overdue(self, query: OverdueQuery, today: str) -> list[tuple[str, str, str, str, str]]:
-        """(deadline, code, agency, procedure, channel) of the open dossiers past their
-        deadline that ``query`` asks for, oldest deadline first."""
+    def overdue(
+        self, query: OverdueQuery, today: str, limit: int
+    ) -> tuple[int, list[tuple[str, str, str, str, str]]]:
+        """How many open dossiers are past their deadline as ``query`` asks, and the first
+        ``limit`` of them, oldest deadline first: (deadline, code, agency, procedure,
+        channel). Only the first ``limit`` are ordered (a page needs no more)."""
         rows = self.rows
         found = []
         for code, (holder, deadline) in list(self.open_deadlines.items()):
@@ -145,12 +149,13 @@ class LocalView:
             row = rows.get(code)
             if row is not None and query.matches(holder, row[2], row[3], deadline):
                 found.append((deadline, code, holder, row[2], row[3]))
-        found.sort()
-        return found
+        return len(found), heapq.nsmallest(limit, found)
 
-    def search(self, query: SearchQuery, scope: str | None) -> list[tuple[str, Row]]:
-        """(code, row) of the dossiers ``query`` asks for, newest received first; ``scope``:
-        only those that agency holds or held."""
+    def search(
+        self, query: SearchQuery, scope: str | None, limit: int
+    ) -> tuple[int, list[tuple[str, Row]]]:
+        """How many dossiers ``query`` finds, and the first ``limit`` of them, newest received
+        first: (code, row); ``scope``: only those that agency holds or held."""
         found = [
             (code, row)
             for code, row in list(self.rows.items())
@@ -162,8 +167,7 @@ class LocalView:
             and (query.received_to is None or row[4] <= query.received_to)
             and (scope is None or scope in row[6])
         ]
-        found.sort(key=_newest_first, reverse=True)
-        return found
+        return len(found), heapq.nlargest(limit, found, key=_newest_first)
 
     def _iso(self, day: date) -> str:
         # one string per distinct deadline, shared by every dossier due that day

@@ -75,7 +75,7 @@ def test_the_search_finds_by_code_prefix_agency_status_procedure_and_dates_newes
     )
 
     def search(**params: str) -> list[str]:
-        return codes(view.search(search_query(params, AGENCIES, PROCEDURES), None))
+        return codes(view.search(search_query(params, AGENCIES, PROCEDURES), None, 50)[1])
 
     assert search() == ["A-2", "B-1", "A-1"]
     assert search(code="A-") == ["A-2", "A-1"]
@@ -92,8 +92,10 @@ def test_an_agency_finds_what_it_holds_or_held_and_nothing_else() -> None:
         dossier("B-1", agency=HEALTH),
     )
     query = search_query({}, AGENCIES, PROCEDURES)
-    assert codes(view.search(query, JUSTICE)) == ["T-1", "A-1"]  # same day: by code
-    assert codes(view.search(query, HEALTH)) == ["T-1", "B-1"]
+    assert view.search(query, JUSTICE, 50) == (2, view.search(query, JUSTICE, 2)[1])
+    assert codes(view.search(query, JUSTICE, 50)[1]) == ["T-1", "A-1"]  # same day: by code
+    assert codes(view.search(query, HEALTH, 50)[1]) == ["T-1", "B-1"]
+    assert view.search(query, HEALTH, 1) == (2, view.search(query, HEALTH, 50)[1][:1])
 
 
 def test_the_overdue_list_filters_by_agency_procedure_channel_and_deadline_range() -> None:
@@ -112,13 +114,18 @@ def test_the_overdue_list_filters_by_agency_procedure_channel_and_deadline_range
     today = "2026-12-06"
 
     def overdue(**params: str) -> list[str]:
-        return [row[1] for row in view.overdue(overdue_query(params, AGENCIES, PROCEDURES), today)]
+        total, rows = view.overdue(overdue_query(params, AGENCIES, PROCEDURES), today, 50)
+        assert total == len(rows)
+        return [row[1] for row in rows]
 
     assert overdue() == ["A-1", "B-1", "A-2"]  # oldest deadline first
     assert overdue(agency=JUSTICE) == ["A-1", "A-2"]
     assert overdue(procedure=CRIMINAL) == ["B-1"]
     assert overdue(channel="IN_PERSON") == ["A-2"]
     assert overdue(deadline_from="2026-11-06", deadline_to="2026-11-19") == ["B-1"]
+    # a page needs only its first rows ordered; the total still counts them all
+    total, first = view.overdue(overdue_query({}, AGENCIES, PROCEDURES), today, 1)
+    assert (total, [row[1] for row in first]) == (3, ["A-1"])
 
 
 def test_a_finished_dossier_is_booked_in_the_week_it_finished_and_moves_with_its_verdict() -> None:
