@@ -68,7 +68,7 @@ from __future__ import annotations
 import math
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from operator import attrgetter
@@ -103,7 +103,7 @@ from hub.domain.events import (
     local_date,
 )
 from hub.domain.status import TERMINAL_STATUSES, DossierStatus
-from hub.domain.timeline import EMPTY_TIMELINE, Timeline, TimelineEntry
+from hub.domain.timeline import EMPTY_TIMELINE, Timeline, TimelineEntry, array_header
 
 __all__ = [
     "DEDUP_WINDOW",
@@ -272,6 +272,39 @@ class CurrentStep(msgspec.Struct, frozen=True, array_like=True, gc=False):
         )
 
 
+_step_encoder = msgspec.msgpack.Encoder()
+_steps_of = msgspec.msgpack.Decoder(list[CurrentStep])
+
+
+class StepLog(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """The completed steps, kept as one pre-encoded blob like the timeline
+    (``hub.domain.timeline``): a stored state carries ``[count, blob]``, so an event that
+    completes no step pays nothing for the history, and the steps are decoded only when
+    someone reads them (the dossier page)."""
+
+    count: int = 0
+    blob: bytes = b""  # ``count`` msgpack arrays of CurrentStep, in completion order
+
+    @classmethod
+    def of(cls, steps: Iterable[CurrentStep]) -> StepLog:
+        items = list(steps)
+        return cls(len(items), b"".join(_step_encoder.encode(s) for s in items))
+
+    def append(self, step: CurrentStep) -> StepLog:
+        return StepLog(self.count + 1, self.blob + _step_encoder.encode(step))
+
+    def __iter__(self) -> Iterator[CurrentStep]:
+        if not self.count:
+            return iter(())
+        return iter(_steps_of.decode(array_header(self.count) + self.blob))
+
+    def __len__(self) -> int:
+        return self.count
+
+
+EMPTY_STEPS = StepLog()
+
+
 def _step_identity(step: CurrentStep | LateStep) -> dict[str, Any]:
     """A step's number, name, official and unit in the JSON form (``to_dict``)."""
     return {
@@ -366,7 +399,7 @@ class DossierState(msgspec.Struct, frozen=True, kw_only=True, array_like=True, g
     late_steps: tuple[LateStep, ...] = ()
     #: every completed step, in completion order, with its unit, official and deadline: the
     #: dossier page's timeline of steps (the current step is ``current_step`` until done)
-    steps: tuple[CurrentStep, ...] = ()
+    steps: StepLog = EMPTY_STEPS
 
     # Structs compare every field; a state's equality is every field but the dedup window.
     def __eq__(self, other: object) -> bool:
@@ -465,7 +498,7 @@ class DossierState(msgspec.Struct, frozen=True, kw_only=True, array_like=True, g
             complaints=sum(1 for e in entries if e.event_type == FeedbackEventType.COMPLAINT.value),
             last_apology_at=max(apologies, default=None),
             late_steps=tuple(LateStep.from_dict(s) for s in data.get("late_steps", [])),
-            steps=tuple(CurrentStep.from_dict(s) for s in data.get("steps", [])),
+            steps=StepLog.of(CurrentStep.from_dict(s) for s in data.get("steps", [])),
         )
 
 
@@ -890,7 +923,7 @@ def _on_step_completed(
             state,
             current_step=done,
             late_steps=state.late_steps if late is None else (*state.late_steps, late),
-            steps=(*state.steps, done),
+            steps=state.steps.append(done),
         )
     return new, f"step {ev.step_no} completed", None
 

@@ -64,7 +64,7 @@ _encode = msgspec.msgpack.Encoder().encode
 _entries_of = msgspec.msgpack.Decoder(list[TimelineEntry])
 
 
-def _array_header(count: int) -> bytes:
+def array_header(count: int) -> bytes:
     """The msgpack array header for ``count`` elements (fixarray, array 16, array 32)."""
     if count < 16:
         return bytes((0x90 | count,))
@@ -98,7 +98,7 @@ class Timeline(msgspec.Struct, frozen=True, array_like=True, dict=True):
         """The entries as they were appended (the dedup window is the last ones of these)."""
         if not self.count:
             return []
-        return _entries_of.decode(_array_header(self.count) + self.blob)
+        return _entries_of.decode(array_header(self.count) + self.blob)
 
     @property
     def _entries(self) -> tuple[TimelineEntry, ...] | None:

@@ -734,7 +734,7 @@ def test_the_view_counts_late_steps_per_agency_and_unit_once_each() -> None:
 
 def test_every_completed_step_is_kept_with_its_unit_official_and_deadline() -> None:
     state = _in_step_one(at(date(2025, 8, 4)))
-    assert state.steps == ()  # in hand: the current step, not yet a completed one
+    assert list(state.steps) == []  # in hand: the current step, not yet a completed one
     state = applied(state, make_event(E.STEP_COMPLETED, at(date(2025, 8, 6))))
     (step,) = state.steps
     assert (step.step_no, step.step_name, step.unit, step.official) == (
@@ -744,5 +744,5 @@ def test_every_completed_step_is_kept_with_its_unit_official_and_deadline() -> N
     assert step.completed_at == at(date(2025, 8, 6))
     # a redelivered completion changes nothing; the JSON form keeps the steps
     again = apply(state, make_event(E.STEP_COMPLETED, at(date(2025, 8, 6))), CTX)
-    assert not isinstance(again, Applied) or again.state.steps == state.steps
+    assert not isinstance(again, Applied) or list(again.state.steps) == list(state.steps)
     assert DossierState.from_dict(state.to_dict()).steps == state.steps
