@@ -322,8 +322,28 @@ def test_officials_use_the_web_page_in_a_real_browser(province: Province, tmp_pa
             assert response is not None and response.status == 403
             assert page.locator("h1").inner_text() == "Không có quyền xem nội dung này"
             page.screenshot(path=str(shots / "7-justice-forbidden-vi.png"), full_page=True)
+            justice_page = page
+
+            # --- a province key without the right to names: no page shows one ---------------
+            page = browser.new_context().new_page()
+            page.goto(f"{worker.url}/ui/login")
+            page.fill("input[name=key]", KEYS["province-masked"])
+            page.click("form.login button")
+            page.wait_for_url("**/ui")
+            shown = (*province.justice[:3], province.transferred)
+            pages = ["/ui", "/ui/overdue", "/ui/search?code=000"]
+            for path in [*pages, *(f"/ui/dossiers/{code}" for code in shown)]:
+                page.goto(f"{worker.url}{path}")
+                html = page.content()
+                assert not any(name in html for name in (*NAMES, "Lò Văn Chiến")), path
+            assert (
+                page.get_by_text("masked for your role").count()
+                + page.get_by_text("đã che theo quyền truy cập").count()
+                == 1
+            )
 
             # the page refreshes itself: a new overdue dossier appears without a reload
+            page = justice_page
             page.goto(f"{worker.url}/ui")
             stamp = page.locator("#updated").inner_text()
             deadline = time.monotonic() + 25
