@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hub.security.client import KafkaClientSecurity
@@ -33,7 +33,11 @@ class HubSettings(BaseSettings):
     #: prefix of every topic the hub reads and writes, so several hubs can share a cluster
     topic_prefix: str = ""
     partitions: int = 6
+    #: replicas of every topic the hub creates (3 on a cluster: `hub stack up --brokers 3`)
     replication_factor: int = 1
+    #: replicas that must hold a write before it is acknowledged (acks=all), set on every
+    #: topic the hub creates; 2 with 3 replicas: one broker may be down, none lost
+    min_insync_replicas: int = 1
     store: Literal["rocksdb", "memory"] = "rocksdb"
     #: keep warm copies of the stores of this many other workers' partitions (read from the
     #: changelog every 2 s), so a takeover restores seconds, not the whole partition
@@ -100,6 +104,16 @@ class HubSettings(BaseSettings):
     audit_tsa: str | None = None
     #: where stamps go (one set of files per chain, the latest); default <data dir>/audit-stamps
     audit_stamp_dir: Path | None = None
+
+    @field_validator(
+        "access_file", "access_ingress_credentials", "audit_signing_key", "audit_stamp_dir",
+        "audit_tsa", "advertised_url", mode="before",
+    )  # fmt: skip
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """``HUB_ACCESS_FILE=`` (set but empty, as compose files and shells leave them)
+        means unset, not the current directory."""
+        return None if value == "" else value
 
     def web_url(self) -> str:
         return self.advertised_url or f"http://{self.web_host}:{self.web_port}"

@@ -101,7 +101,10 @@ class Directory:
         self.claims = Claims()
         self._mine: frozenset[int] = frozenset()
         self._stop = threading.Event()
-        self._producer = Producer({**config, "client.id": f"{worker}-directory", "linger.ms": 0})
+        self._producer = Producer(
+            {**config, "client.id": f"{worker}-directory", "linger.ms": 0, "acks": "all",
+             "enable.idempotence": True}
+        )  # fmt: skip
         self._consumer = Consumer(
             {
                 **config,

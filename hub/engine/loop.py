@@ -314,8 +314,9 @@ class CheckpointLoop:
         self._producers: list[Producer] = []  # by slot (PRODUCER_SLOTS)
         self._slot = 0
         self.admin = EngineTopics(
-            common, settings.partitions, settings.replication_factor, timeout_s=15.0
-        )
+            common, settings.partitions, settings.replication_factor, timeout_s=15.0,
+            min_insync_replicas=settings.min_insync_replicas,
+        )  # fmt: skip
 
     def create_topics(self) -> None:
         """The changelog (compacted) and the audit topic, before the loop starts."""

@@ -29,11 +29,13 @@ class EngineTopics:
         partitions: int,
         replication_factor: int,
         timeout_s: float,
+        min_insync_replicas: int = 1,
     ) -> None:
         self._config = dict(config)
         self._client: AdminClient | None = None  # connected on first use
         self.partitions = partitions
         self.replication_factor = replication_factor
+        self.min_insync_replicas = min_insync_replicas
         self.timeout_s = timeout_s
         self.known: set[str] = set()
 
@@ -56,7 +58,9 @@ class EngineTopics:
         missing = [n for n in dict.fromkeys(names) if n not in self.known]
         if not missing:
             return
-        config = {"cleanup.policy": "compact"} if compact else {}
+        config = {"min.insync.replicas": str(self.min_insync_replicas)}
+        if compact:
+            config["cleanup.policy"] = "compact"
         if keep_forever:
             config.update({"retention.ms": "-1", "retention.bytes": "-1"})
         futures = self._admin.create_topics(

@@ -41,6 +41,15 @@ def add_stack_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
     stack.add_argument(
         "--registry-port", type=int, help="schema registry port (default 8081, $HUB_REGISTRY_PORT)"
     )
+    stack.add_argument(
+        "--brokers",
+        type=int,
+        choices=[1, 3],
+        help="with up: Kafka nodes, 1 (default) or 3: a replicated cluster (replication "
+        "factor 3, min.insync.replicas=2, no unclean leader election; node i on ports "
+        "kafka-port+2i and controller-port+2i, data in <state dir>/kafka-<i>); status, logs "
+        "and down find the nodes themselves ($HUB_STACK_BROKERS)",
+    )
     stack.add_argument("--lines", type=int, default=40, help="with logs: lines per service")
     stack.add_argument(
         "--secure",
@@ -62,11 +71,16 @@ def _config(args: argparse.Namespace) -> StackConfig:
         kafka_version=base.kafka_version,
         apicurio_version=base.apicurio_version,
         secure=args.secure or os.environ.get("HUB_KAFKA_SECURITY", "").lower() == "sasl",
+        brokers=args.brokers or base.brokers,
     )
 
 
 def run_stack_command(args: argparse.Namespace) -> int:
-    stack = LocalStack(_config(args))
+    try:
+        stack = LocalStack(_config(args))
+    except StackError as exc:
+        print(f"hub stack {args.action}: {exc}", file=sys.stderr)
+        return 1
     started = time.monotonic()
 
     def progress(message: str) -> None:
@@ -94,12 +108,12 @@ def run_stack_command(args: argparse.Namespace) -> int:
         if args.action == "status":
             status = stack.status()
             for name, pid, where in (
-                ("kafka", status.kafka_pid, status.bootstrap),
+                *status.nodes,
                 ("registry", status.registry_pid, status.registry_url),
             ):
                 print(f"{name:9} {'running pid ' + str(pid) if pid else 'stopped':20} {where}")
             return 0 if status.running else 3
-        for proc in (stack.kafka.process, stack.registry.process):
+        for proc in (*(node.process for node in stack.nodes), stack.registry.process):
             print(f"==> {proc.log_file} <==")
             print(proc.tail(args.lines))
         return 0

@@ -24,7 +24,9 @@ __all__ = [
     "TLS_DIR",
     "KafkaNode",
     "admin_security",
+    "new_cluster_id",
     "secure_properties",
+    "server_properties",
 ]
 
 #: file in the state dir saying the storage holds the admin's SCRAM credential
@@ -39,8 +41,8 @@ ADMIN_PRINCIPAL = "admin"
 _SERVER_PROPERTIES = """\
 # Written by `hub stack`; edits are overwritten on the next `up`.
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:{controller_port}
+node.id={node_id}
+controller.quorum.voters={voters}
 listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
 advertised.listeners=PLAINTEXT://127.0.0.1:{port}
 controller.listener.names=CONTROLLER
@@ -48,14 +50,19 @@ inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 log.dirs={data_dir}
 num.partitions={partitions}
-default.replication.factor=1
-offsets.topic.replication.factor=1
+# Every topic (the hub's, the changelogs, the registry's journal) and the internal ones are
+# replicated on {replication} broker(s); a write is acknowledged (acks=all) once {min_isr} hold it,
+# and a replica that fell behind never becomes leader (no acknowledged record lost).
+default.replication.factor={replication}
+min.insync.replicas={min_isr}
+offsets.topic.replication.factor={replication}
 offsets.topic.num.partitions=12
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-# One broker: no reason to wait for more members before the first rebalance.
+transaction.state.log.replication.factor={replication}
+transaction.state.log.min.isr={min_isr}
+share.coordinator.state.topic.replication.factor={replication}
+share.coordinator.state.topic.min.isr={min_isr}
+unclean.leader.election.enable=false
+# A local stack: no reason to wait for more members before the first rebalance.
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=true
 delete.topic.enable=true
@@ -146,6 +153,35 @@ def admin_security(password: str, ca_cert: Path) -> dict[str, Any]:
     }
 
 
+def server_properties(
+    *,
+    port: int,
+    controller_port: int,
+    data_dir: Path | str,
+    partitions: int,
+    node_id: int = 1,
+    voters: str | None = None,
+    replication: int = 1,
+    min_isr: int = 1,
+) -> str:
+    """The plain broker properties of one node (``voters``: the quorum; default itself)."""
+    return _SERVER_PROPERTIES.format(
+        port=port,
+        controller_port=controller_port,
+        data_dir=data_dir,
+        partitions=partitions,
+        node_id=node_id,
+        voters=voters or f"{node_id}@127.0.0.1:{controller_port}",
+        replication=replication,
+        min_isr=min_isr,
+    )
+
+
+def new_cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
 class KafkaNode:
     """Configures, formats, starts and probes the local broker."""
 
@@ -159,10 +195,22 @@ class KafkaNode:
         partitions: int = 6,
         heap: str = "1g",
         secure: bool = False,
+        node_id: int = 1,
+        voters: str | None = None,
+        replication: int = 1,
+        min_isr: int = 1,
+        cluster_id: str | None = None,
     ) -> None:
         self.state_dir = state_dir
         self.port = port
         self.controller_port = controller_port
+        self.node_id = node_id
+        #: the KRaft quorum, ``id@host:port,...``; one node: itself
+        self.voters = voters or f"{node_id}@127.0.0.1:{controller_port}"
+        self.replication = replication
+        self.min_isr = min_isr
+        #: every node of a cluster formats its storage with the same id
+        self.cluster_id = cluster_id
         self.version = version
         self.partitions = partitions
         self.heap = heap
@@ -208,11 +256,15 @@ class KafkaNode:
 
     def _write_config(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        plain = _SERVER_PROPERTIES.format(
+        plain = server_properties(
             port=self.port,
             controller_port=self.controller_port,
             data_dir=self.data_dir,
             partitions=self.partitions,
+            node_id=self.node_id,
+            voters=self.voters,
+            replication=self.replication,
+            min_isr=self.min_isr,
         )
         if not self.secure:
             self.config_file.write_text(plain)
@@ -267,7 +319,7 @@ class KafkaNode:
             return
         import subprocess
 
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = self.cluster_id or new_cluster_id()
         argv = self._java_argv(
             classpath,
             "kafka.tools.StorageTool",

@@ -30,12 +30,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from hub.access.roles import Principal
 from hub.access.store import AccessStore
 from hub.audit.signing import KeyFileError, load_signer
+from hub.audit.trail import audit_topic
 from hub.audit.tsa import HeadStamper
 from hub.contract.registry import SchemaRegistryClient
 from hub.contract.schemas import SchemaKind, load_schema
 from hub.contract.serde import AvroDeserializer, AvroSerializer
 from hub.domain.lifecycle import DossierState
-from hub.engine.changelog import directory_topic
+from hub.engine.changelog import changelog_topic, directory_topic
+from hub.engine.cluster import ClusterError, check_cluster
 from hub.engine.directory import Directory
 from hub.engine.loop import CheckpointLoop, ViewSink, worker_id
 from hub.reference import ReferenceData, load_reference
@@ -133,7 +135,10 @@ def build(settings: HubSettings) -> tuple[faust.App, TopicCreator]:
     topics = Topics(settings.topic_prefix)
     sink = PostToLoop(lambda: LocalView(reference.calendar, settings.late_if_repeated_supplement))
     topic_creator = TopicCreator(
-        settings.kafka_bootstrap_servers, settings.partitions, settings.replication_factor
+        settings.kafka_bootstrap_servers,
+        settings.partitions,
+        settings.replication_factor,
+        settings.min_insync_replicas,
     )
     app = WorkerApp(
         settings.app_id,
@@ -311,5 +316,16 @@ def main() -> None:
         app, topic_creator = build(settings)
     except (KeyFileError, AccessFileError) as exc:
         raise SystemExit(f"hub worker: {exc}") from None
-    topic_creator.ensure(hub_topics(Topics(settings.topic_prefix)))
+    topics = hub_topics(Topics(settings.topic_prefix))
+    try:
+        check_cluster(
+            {"bootstrap.servers": settings.kafka_bootstrap_servers,
+             **settings.kafka_security().librdkafka_config()},
+            [*topics, changelog_topic(settings.app_id), audit_topic(settings.topic_prefix)],
+            replication_factor=settings.replication_factor,
+            min_insync_replicas=settings.min_insync_replicas,
+        )  # fmt: skip
+    except ClusterError as exc:
+        raise SystemExit(f"hub worker: the Kafka cluster cannot keep the settings: {exc}") from None
+    topic_creator.ensure(topics)
     app.main()

@@ -27,10 +27,17 @@ def hub_topics(topics: Topics) -> list[str]:
 
 
 class TopicCreator:
-    def __init__(self, bootstrap: str, partitions: int, replication_factor: int) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        partitions: int,
+        replication_factor: int,
+        min_insync_replicas: int = 1,
+    ) -> None:
         self.bootstrap = bootstrap
         self.partitions = partitions
         self.replication_factor = replication_factor
+        self.min_insync_replicas = min_insync_replicas
         self.known: set[str] = set()
 
     def ensure(self, names: Iterable[str], *, compact: bool = False, partitions: int = 0) -> None:
@@ -54,7 +61,10 @@ class TopicCreator:
                                 n,
                                 partitions or self.partitions,
                                 self.replication_factor,
-                                topic_configs={"cleanup.policy": "compact"} if compact else {},
+                                topic_configs={
+                                    "min.insync.replicas": str(self.min_insync_replicas),
+                                    **({"cleanup.policy": "compact"} if compact else {}),
+                                },
                             )
                             for n in to_create
                         ]

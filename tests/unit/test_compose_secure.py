@@ -10,7 +10,7 @@ import yaml
 from hub.security.acls import SecurityLayout, principals
 from hub.security.certs import BrokerTls
 from hub.security.secrets import ensure_secret, secret_file
-from hub.stack.kafka import _SERVER_PROPERTIES, secure_properties
+from hub.stack.kafka import secure_properties, server_properties
 
 ROOT = Path(__file__).resolve().parents[2]
 SECURE = ROOT / "docker-compose.secure.yml"
@@ -26,7 +26,7 @@ TLS_MOUNT = Path("/run/hub-tls")
 
 
 def local_secure_properties(tmp_path: Path) -> dict[str, str]:
-    plain = _SERVER_PROPERTIES.format(port=1, controller_port=2, data_dir="/d", partitions=6)
+    plain = server_properties(port=1, controller_port=2, data_dir="/d", partitions=6)
     tls = BrokerTls(tmp_path)
     ensure_secret(tmp_path, "ks", "ks-password")
     secret_file(tmp_path, "ks").rename(tls.keystore_password_file)

@@ -12,9 +12,9 @@ from hub.security.client import KafkaClientSecurity, SecurityConfigError
 from hub.security.secrets import SecretError, ensure_secret, read_secret, secret_file
 from hub.settings import HubSettings
 from hub.stack.errors import StackError
-from hub.stack.kafka import _SERVER_PROPERTIES, secure_properties
+from hub.stack.kafka import secure_properties, server_properties
 
-PLAIN = _SERVER_PROPERTIES.format(port=1, controller_port=2, data_dir="/d", partitions=6)
+PLAIN = server_properties(port=1, controller_port=2, data_dir="/d", partitions=6)
 
 
 @pytest.fixture
