@@ -410,14 +410,19 @@ class Bench:
 
 
 # --------------------------------------------------------------------------- Kafka helpers
-def create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
+def create_topics(
+    bootstrap: str, names: list[str], partitions: int, replication_factor: int = 1
+) -> None:
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="bench-setup")
     try:
         admin.create_topics(
-            [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names]
+            [
+                NewTopic(n, num_partitions=partitions, replication_factor=replication_factor)
+                for n in names
+            ]
         )
     finally:
         admin.close()

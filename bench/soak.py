@@ -239,6 +239,24 @@ def rss_per_dossier(samples: list[Sample], after: float) -> float | None:
     return (late[-1].rss_bytes - late[0].rss_bytes) / (late[-1].dossiers - late[0].dossiers)
 
 
+def kill_and_restart_a_broker(stack: Any) -> dict[str, Any]:
+    """``kill -9`` of the cluster's second broker, 5 s down, restarted on its data; returns
+    what happened and how long the cluster took to answer again."""
+    node = stack.nodes[1]
+    pid = node.process.pid()
+    say(f"  kill -9 of broker {node.node_id} (pid {pid}) midway")
+    started = time.monotonic()
+    os.kill(pid, signal.SIGKILL)
+    while node.process.alive():
+        time.sleep(0.1)
+    time.sleep(5)
+    node.start()
+    node.wait_ready(timeout_s=120)
+    back = round(time.monotonic() - started, 1)
+    say(f"  broker {node.node_id} back after {back}s")
+    return {"broker": node.node_id, "down_and_back_s": back}
+
+
 # --------------------------------------------------------------------------- the run
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__.split("\n")[0])
@@ -252,7 +270,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--drain-s", type=float, default=300.0, help="max wait for the backlog")
     p.add_argument("--bootstrap", help="use this broker instead of starting a local stack")
     p.add_argument("--registry-url", help="with --bootstrap: the ccompat registry URL")
+    p.add_argument(
+        "--cluster",
+        action="store_true",
+        help="a three-broker cluster of its own (hub stack up --brokers 3), the workers told "
+        "HUB_REPLICATION_FACTOR=3 and HUB_MIN_INSYNC_REPLICAS=2, and one broker killed with "
+        "kill -9 midway and restarted on its data (issue 16's soak at national peak: "
+        "--cluster --minutes 30 --rate 500 --workers 2)",
+    )
     args = p.parse_args(argv)
+    if args.cluster and args.bootstrap:
+        p.error("--cluster starts its own cluster: give it no --bootstrap")
     if bool(args.bootstrap) != bool(args.registry_url):
         p.error("give both --bootstrap and --registry-url, or neither")
     if not 0 <= args.warmup < 0.8:
@@ -300,6 +328,12 @@ def report(res: dict[str, Any]) -> str:
                 f"redelivered={check['redelivered']} dead-lettered={res['dead_letters']}",
             )
         )
+    fault = res.get("broker_fault")
+    if fault:
+        rows.append(
+            ("broker fault", f"kill -9 of broker {fault['broker']} midway, answering again "
+             f"after {fault['down_and_back_s']} s")
+        )  # fmt: skip
     rows.append(("verdict", "PASS" if res.get("ok") else "FAIL"))
     lines = ["| measure | result |", "|---|---|"]
     lines += [f"| {a} | {b} |" for a, b in rows]
@@ -334,11 +368,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.bootstrap:
             bench.bootstrap, bench.registry_url = args.bootstrap, args.registry_url
         else:
+            ports = [free_port() for _ in range(6)]
             stack = LocalStack(
                 StackConfig(
-                    state_dir=workdir / "stack", kafka_port=free_port(),
-                    controller_port=free_port(), registry_port=free_port(),
-                    partitions=args.partitions,
+                    state_dir=workdir / "stack", kafka_port=ports[0],
+                    controller_port=ports[3], registry_port=free_port(),
+                    partitions=args.partitions, brokers=3 if args.cluster else 1,
+                    broker_ports=tuple(ports[:3]) if args.cluster else (),
+                    controller_ports=tuple(ports[3:]) if args.cluster else (),
                 )
             )  # fmt: skip
             say(f"starting the local stack in {workdir / 'stack'}")
@@ -347,11 +384,14 @@ def main(argv: list[str] | None = None) -> int:
         prefix, app_id = bench.fresh_names("soak")
         create_topics(
             bench.bootstrap, [f"{prefix}dossier.events", f"{prefix}feedback.events"],
-            args.partitions,
+            args.partitions, replication_factor=3 if args.cluster else 1,
         )  # fmt: skip
         say(f"starting {args.workers} hub worker(s), app id {app_id}")
+        replication = (
+            {"HUB_REPLICATION_FACTOR": "3", "HUB_MIN_INSYNC_REPLICAS": "2"} if args.cluster else {}
+        )
         for i in range(args.workers):
-            bench.start_worker(prefix, app_id, workdir / f"data-{i}")
+            bench.start_worker(prefix, app_id, workdir / f"data-{i}", replication)
         bench.wait_ready(bench.workers)
         load = Load(bench.bootstrap, bench.registry_url, prefix, args.rate)
         say(f"load: {args.rate:g} events/s for {args.minutes:g} min; sampling every "
@@ -359,7 +399,16 @@ def main(argv: list[str] | None = None) -> int:
         load.thread.start()
         t0 = time.monotonic()
         next_at = t0
+        broker_killed = False
         while (now := time.monotonic()) - t0 < duration:
+            if (
+                args.cluster
+                and stack is not None
+                and not broker_killed
+                and now - t0 >= duration / 2
+            ):
+                res["broker_fault"] = kill_and_restart_a_broker(stack)
+                broker_killed = True
             if load.failure is not None:
                 raise RuntimeError(f"the publisher failed: {load.failure!r}")
             for w in bench.workers:
@@ -411,7 +460,8 @@ def main(argv: list[str] | None = None) -> int:
         if rss_growth is None or lag_growth is None:
             res["errors"]["samples"] = "too few samples for a verdict: lengthen --minutes"
         print(
-            f"faults injected=0 events checked={check.events} bad inputs tried=0 "
+            f"faults injected={1 if res.get('broker_fault') else 0} "
+            f"events checked={check.events} bad inputs tried=0 "
             f"lost={check.lost} duplicated={check.duplicated} "
             f"out-of-order={check.out_of_order}",
             flush=True,
