@@ -228,7 +228,7 @@ class LocalStack:
             record = {"brokers": len(self.nodes), "ports": self.config.ports()}
             (self.config.state_dir / BROKERS_FILE).write_text(json.dumps(record) + "\n")
         for node in self.nodes:
-            name = f"kafka node {node.node_id}" if cluster else "kafka"
+            name = f"Kafka node {node.node_id}" if cluster else "Kafka"
             if node.process.alive():
                 say(f"{name} already running (pid {node.process.pid()}) on {node.bootstrap}")
                 continue
