@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 
@@ -51,6 +51,8 @@ FORWARDED = "X-Hub-Forwarded"
 KEY_COOKIE = "hub_key"
 #: weeks of on-time trend in the province summary
 TREND_WEEKS = 8
+
+Q = TypeVar("Q")
 
 
 class ApiError(Exception):
@@ -91,10 +93,6 @@ def presented_key(headers: Mapping[str, str], cookies: Mapping[str, str]) -> str
     if auth[:7].lower() == "bearer ":
         return auth[7:].strip() or None
     return headers.get("X-Api-Key") or cookies.get(KEY_COOKIE) or None
-
-
-def _bad(exc: BadParameterError) -> ApiError:
-    return ApiError(400, str(exc), exc.parameter)
 
 
 class Api:
@@ -177,22 +175,33 @@ class Api:
 
     # --- lists ----------------------------------------------------------------------------
 
-    async def overdue(
-        self, principal: Principal, key: str, params: Mapping[str, str], *, forwarded: bool
-    ) -> dict[str, Any]:
-        """Open dossiers past their appointment date, province-wide, oldest deadline first;
-        an agency's key sees its own only."""
+    def _list_query(
+        self,
+        principal: Principal,
+        params: Mapping[str, str],
+        forwarded: bool,
+        parse: Callable[..., Q],
+    ) -> Q:
+        """A list's query, for a role that may list dossiers; a worker asked by another for
+        its part of a page takes up to ``MAX_PAGE * MAX_PAGE_SIZE`` rows."""
         if not principal.lists_dossiers:
             raise ApiError(403, f"the {principal.role} role sees figures, not dossiers")
         try:
-            query = overdue_query(
+            return parse(
                 params,
                 self.reference.agencies,
                 self.reference.procedures,
                 max_size=MAX_PAGE * MAX_PAGE_SIZE if forwarded else MAX_PAGE_SIZE,
             )
         except BadParameterError as exc:
-            raise _bad(exc) from None
+            raise ApiError(400, str(exc), exc.parameter) from None
+
+    async def overdue(
+        self, principal: Principal, key: str, params: Mapping[str, str], *, forwarded: bool
+    ) -> dict[str, Any]:
+        """Open dossiers past their appointment date, province-wide, oldest deadline first;
+        an agency's key sees its own only."""
+        query = self._list_query(principal, params, forwarded, overdue_query)
         scope = principal.scope
         if scope is not None:
             if query.agency not in (None, scope):
@@ -223,17 +232,7 @@ class Api:
     ) -> dict[str, Any]:
         """Dossiers by code prefix, agency, status, procedure and date received, newest
         first; an agency's key finds those its agency holds or held."""
-        if not principal.lists_dossiers:
-            raise ApiError(403, f"the {principal.role} role sees figures, not dossiers")
-        try:
-            query = search_query(
-                params,
-                self.reference.agencies,
-                self.reference.procedures,
-                max_size=MAX_PAGE * MAX_PAGE_SIZE if forwarded else MAX_PAGE_SIZE,
-            )
-        except BadParameterError as exc:
-            raise _bad(exc) from None
+        query = self._list_query(principal, params, forwarded, search_query)
         needed = query.page * query.size
         total, rows = self.views.view.search(query, principal.scope, needed)
         mine = {

@@ -88,25 +88,24 @@ def add_pages(app: faust.App, api: Api, names: Names) -> None:
 
         return await render(request, build)
 
-    @app.page("/ui/overdue")
-    async def overdue(web: Any, request: Any) -> Any:
-        params = {k: v for k, v in request.query.items() if v and k != "lang"}
+    def list_view(kind: str) -> Callable[[Any, Any], Awaitable[Any]]:
+        """The overdue list's page or the search's: the API's answer as a page."""
+        answer = api.overdue if kind == "overdue" else api.search
 
-        async def build(who: Principal, key: str, lang: Lang, now: datetime) -> str:
-            listing = await api.overdue(who, key, params, forwarded=False)
-            return list_page("overdue", listing, params, names, lang, who, now)
+        async def page(web: Any, request: Any) -> Any:
+            params = {k: v for k, v in request.query.items() if v and k != "lang"}
 
-        return await render(request, build)
+            async def build(who: Principal, key: str, lang: Lang, now: datetime) -> str:
+                listing = await answer(who, key, params, forwarded=False)
+                return list_page(kind, listing, params, names, lang, who, now)
 
-    @app.page("/ui/search")
-    async def search(web: Any, request: Any) -> Any:
-        params = {k: v for k, v in request.query.items() if v and k != "lang"}
+            return await render(request, build)
 
-        async def build(who: Principal, key: str, lang: Lang, now: datetime) -> str:
-            listing = await api.search(who, key, params, forwarded=False)
-            return list_page("search", listing, params, names, lang, who, now)
+        page.__name__ = f"{kind}_page"
+        return page
 
-        return await render(request, build)
+    app.page("/ui/overdue")(list_view("overdue"))
+    app.page("/ui/search")(list_view("search"))
 
     @app.page("/ui/dossiers/{code}")
     async def dossier(web: Any, request: Any, code: str) -> Any:

@@ -21,7 +21,8 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -35,7 +36,7 @@ from hub.stack.stack import LocalStack, StackConfig
 from hub.stack.tools import free_port
 from tests.fixtures.ledger import province_events
 from tests.fixtures.stack import Broker
-from tests.fixtures.worker import Worker, start_worker, wait_for
+from tests.fixtures.worker import start_worker, wait_for
 from tests.integration.test_faults import Load, judge
 
 pytestmark = pytest.mark.broker
@@ -115,68 +116,81 @@ def bounce(broker: Broker, target: KafkaNode, *, kill: bool, down_s: float = 3.0
     wait_for(lambda: fully_replicated(broker), 120, "the cluster to be fully replicated")
 
 
-def cluster_worker(broker: Broker, tmp_path: Path, prefix: str, app_id: str) -> Worker:
-    return start_worker(broker, tmp_path / "w", prefix=prefix, app_id=app_id,
-                        extra=CLUSTER_SETTINGS)  # fmt: skip
+@dataclass
+class Run:
+    """One fault run: its names, the worker's data directory, and what the injector did."""
+
+    prefix: str
+    app_id: str
+    data_dir: Path
+    faults: int = 0
+    what: str = ""
 
 
-def names(tag: str, what: str) -> tuple[str, str]:
-    return f"c{what}{tag}.", f"hub-cluster-{what}-{tag}"
+def under_load(
+    cluster: Broker,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    kind: str,
+    inject: Callable[[Load, Run], None],
+    *,
+    rate: float = 40.0,
+) -> None:
+    """100 dossier lives (641 events) published at ``rate`` while ``inject`` injects its
+    faults (counting them and saying what it did in ``run``), then the judge."""
+    tag = uuid.uuid4().hex[:8]
+    run = Run(f"c{kind}{tag}.", f"hub-cluster-{kind}-{tag}", tmp_path / "w" / "data")
+    events = province_events(100, datetime.now(VN) - timedelta(hours=8))
+    worker = start_worker(cluster, tmp_path / "w", prefix=run.prefix, app_id=run.app_id,
+                          extra=CLUSTER_SETTINGS)  # fmt: skip
+    try:
+        with Load(cluster, run.prefix, events, rate=rate) as load:
+            inject(load, run)
+            load.wait(240)
+        assert worker.process.poll() is None, f"the worker died:\n{worker.log_tail()}"
+        judge(
+            cluster, run.prefix, [worker], load.ledger, faults=run.faults,
+            what=f"{run.what} ({load.send_errors} sends retried)", capsys=capsys,
+            timeout_s=180,
+        )  # fmt: skip
+    finally:
+        worker.stop(kill=True)
 
 
 @pytest.mark.timeout(600)  # includes starting the cluster
 def test_the_leader_of_input_changelog_and_outbox_killed_three_times_loses_nothing(
     cluster: Broker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    prefix, app_id = names(uuid.uuid4().hex[:8], "leader")
-    events = province_events(100, datetime.now(VN) - timedelta(hours=8))
-    worker = cluster_worker(cluster, tmp_path, prefix, app_id)
-    faults, killed = 0, []
-    try:
-        with Load(cluster, prefix, events, rate=40) as load:
-            for share in (0.2, 0.45, 0.7):
-                load.wait_acknowledged(int(len(events) * share), 120)
-                # the partitions one dossier's records go through lead together, partition
-                # 0 of each: whoever leads the input's partition 0 now goes, mid-traffic
-                leader = leader_of(cluster, f"{prefix}dossier.events", 0)
-                killed.append(
-                    (leader, leader_of(cluster, f"{app_id}-dossiers-changelog", 0),
-                     leader_of(cluster, f"{prefix}portal.outbox", 0))
-                )  # fmt: skip
-                bounce(cluster, node(cluster, leader), kill=True)
-                faults += 1
-            load.wait(240)
-        assert worker.process.poll() is None, f"the worker died:\n{worker.log_tail()}"
-        judge(
-            cluster, prefix, [worker], load.ledger, faults=faults,
-            what=f"cluster leader kill -9 x{faults} (leaders input/changelog/outbox: {killed}; "
-            f"{load.send_errors} sends retried)", capsys=capsys, timeout_s=180,
-        )  # fmt: skip
-    finally:
-        worker.stop(kill=True)
+    def kill_leaders(load: Load, run: Run) -> None:
+        killed = []
+        for share in (0.2, 0.45, 0.7):
+            load.wait_acknowledged(int(len(load.events) * share), 120)
+            # whoever leads the input's partition 0 now goes, mid-traffic; the figures line
+            # says who led that partition of the input, the changelog and the outbox
+            leader = leader_of(cluster, f"{run.prefix}dossier.events", 0)
+            killed.append(
+                (leader, leader_of(cluster, f"{run.app_id}-dossiers-changelog", 0),
+                 leader_of(cluster, f"{run.prefix}portal.outbox", 0))
+            )  # fmt: skip
+            bounce(cluster, node(cluster, leader), kill=True)
+            run.faults += 1
+        run.what = f"cluster leader kill -9 x3 (leaders input/changelog/outbox: {killed})"
+
+    under_load(cluster, tmp_path, capsys, "leader", kill_leaders)
 
 
 @pytest.mark.timeout(600)
 def test_a_rolling_restart_of_every_broker_loses_nothing(
     cluster: Broker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    prefix, app_id = names(uuid.uuid4().hex[:8], "rolling")
-    events = province_events(100, datetime.now(VN) - timedelta(hours=8))
-    worker = cluster_worker(cluster, tmp_path, prefix, app_id)
-    try:
-        with Load(cluster, prefix, events, rate=30) as load:
-            load.wait_acknowledged(len(events) // 6, 120)
-            for target in stack_of(cluster).nodes:  # as a rolling upgrade does
-                bounce(cluster, target, kill=False, down_s=1.0)
-            load.wait(240)
-        assert worker.process.poll() is None, f"the worker died:\n{worker.log_tail()}"
-        judge(
-            cluster, prefix, [worker], load.ledger, faults=3,
-            what=f"cluster rolling restart x3 ({load.send_errors} sends retried)",
-            capsys=capsys, timeout_s=180,
-        )  # fmt: skip
-    finally:
-        worker.stop(kill=True)
+    def roll(load: Load, run: Run) -> None:
+        load.wait_acknowledged(len(load.events) // 6, 120)
+        for target in stack_of(cluster).nodes:  # as a rolling upgrade does
+            bounce(cluster, target, kill=False, down_s=1.0)
+            run.faults += 1
+        run.what = "cluster rolling restart x3"
+
+    under_load(cluster, tmp_path, capsys, "rolling", roll, rate=30)
 
 
 def java_string_hash(text: str) -> int:
@@ -201,54 +215,35 @@ def coordinator_of(broker: Broker, transactional_id: str) -> int:
 def test_the_transaction_coordinator_killed_during_checkpoints_loses_nothing(
     cluster: Broker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    prefix, app_id = names(uuid.uuid4().hex[:8], "coordinator")
-    events = province_events(100, datetime.now(VN) - timedelta(hours=8))
-    worker = cluster_worker(cluster, tmp_path, prefix, app_id)
-    worker_id = (tmp_path / "w" / "data" / "worker-id").read_text().strip()
-    faults, coordinators = 0, []
-    try:
-        with Load(cluster, prefix, events, rate=40) as load:
-            for share in (0.25, 0.6):
-                load.wait_acknowledged(int(len(events) * share), 120)
-                # the worker checkpoints every 30 ms: the coordinator of its first producer
-                # dies with a transaction open or committing
-                coordinator = coordinator_of(cluster, f"{app_id}-{worker_id}")
-                coordinators.append(coordinator)
-                bounce(cluster, node(cluster, coordinator), kill=True)
-                faults += 1
-            load.wait(240)
-        assert worker.process.poll() is None, f"the worker died:\n{worker.log_tail()}"
-        judge(
-            cluster, prefix, [worker], load.ledger, faults=faults,
-            what=f"transaction coordinator kill -9 x{faults} (brokers {coordinators}; "
-            f"{load.send_errors} sends retried)", capsys=capsys, timeout_s=180,
-        )  # fmt: skip
-    finally:
-        worker.stop(kill=True)
+    def kill_coordinators(load: Load, run: Run) -> None:
+        worker_id = (run.data_dir / "worker-id").read_text().strip()
+        coordinators = []
+        for share in (0.25, 0.6):
+            load.wait_acknowledged(int(len(load.events) * share), 120)
+            # the worker checkpoints every 30 ms: the coordinator of its first producer
+            # dies with a transaction open or committing
+            coordinator = coordinator_of(cluster, f"{run.app_id}-{worker_id}")
+            coordinators.append(coordinator)
+            bounce(cluster, node(cluster, coordinator), kill=True)
+            run.faults += 1
+        run.what = f"transaction coordinator kill -9 x2 (brokers {coordinators})"
+
+    under_load(cluster, tmp_path, capsys, "coordinator", kill_coordinators)
 
 
 @pytest.mark.timeout(600)
 def test_a_registry_restart_while_producers_and_the_worker_run_loses_no_schema_id(
     cluster: Broker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    prefix, app_id = names(uuid.uuid4().hex[:8], "registry")
-    events = province_events(100, datetime.now(VN) - timedelta(hours=8))
-    worker = cluster_worker(cluster, tmp_path, prefix, app_id)
     registry = stack_of(cluster).registry
-    try:
-        with Load(cluster, prefix, events, rate=40) as load:
-            load.wait_acknowledged(len(events) // 3, 120)
-            registry.process.stop(timeout_s=60)
-            time.sleep(3)
-            registry.start()
-            registry.wait_ready()
-            load.wait(240)
-        assert worker.process.poll() is None, f"the worker died:\n{worker.log_tail()}"
-        # every record read: each schema id it names resolved, before and after the restart
-        judge(
-            cluster, prefix, [worker], load.ledger, faults=1,
-            what=f"registry restart ({load.send_errors} sends retried)", capsys=capsys,
-            timeout_s=180,
-        )  # fmt: skip
-    finally:
-        worker.stop(kill=True)
+
+    def restart_registry(load: Load, run: Run) -> None:
+        load.wait_acknowledged(len(load.events) // 3, 120)
+        registry.process.stop(timeout_s=60)
+        time.sleep(3)
+        registry.start()
+        registry.wait_ready()
+        run.faults, run.what = 1, "registry restart"
+
+    # every record read by the judge: each schema id it names resolved after the restart
+    under_load(cluster, tmp_path, capsys, "registry", restart_registry)
