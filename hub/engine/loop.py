@@ -39,7 +39,7 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import date
@@ -65,7 +65,7 @@ from hub.dlq.publisher import count_dead_letter, dead_letter_record
 from hub.domain.events import local_date
 from hub.domain.lifecycle import DossierState
 from hub.engine.changelog import changelog_topic
-from hub.engine.store import META_KEY, Meta, PartitionStore, open_store
+from hub.engine.store import META_KEY, DiskFullError, Meta, PartitionStore, open_store
 from hub.engine.topics import EngineTopics
 from hub.settings import HubSettings
 from hub.worker import metrics
@@ -95,6 +95,8 @@ PRODUCER_LINGER_MS = 20
 #: first: a restart on the same disk fences both, and both commit offsets with the group's
 #: metadata (KIP-447).
 PRODUCER_SLOTS = 2
+#: how often a store write waiting for disk space is tried again
+DISK_RETRY_S = 5.0
 
 
 class ProducerStuck(KafkaException):
@@ -267,6 +269,8 @@ class CheckpointLoop:
         #: reads recorded in the open transaction: answered once it commits
         self._access_waiting: list[Future[None]] = []
         self.ready = threading.Event()
+        self._disk_full = False  # a store write is waiting for disk space
+        self._ready_before_disk_full = False
         self.checkpoints = 0
         self.aborts = 0
         security = settings.kafka_security().librdkafka_config()
@@ -731,7 +735,7 @@ class CheckpointLoop:
             meta.inputs.update(task.next_inputs)
             meta.audit_heads.update(task.audit_heads)
             meta.changelog_next = task.changelog_last + 1
-            task.store.write(raw_states, meta)
+            task.store = self._durable_write(partition, raw_states, meta)
             task.meta = meta
             changes.extend((task.before.get(k), s) for k, s in task.dirty.items())
             task.forget_checkpoint()
@@ -898,6 +902,45 @@ class CheckpointLoop:
                 task.index_due(key, state, self.processor.next_alert(state))
                 yield state
 
+    def _durable_write(
+        self, partition: int, states: Mapping[bytes, bytes | None], meta: Meta
+    ) -> PartitionStore:
+        """Write a checkpoint's (or a restored batch's) states and meta to the partition's
+        store, waiting while its disk is full: the work is committed in Kafka already, so
+        nothing is lost by waiting, and nothing more is taken from Kafka meanwhile (this is
+        the engine's thread, or the restorer's). ``/ready`` fails, one line says why, and
+        the store is reopened every ``DISK_RETRY_S`` until the write goes through; then
+        processing resumes by itself. Returns the store (a new handle after a reopen)."""
+        while True:
+            store: PartitionStore | None = None
+            try:
+                store = self._store(partition)
+                store.write(states, meta)
+            except DiskFullError as exc:
+                if not self._disk_full:
+                    self._disk_full = True
+                    self._ready_before_disk_full = self.ready.is_set()
+                    self.ready.clear()
+                    metrics.DISK_FULL.set(1)
+                    log.error(
+                        "the disk of HUB_DATA_DIR is full (%s): processing stopped until "
+                        "space is freed; what was committed is safe in Kafka, nothing is "
+                        "lost; retrying every %.0f s", exc, DISK_RETRY_S,
+                    )  # fmt: skip
+                if self._stop.wait(DISK_RETRY_S):
+                    raise
+                self._stores.pop(partition, None)
+                if store is not None:
+                    store.close()  # RocksDB refuses writes on a handle that failed one
+                continue
+            if self._disk_full:
+                self._disk_full = False
+                metrics.DISK_FULL.set(0)
+                if self._ready_before_disk_full:
+                    self.ready.set()
+                log.info("disk space is back on HUB_DATA_DIR: processing resumes")
+            return store
+
     def _store(self, partition: int) -> PartitionStore:
         store = self._stores.get(partition)
         if store is None:
@@ -979,7 +1022,9 @@ class CheckpointLoop:
                     "partition %s: the store is ahead of the changelog (%s > %s): "
                     "restoring it from scratch", partition, start, end,
                 )  # fmt: skip
-                store.write({key: None for key, _ in store.states()}, Meta())
+                store = self._durable_write(
+                    partition, {key: None for key, _ in store.states()}, Meta()
+                )
                 meta, start = Meta(), 0
             start = max(start, low)
             if start >= end:
@@ -1017,11 +1062,11 @@ class CheckpointLoop:
                     meta.changelog_next = cast(int, record.offset()) + 1
                     count += 1
                 if batch:
-                    store.write(states, meta)
+                    store = self._durable_write(partition, states, meta)
                 position = restorer.position([tp])[0].offset
                 if at_end or (position is not None and position >= end):
                     meta.changelog_next = max(meta.changelog_next, end)
-                    store.write({}, meta)
+                    self._durable_write(partition, {}, meta)
                     return count
         finally:
             restorer.unassign()

@@ -68,6 +68,16 @@ class Meta:
         return Meta(dict(self.inputs), self.changelog_next, dict(self.audit_heads))
 
 
+class DiskFullError(OSError):
+    """The store's disk has no space left for a write (RocksDB's ``IO error: No space left
+    on device``); the write did not happen, and the store must be reopened once space is
+    freed (RocksDB refuses every later write on the handle that failed)."""
+
+
+#: RocksDB's words for ENOSPC (rocksdict raises a plain Exception with RocksDB's message)
+_NO_SPACE = "No space left on device"
+
+
 class PartitionStore(Protocol):
     def get(self, key: bytes) -> bytes | None: ...
 
@@ -91,7 +101,12 @@ class RocksStore:
         options.create_if_missing(True)
         options.set_write_buffer_size(write_buffer_mb * 1024 * 1024)
         options.set_max_write_buffer_number(2)
-        self._db = Rdict(str(path), options)
+        try:
+            self._db = Rdict(str(path), options)
+        except Exception as exc:  # opening replays the WAL into a table file: needs space
+            if _NO_SPACE in str(exc):
+                raise DiskFullError(28, f"{path}: {exc}") from exc
+            raise
 
     def get(self, key: bytes) -> bytes | None:
         value: bytes | None = self._db.get(key)
@@ -108,7 +123,12 @@ class RocksStore:
             else:
                 batch.put(key, value)
         batch.put(META_KEY, meta.encode())
-        self._db.write(batch)
+        try:
+            self._db.write(batch)
+        except Exception as exc:  # rocksdict raises Exception with RocksDB's status text
+            if _NO_SPACE in str(exc):
+                raise DiskFullError(28, f"{self.path}: {exc}") from exc
+            raise
 
     def states(self) -> Iterator[tuple[bytes, bytes]]:
         for key, value in self._db.items():
@@ -116,7 +136,12 @@ class RocksStore:
                 yield cast(bytes, key), cast(bytes, value)
 
     def close(self) -> None:
-        self._db.close()
+        try:
+            self._db.close()
+        except Exception as exc:  # a handle that failed a write cannot flush: its data is
+            # in the WAL and the changelog, and reopening recovers it
+            if _NO_SPACE not in str(exc) and "previous error" not in str(exc):
+                raise
 
 
 class MemoryStore:

@@ -36,6 +36,7 @@ from hub.worker.figures import LocalView
 __all__ = [
     "CHECKPOINTS",
     "CHECKPOINT_SECONDS",
+    "DISK_FULL",
     "FIGURES",
     "HUB_VERSION",
     "RESTORED",
@@ -54,6 +55,11 @@ def _hub_version() -> str:
 HUB_VERSION = _hub_version()
 
 BUILD_INFO = Gauge("hub_build_info", "Always 1; the hub's version as a label", ["version"])
+
+DISK_FULL = Gauge(
+    "hub_disk_full",
+    "1 while the worker waits for space on HUB_DATA_DIR (processing stopped, nothing lost)",
+)
 BUILD_INFO.labels(HUB_VERSION).set(1)
 
 EVENTS_IN = Counter(
