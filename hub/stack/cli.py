@@ -19,11 +19,13 @@ __all__ = ["add_stack_parser", "run_stack_command"]
 def add_stack_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     stack = subparsers.add_parser(
         "stack",
-        help="run a local Kafka broker (KRaft) and schema registry without Docker",
+        help="run a local Kafka broker or three-broker cluster (KRaft) and schema registry "
+        "without Docker",
         description=(
-            "Run one Apache Kafka broker in KRaft combined mode and Apicurio Registry (storing "
-            "schemas in Kafka), both resolved from Maven Central and cached in "
-            "~/.cache/nghean-hub. Data lives in the state directory and survives restarts."
+            "Run Apache Kafka in KRaft combined mode (one broker, or a replicated cluster of "
+            "three with --brokers 3) and Apicurio Registry (storing schemas in Kafka), all "
+            "resolved from Maven Central and cached in ~/.cache/nghean-hub. Data lives in the "
+            "state directory and survives restarts."
         ),
     )
     stack.add_argument("action", choices=["up", "down", "status", "logs"])
