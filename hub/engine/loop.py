@@ -33,6 +33,7 @@ dossiers due are looked at, in the same transactions as everything else.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import logging
 import threading
@@ -849,6 +850,13 @@ class CheckpointLoop:
                     raise EngineError(f"assignment not restored: {exc}") from exc
                 log.warning("assignment not restored yet (%s): trying again", exc)
                 self.tasks.clear()
+                # a fresh changelog reader: one that met a broker going away may keep
+                # answering "unknown partition" from its metadata long after a new leader
+                # took over (seen on the three-broker cluster)
+                stale = self._restorers.pop("loop", None)
+                if stale is not None:
+                    with contextlib.suppress(KafkaException, RuntimeError):
+                        stale.close()
                 self._stop.wait(2.0)
 
     def _assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
