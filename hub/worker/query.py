@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Container, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import date
 
 from hub.domain.events import Channel
@@ -54,14 +54,7 @@ class OverdueQuery:
     def params(self, size: int) -> dict[str, str]:
         """The same filters as query parameters, first page of ``size`` rows: what a worker
         asks another for (``hub.worker.province``)."""
-        found = {"page": "1", "size": str(size)}
-        for name, value in (
-            ("agency", self.agency), ("procedure", self.procedure), ("channel", self.channel),
-            ("deadline_from", self.deadline_from), ("deadline_to", self.deadline_to),
-        ):  # fmt: skip
-            if value is not None:
-                found[name] = value
-        return found
+        return _as_params(self, size)
 
     def matches(self, holder: str, procedure: str, channel: str, deadline: str) -> bool:
         return (
@@ -88,15 +81,17 @@ class SearchQuery:
     size: int
 
     def params(self, size: int) -> dict[str, str]:
-        found = {"page": "1", "size": str(size)}
-        for name, value in (
-            ("code", self.code), ("agency", self.agency), ("status", self.status),
-            ("procedure", self.procedure), ("received_from", self.received_from),
-            ("received_to", self.received_to),
-        ):  # fmt: skip
-            if value is not None:
-                found[name] = value
-        return found
+        return _as_params(self, size)
+
+
+def _as_params(query: OverdueQuery | SearchQuery, size: int) -> dict[str, str]:
+    """A query's filters given (every field but the paging), and the first page of ``size``."""
+    found = {"page": "1", "size": str(size)}
+    for name in (f.name for f in fields(query)):
+        value = getattr(query, name)
+        if name not in ("page", "size") and value is not None:
+            found[name] = value
+    return found
 
 
 def _positive_int(query: Mapping[str, str], name: str, default: int, most: int) -> int:
