@@ -76,7 +76,7 @@ from hub.dlq import (
     dlq_topic,
 )
 from hub.settings import HubSettings
-from hub.worker.topics import TopicCreator
+from hub.topic_admin import TopicCreator
 
 __all__ = ["PROCESSOR", "BatchSummary", "JsonBridge", "JsonChecker", "build_parser", "main"]
 

@@ -25,7 +25,7 @@ from hub.contract.inbound import (
 from hub.contract.registry import SchemaRegistryClient
 from hub.contract.schemas import SchemaKind, load_schema, versions
 from hub.contract.serde import AvroSerializer
-from hub.security.client import env_client_kwargs
+from hub.security.environment import env_client_kwargs
 
 __all__ = ["EventPublisher"]
 

@@ -37,7 +37,7 @@ from confluent_kafka import (
 from confluent_kafka import KafkaError as RdKafkaError
 
 from hub.consumers import READ_COMMITTED
-from hub.security.client import env_librdkafka_config
+from hub.security.environment import env_librdkafka_config
 
 __all__ = [
     "CommitFailedError",

@@ -22,7 +22,7 @@ from typing import Any, Final
 
 from kafka import KafkaConsumer
 
-from hub.security.client import env_client_kwargs
+from hub.security.environment import env_client_kwargs
 
 __all__ = ["READ_COMMITTED", "committed_consumer"]
 

@@ -87,7 +87,7 @@ from hub.dlq import (
     dlq_topic,
 )
 from hub.settings import HubSettings
-from hub.worker.topics import TopicCreator
+from hub.topic_admin import TopicCreator
 
 __all__ = [
     "PROCESSOR",

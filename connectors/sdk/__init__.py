@@ -2,7 +2,8 @@
 
 Kafka Connect's vocabulary in plain Python (see ``docs`` in each module):
 
-* :mod:`~connectors.sdk.config`: :class:`ConnectorConfig`, :func:`load_config` (JSON/TOML);
+* :mod:`~connectors.sdk.config`: :class:`ConnectorConfig`;
+* :mod:`~connectors.sdk.loading`: :func:`load_config` (JSON/TOML), :func:`parse_config`;
 * :mod:`~connectors.sdk.base`: :class:`SourceConnector`, :class:`PushSourceConnector`,
   :class:`SinkConnector`, :class:`SourceRecord`, :class:`SinkRecord`;
 * :mod:`~connectors.sdk.errors`: :class:`RetriableError`, :class:`PermanentError`, …;
@@ -25,7 +26,7 @@ from connectors.sdk.base import (
     SourceContext,
     SourceRecord,
 )
-from connectors.sdk.config import ConnectorConfig, load_config, parse_config
+from connectors.sdk.config import ConnectorConfig
 from connectors.sdk.errors import (
     BrokerUnavailableError,
     ConfigProblem,
@@ -36,6 +37,7 @@ from connectors.sdk.errors import (
     RetriableError,
     UnknownConnectorClassError,
 )
+from connectors.sdk.loading import load_config, parse_config
 from connectors.sdk.retry import Backoff, retry_call
 
 __all__ = [

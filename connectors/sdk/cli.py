@@ -7,8 +7,8 @@ import json
 import logging
 import sys
 
-from connectors.sdk.config import load_config
 from connectors.sdk.errors import ConnectorConfigError
+from connectors.sdk.loading import load_config
 from connectors.sdk.registry import GROUP, installed
 
 __all__ = ["add_connector_parser", "run_connector_command"]

@@ -28,12 +28,9 @@ Errors name the file, the field path and the rule, and never quote a value.
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import tomllib
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from pydantic import (
@@ -46,7 +43,7 @@ from pydantic import (
     field_validator,
 )
 
-from connectors.sdk.errors import ConfigProblem, ConnectorConfigError, UnknownConnectorClassError
+from connectors.sdk.errors import ConfigProblem
 
 if TYPE_CHECKING:
     from connectors.sdk.base import Connector
@@ -54,9 +51,9 @@ if TYPE_CHECKING:
 __all__ = [
     "OFFSETS_TOPIC",
     "ConnectorConfig",
-    "load_config",
-    "parse_config",
+    "flatten",
     "problems_from_validation",
+    "resolve_env",
 ]
 
 #: compacted topic holding every source connector's offsets (``<prefix>`` in front)
@@ -225,18 +222,18 @@ def problems_from_validation(exc: ValidationError, prefix: str = "") -> list[Con
     return out
 
 
-def _flatten(data: Mapping[str, Any], into: dict[str, Any], prefix: str = "") -> None:
+def flatten(data: Mapping[str, Any], into: dict[str, Any], prefix: str = "") -> None:
     # TOML reads ``connector.class = "x"`` as {"connector": {"class": "x"}}; ``settings`` is
     # the connector's own table and stays nested.
     for key, value in data.items():
         dotted = f"{prefix}{key}"
         if isinstance(value, Mapping) and dotted != "settings":
-            _flatten(value, into, f"{dotted}.")
+            flatten(value, into, f"{dotted}.")
         else:
             into[dotted] = value
 
 
-def _resolve_env(value: Any, path: str, problems: list[ConfigProblem]) -> Any:
+def resolve_env(value: Any, path: str, problems: list[ConfigProblem]) -> Any:
     if isinstance(value, str):
         match = _ENV_REF.match(value)
         if match is None:
@@ -248,99 +245,7 @@ def _resolve_env(value: Any, path: str, problems: list[ConfigProblem]) -> Any:
             )
         return found
     if isinstance(value, Mapping):
-        return {k: _resolve_env(v, f"{path}.{k}", problems) for k, v in value.items()}
+        return {k: resolve_env(v, f"{path}.{k}", problems) for k, v in value.items()}
     if isinstance(value, list):
-        return [_resolve_env(v, f"{path}.{i}", problems) for i, v in enumerate(value)]
+        return [resolve_env(v, f"{path}.{i}", problems) for i, v in enumerate(value)]
     return value
-
-
-def parse_config(
-    data: object, source: str = "<config>", *, connector_cls: type[Connector] | None = None
-) -> ConnectorConfig:
-    """Validate ``data`` (a parsed JSON/TOML mapping), resolve the connector class and
-    validate ``settings`` with its ``Settings`` model. Raises :class:`ConnectorConfigError`.
-
-    ``connector_cls`` skips the lookup of ``connector.class`` (tests, embedding)."""
-    if not isinstance(data, Mapping):
-        raise ConnectorConfigError(
-            source, [ConfigProblem("", "type", "a connector config is a JSON object/TOML table")]
-        )
-    flat: dict[str, Any] = {}
-    _flatten(data, flat)
-    problems: list[ConfigProblem] = []
-    config: ConnectorConfig | None = None
-    try:
-        config = ConnectorConfig.model_validate(flat)
-    except ValidationError as exc:
-        problems.extend(problems_from_validation(exc))
-
-    # report the settings' problems along with the rest, as far as the class can be found
-    cls = connector_cls
-    name = flat.get("connector.class", flat.get("connector_class"))
-    if cls is None and isinstance(name, str) and name:
-        from connectors.sdk.registry import resolve
-
-        try:
-            cls = resolve(name)
-        except UnknownConnectorClassError as exc:
-            problems.append(ConfigProblem("connector.class", "unknown_class", str(exc)))
-
-    settings: BaseModel | None = None
-    raw = flat.get("settings", {})
-    if cls is not None and isinstance(raw, Mapping):
-        env_problems: list[ConfigProblem] = []
-        resolved = _resolve_env(raw, "settings", env_problems)
-        problems.extend(env_problems)
-        if not env_problems:
-            try:
-                settings = cls.Settings.model_validate(resolved)
-            except ValidationError as exc:
-                problems.extend(problems_from_validation(exc, "settings"))
-    if config is not None and cls is not None:
-        problems.extend(cls.check_config(config))
-    if problems or config is None or cls is None or settings is None:
-        raise ConnectorConfigError(source, problems)
-    config._connector_cls = cls
-    config._settings_model = settings
-    return config
-
-
-def load_config(path: str | Path) -> ConnectorConfig:
-    """Read one connector's config from a JSON or TOML file (by suffix; otherwise JSON is
-    tried first) and :func:`parse_config` it. Raises :class:`ConnectorConfigError`."""
-    path = Path(path)
-    source = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-        raise ConnectorConfigError(source, [ConfigProblem("", "unreadable", reason)]) from None
-    suffix = path.suffix.lower()
-    data: object
-    if suffix == ".toml":
-        data = _toml(source, text)
-    elif suffix == ".json":
-        data = _json(source, text)
-    else:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError:
-            data = _toml(source, text)
-    return parse_config(data, source)
-
-
-def _json(source: str, text: str) -> object:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConnectorConfigError(
-            source,
-            [ConfigProblem("", "json", f"{exc.msg} at line {exc.lineno} column {exc.colno}")],
-        ) from None
-
-
-def _toml(source: str, text: str) -> object:
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConnectorConfigError(source, [ConfigProblem("", "toml", str(exc))]) from None

@@ -26,7 +26,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from connectors.sdk.errors import BrokerUnavailableError
 from hub.consumers import committed_consumer
-from hub.security.client import env_client_kwargs
+from hub.security.environment import env_client_kwargs
 
 __all__ = ["OffsetStore", "offset_key"]
 

@@ -92,7 +92,7 @@ from hub.contract.inbound import (
 )
 from hub.dlq import DeadLetter, attempt_of, count_dead_letter, dead_letter_record
 from hub.dlq.headers import detail_from_problems
-from hub.security.client import env_client_kwargs
+from hub.security.environment import env_client_kwargs
 
 __all__ = [
     "FEEDBACK_EVENT_TYPES",
@@ -482,17 +482,14 @@ class ConnectorRuntime:
 
     def _ensure_topics(self) -> None:
         from hub.settings import HubSettings
-        from hub.worker.topics import TopicCreator
+        from hub.topic_admin import TopicCreator
 
-        hub = HubSettings()
         names = [
             self.config.full("dossier.events"),
             self.config.full("feedback.events"),
             self.config.dlq_topic(self.config.output_topic),
         ]
-        creator = TopicCreator(
-            self.config.bootstrap_servers, hub.partitions, hub.replication_factor
-        )
+        creator = TopicCreator.for_settings(HubSettings(), self.config.bootstrap_servers)
         try:
             creator.ensure(names)
         except KafkaError as exc:

@@ -27,7 +27,7 @@ from hub.audit.chain import canonical_json, chain_key, is_access_chain
 from hub.audit.inputs import InputRecord
 from hub.consumers import committed_consumer
 from hub.dlq.headers import DeadLetter, DeadLetterHeaderError, dlq_topic
-from hub.security.client import env_client_kwargs
+from hub.security.environment import env_client_kwargs
 
 __all__ = [
     "AuditReadError",

@@ -38,7 +38,7 @@ from hub.dlq.headers import (
     header_text,
     passthrough_headers,
 )
-from hub.security.client import env_client_kwargs
+from hub.security.environment import env_client_kwargs
 
 __all__ = [
     "DEFAULT_BOOTSTRAP",

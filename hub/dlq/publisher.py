@@ -23,7 +23,7 @@ from kafka.errors import KafkaError
 from prometheus_client import Counter
 
 from hub.dlq.headers import DeadLetter, DeadLetterError, passthrough_headers
-from hub.security.client import env_client_kwargs
+from hub.security.environment import env_client_kwargs
 
 __all__ = [
     "DEAD_LETTERS",

@@ -11,7 +11,6 @@ object or exception never shows it.
 
 from __future__ import annotations
 
-import functools
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +21,6 @@ from hub.security.secrets import read_secret
 __all__ = [
     "KafkaClientSecurity",
     "SecurityConfigError",
-    "env_client_kwargs",
-    "env_librdkafka_config",
 ]
 
 _SASL_PROTOCOLS = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
@@ -135,24 +132,3 @@ class KafkaClientSecurity:
                 "sasl.password": self.password or "",
             }
         return config
-
-
-@functools.cache
-def _env_security() -> KafkaClientSecurity:
-    from hub.settings import HubSettings  # imported late: settings imports this module
-
-    return HubSettings().kafka_security()
-
-
-def env_client_kwargs() -> dict[str, Any]:
-    """Security keyword arguments from the environment, for clients built outside settings.
-
-    Read once per process (the environment does not change under a running worker); {} for
-    PLAINTEXT, so plain deployments build exactly the clients they did before.
-    """
-    return _env_security().client_kwargs()
-
-
-def env_librdkafka_config() -> dict[str, str]:
-    """The same, for confluent-kafka clients (librdkafka's dotted keys); {} for PLAINTEXT."""
-    return _env_security().librdkafka_config()

@@ -42,13 +42,14 @@ from hub.engine.directory import Directory
 from hub.engine.loop import CheckpointLoop, ViewSink, worker_id
 from hub.reference import ReferenceData, load_reference
 from hub.settings import HubSettings
+from hub.topic_admin import TopicCreator
 from hub.web.pages import Names
 from hub.worker import metrics
 from hub.worker.api import FORWARDED, Api, ApiError, presented_key
 from hub.worker.figures import LocalView
 from hub.worker.lag import LagSampler, refresh
 from hub.worker.processor import Processor, Topics
-from hub.worker.topics import TopicCreator, hub_topics
+from hub.worker.topics import hub_topics
 from hub.worker.web import add_pages
 
 __all__ = ["build", "main"]
@@ -134,12 +135,7 @@ def build(settings: HubSettings) -> tuple[faust.App, TopicCreator]:
     reference = load_reference()
     topics = Topics(settings.topic_prefix)
     sink = PostToLoop(lambda: LocalView(reference.calendar, settings.late_if_repeated_supplement))
-    topic_creator = TopicCreator(
-        settings.kafka_bootstrap_servers,
-        settings.partitions,
-        settings.replication_factor,
-        settings.min_insync_replicas,
-    )
+    topic_creator = TopicCreator.for_settings(settings)
     app = WorkerApp(
         settings.app_id,
         store="memory://",

@@ -18,7 +18,7 @@ from typing import Any
 
 from prometheus_client import Gauge
 
-from hub.security.client import env_client_kwargs
+from hub.security.environment import env_client_kwargs
 
 __all__ = ["CONSUMER_LAG", "LagSampler", "export_lag", "lag_by_topic", "refresh"]
 

@@ -369,7 +369,7 @@ def test_the_worker_and_connectors_run_as_their_own_principals(
     User:hub, the portal feed read as the portal sink, the transfer read by the agency."""
     from connectors.publisher import EventPublisher
     from connectors.scenarios import VN, dossier_code, dossier_life
-    from hub.security import client
+    from hub.security import environment
     from tests.fixtures.stack import Broker
     from tests.fixtures.worker import start_worker
 
@@ -398,11 +398,11 @@ def test_the_worker_and_connectors_run_as_their_own_principals(
             "HUB_KAFKA_SASL_PASSWORD_FILE": str(secret_file(secure.state_dir, simulator)),
         }.items():
             monkeypatch.setenv(key, value)
-        client._env_security.cache_clear()  # this process's clients: the simulator's identity
+        environment.env_security.cache_clear()  # this process's clients: the simulator's identity
         try:
             publisher = EventPublisher(secure.bootstrap, registry_url, topic_prefix=PREFIX)
         finally:
-            client._env_security.cache_clear()
+            environment.env_security.cache_clear()
         start = datetime.now(VN) - timedelta(hours=6)
         code = dossier_code(AGENCY_B, start, 1)
         for event in dossier_life(code, AGENCY_B, "2.000488", start, transfer_to=AGENCY_A):

@@ -177,8 +177,9 @@ def test_a_group_with_offsets_but_no_changelog_stops_the_worker_with_what_to_do(
     from confluent_kafka import Consumer, TopicPartition
 
     from hub.consumers import READ_COMMITTED
+    from hub.topic_admin import TopicCreator
     from hub.worker.processor import Topics
-    from hub.worker.topics import TopicCreator, hub_topics
+    from hub.worker.topics import hub_topics
 
     tag = uuid.uuid4().hex[:8]
     prefix, app_id = f"ng{tag}.", f"hub-no-changelog-{tag}"

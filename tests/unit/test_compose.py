@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from connectors.sdk.config import load_config
+from connectors.sdk.loading import load_config
 from hub.stack.artifacts import APICURIO_VERSION, KAFKA_VERSION
 
 COMPOSE = Path(__file__).resolve().parents[2] / "docker-compose.yml"

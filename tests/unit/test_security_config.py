@@ -139,19 +139,19 @@ def hub_identity(monkeypatch: pytest.MonkeyPatch, protocol: str) -> None:
 def test_clients_built_outside_settings_read_the_environment_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from hub.security import client
+    from hub.security import environment
 
     hub_identity(monkeypatch, "SASL_PLAINTEXT")
-    client._env_security.cache_clear()
+    environment.env_security.cache_clear()
     try:
-        assert client.env_client_kwargs()["sasl_plain_username"] == "hub"
+        assert environment.env_client_kwargs()["sasl_plain_username"] == "hub"
     finally:
-        client._env_security.cache_clear()
+        environment.env_security.cache_clear()
     monkeypatch.setenv("HUB_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
     try:
-        assert client.env_client_kwargs() == {}
+        assert environment.env_client_kwargs() == {}
     finally:
-        client._env_security.cache_clear()
+        environment.env_security.cache_clear()
 
 
 def test_sasl_ssl_settings_verify_the_broker_with_the_ca_file(
