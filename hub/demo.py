@@ -361,13 +361,26 @@ class Demo:
             raise DemoError(
                 f"the portal emulator did not start; see {self.dir}/portal-emulator.log"
             )
-        self._spawn(
-            "portal-sink",
-            ["connectors.portal.sink", "--portal-url", self.portal_url,
-             "--bootstrap-server", self.stack.bootstrap, "--registry-url", self.stack.registry_url,
-             "--topic-prefix", self.prefix],
-            token,
-        )  # fmt: skip
+        config = self.dir / "portal-sink.json"
+        config.write_text(
+            json.dumps(
+                {
+                    "name": "national-portal",
+                    "connector.class": "portal-sink",
+                    "topics": "portal.outbox",
+                    "value.converter": "avro",
+                    "errors.tolerance": "all",
+                    "errors.retry.timeout": -1,
+                    "bootstrap.servers": self.stack.bootstrap,
+                    "schema.registry.url": self.stack.registry_url,
+                    "topic.prefix": self.prefix,
+                    "settings": {"portal_url": self.portal_url, "token_env": "PORTAL_TOKEN"},
+                },
+                indent=2,
+            ),
+            encoding="utf-8",
+        )
+        self._spawn("portal-sink", ["hub", "connector", "run", "--config", str(config)], token)
 
     def outbox_size(self) -> int:
         """Status records the worker wrote to portal.outbox (hub_events_out_total)."""

@@ -1,29 +1,49 @@
-"""The national-portal sink as an SDK sink connector (``portal-sink``): ``hub connector run``.
+"""The national-portal sink (``portal-sink``): every status on ``<prefix>portal.outbox``
+POSTed to the portal. Run it with ``hub connector run --config`` (example:
+``connectors/examples/portal-sink.toml``).
 
-The same machinery as :mod:`connectors.portal.sink` (the portal contract and its mapping,
-:class:`~connectors.portal.sink.PortalClient`, the circuit breaker and the token bucket), one
-attempt per :meth:`PortalConnector.put`; the SDK runtime does the rest, in offset order per
-partition, committing only after ``put`` returned or the record was dead-lettered:
+Delivery guarantee: at-least-once to the portal, exactly-once in effect. Each status is sent
+with the idempotency key = its ``event_id`` (deterministic per status change, see
+``docs/events.md``), so a retry, a redelivery after a crash or a rebalance is recognised by the
+portal as a duplicate. The SDK runtime (:mod:`connectors.sdk.sink`) commits an offset only once
+the status was acknowledged (2xx, a duplicate included) or dead-lettered, delivers each
+partition in offset order on its own lane (a dossier's statuses share its key, hence its
+partition, so they never overtake each other) and holds a partition whose status keeps
+failing rather than skip it.
 
-* 2xx (a duplicate included: the idempotency key is the status change's ``event_id``):
-  delivered;
-* 5xx, 408, 401, 429 (waiting its ``Retry-After``), timeouts, connection errors and an open
-  circuit: :class:`RetriableError`, retried with the runtime's capped jittered backoff. Use
-  ``errors.retry.timeout = -1`` (checked): a portal outage must never dead-letter a status;
+One attempt per :meth:`PortalConnector.put` (:mod:`connectors.sdk.http`):
+
+* 2xx: delivered (``duplicate`` when the portal had the key already);
+* 5xx, 408, 401 (a token problem is not the record's fault), timeouts, connection errors and
+  an open circuit: :class:`RetriableError`, retried with the runtime's capped jittered backoff;
+  429 waits the ``Retry-After`` the portal asked for. ``errors.retry.timeout = -1`` is
+  required (checked): a portal outage must never dead-letter a status;
 * any other 4xx: :class:`PermanentError` ``portal-rejected-<code>`` (the fields the portal
   named, by portal name, in the detail); a record the mapping cannot use: ``unmappable``.
   With ``errors.tolerance = "all"`` both go to ``<prefix>portal.outbox.dlq``.
 
-``topics`` is normally ``portal.outbox`` with ``value.converter = "avro"``. Bodies are never
-logged (they carry the applicant's name).
+A circuit breaker shared by all lanes opens after ``breaker_failures`` consecutive failures
+and lets one probe through after ``breaker_cooldown_s``; a token bucket caps the request rate
+(``rate_limit_rps``, bursts of ``rate_burst``).
+
+Metrics: ``hub_portal_circuit_state`` (0 closed, 1 half-open, 2 open),
+``hub_portal_deliveries_total{outcome}`` (delivered, duplicate, dead_lettered),
+``hub_portal_retries_total``, ``hub_portal_delivery_latency_seconds`` (status occurred_at to
+the portal's acknowledgement), beside the runtime's ``hub_connector_*``.
+
+Personal data: bodies are never logged (they carry the applicant's name); logs name the
+dossier code, key and HTTP status only.
 """
 
 from __future__ import annotations
 
+import json
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
+from prometheus_client import Counter, Gauge, Histogram
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from connectors.portal.contract import (
@@ -34,28 +54,39 @@ from connectors.portal.contract import (
     load_contract,
     to_portal_payload,
 )
-from connectors.portal.sink import (
-    DELIVERIES,
-    RETRIES,
-    CircuitBreaker,
-    PortalClient,
-    TokenBucket,
-    Verdict,
-)
 from connectors.sdk.base import SinkConnector, SinkRecord
 from connectors.sdk.config import ConnectorConfig
 from connectors.sdk.errors import ConfigProblem, PermanentError, RetriableError
+from connectors.sdk.http import HttpDelivery, Verdict, admit, settle
+from connectors.sdk.limits import BreakerState, CircuitBreaker, TokenBucket
 
 __all__ = ["PortalConnector", "PortalConnectorSettings"]
 
-#: longest a put waits on a 429's Retry-After before handing the retry to the runtime
-_MAX_THROTTLE_WAIT_S = 30.0
+CIRCUIT_STATE = Gauge(
+    "hub_portal_circuit_state", "Portal circuit breaker: 0 closed, 1 half-open, 2 open."
+)
+DELIVERIES = Counter(
+    "hub_portal_deliveries_total",
+    "Statuses finished by the portal sink: delivered, duplicate (the portal had it already) "
+    "or dead_lettered.",
+    ["outcome"],
+)
+RETRIES = Counter("hub_portal_retries_total", "Portal requests repeated after a failure.")
+LATENCY = Histogram(
+    "hub_portal_delivery_latency_seconds",
+    "From a status change's occurred_at to the portal's acknowledgement.",
+    buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86400, 3 * 86400),
+)
+
+#: 4xx answers that are not the record's fault: 408, and 401 (the token is being renewed)
+RETRYABLE_4XX: Final = frozenset({401, 408})
 
 
 class PortalConnectorSettings(BaseModel):
     """``settings`` of a portal-sink connector. The portal's contract (endpoint, field names,
-    token source) comes from ``contract_file`` and ``HUB_PORTAL_*`` as for the standalone
-    sink; ``token`` / ``token_env`` here override its token (use ``${env:NAME}``)."""
+    token source) comes from ``contract_file`` and ``HUB_PORTAL_*``
+    (:mod:`connectors.portal.contract`); ``token`` / ``token_env`` here override its token
+    (use ``${env:NAME}``)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -83,9 +114,11 @@ class PortalConnector(SinkConnector):
     def __init__(self, config: ConnectorConfig, settings: BaseModel | None = None) -> None:
         super().__init__(config, settings)
         self.contract: PortalContract | None = None
-        self.client: PortalClient | None = None
+        self.http: HttpDelivery | None = None
         self.breaker: CircuitBreaker | None = None
         self.bucket: TokenBucket | None = None
+        self._known_fields: set[str] = set()
+        self._url = ""
         self._stop = threading.Event()
 
     @classmethod
@@ -118,29 +151,41 @@ class PortalConnector(SinkConnector):
         s = self.settings
         self._stop.clear()
         self.contract = self._contract()
-        self.client = PortalClient(
-            s.portal_url,
-            self.contract,
+        self._url = s.portal_url.rstrip("/") + self.contract.endpoint_path
+        # field names the portal may name in a rejection: only these reach a dead letter
+        self._known_fields = set(self.contract.required_fields) | {
+            v for v in self.contract.fields.model_dump().values() if isinstance(v, str)
+        }
+        self.http = HttpDelivery(
             connect_timeout_s=s.connect_timeout_s,
             request_timeout_s=s.request_timeout_s,
+            idempotency_header=self.contract.idempotency_header,
+            retryable_4xx=RETRYABLE_4XX,
         )
-        self.breaker = CircuitBreaker(s.breaker_failures, s.breaker_cooldown_s)
+        self.breaker = CircuitBreaker(
+            s.breaker_failures,
+            s.breaker_cooldown_s,
+            name="portal",
+            on_change=lambda state: CIRCUIT_STATE.set(int(state)),
+        )
         self.bucket = TokenBucket(s.rate_limit_rps, s.rate_burst)
 
     def stop(self) -> None:
         self._stop.set()
-        if self.client is not None:
-            self.client.close()
-            self.client = None
+        if self.http is not None:
+            self.http.close()
+            self.http = None
 
     def health(self) -> dict[str, Any]:
-        breaker = self.breaker
-        state = breaker.state.name.lower().replace("_", "-") if breaker else "closed"
-        return {"status": "up", "circuit": state}
+        state = self.breaker.state if self.breaker is not None else BreakerState.CLOSED
+        return {"status": "up", "circuit": state.name.lower().replace("_", "-")}
+
+    def dead_lettered(self, topic: str, reason: str) -> None:
+        DELIVERIES.labels("dead_lettered").inc()
 
     def put(self, record: SinkRecord) -> None:
-        client, contract, breaker, bucket = self.client, self.contract, self.breaker, self.bucket
-        if client is None or contract is None or breaker is None or bucket is None:
+        http, contract, breaker, bucket = self.http, self.contract, self.breaker, self.bucket
+        if http is None or contract is None or breaker is None or bucket is None:
             raise RetriableError("put before start")
         if not isinstance(record.value, dict):
             raise PermanentError("not-a-record", "the value is not a decoded record")
@@ -149,28 +194,21 @@ class PortalConnector(SinkConnector):
             key = idempotency_key(record.value)
         except MappingError as exc:
             raise PermanentError("unmappable", str(exc)) from None
-        wait = breaker.wait_s()
-        if wait > 0:
-            raise RetriableError(f"portal circuit open ({wait:.1f}s left)")
-        if not bucket.acquire(self._stop):
-            raise RetriableError("stopping")
-        attempt = client.post(payload, key)
-        if attempt.verdict in (Verdict.ACKNOWLEDGED, Verdict.DUPLICATE):
-            breaker.success()
-            duplicate = attempt.verdict is Verdict.DUPLICATE
-            DELIVERIES.labels("duplicate" if duplicate else "delivered").inc()
-            return
-        if attempt.verdict is Verdict.REJECTED:
-            breaker.success()  # the portal answered: it is up
-            detail = f"the portal answered HTTP {attempt.status}"
-            if attempt.fields:
-                detail += f" about {', '.join(attempt.fields)}"
-            raise PermanentError(f"portal-rejected-{attempt.status}", detail)
-        RETRIES.inc()
-        if attempt.verdict is Verdict.THROTTLED:
-            breaker.success()  # up, only busy
-            if attempt.retry_after_s:
-                self._stop.wait(min(attempt.retry_after_s, _MAX_THROTTLE_WAIT_S))
-            raise RetriableError("portal throttled (HTTP 429)")
-        breaker.failure()
-        raise RetriableError(f"portal: {attempt.status or attempt.error}")
+        admit(breaker, bucket, self._stop)
+        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+        answer = http.post(self._url, body, key, contract.auth.header())
+        if answer.verdict in (Verdict.THROTTLED, Verdict.FAILED):
+            RETRIES.inc()
+        detail = None
+        if answer.verdict is Verdict.REJECTED:
+            named = answer.body.get("fields") if isinstance(answer.body, dict) else None
+            fields = [f for f in (named if isinstance(named, list) else [])
+                      if f in self._known_fields]  # fmt: skip
+            detail = f"the portal answered HTTP {answer.status}"
+            if fields:
+                detail += f" about {', '.join(fields)}"
+        settle(answer, breaker, rejected="portal-rejected", detail=detail)
+        DELIVERIES.labels("duplicate" if answer.verdict is Verdict.DUPLICATE else "delivered").inc()
+        occurred = record.value.get("occurred_at")
+        if isinstance(occurred, datetime):
+            LATENCY.observe(max(0.0, (datetime.now(UTC) - occurred).total_seconds()))

@@ -10,8 +10,9 @@
 * :class:`PushSourceConnector`: for servers (the HTTP ingress). ``self.context``
   (:class:`PushContext`) validates events and publishes them, returning only after Kafka
   acknowledged every one.
-* :class:`SinkConnector`: the runtime consumes ``topics`` and calls
-  :meth:`~SinkConnector.put` once per record, in offset order per partition; raise
+* :class:`SinkConnector`: the runtime consumes ``topics`` (and the topics matching
+  ``topics.regex``) and calls :meth:`~SinkConnector.put` once per record, in offset order per
+  partition, partitions in parallel (:mod:`connectors.sdk.sink`); raise
   :class:`RetriableError` (retried per ``errors.retry.*``) or :class:`PermanentError`
   (dead-lettered with ``errors.tolerance=all``). Offsets are committed only after ``put``
   returned or the record was dead-lettered: at-least-once, so make ``put`` idempotent (the
@@ -19,7 +20,7 @@
 
 Every connector has a ``Settings`` pydantic model (the config's ``settings`` table), and
 ``start()`` / ``stop()`` / ``health()`` hooks. The runtime calls them from one thread, except
-``health()``, which the health endpoint may call from another.
+``health()``, which the health endpoint may call from another, and a sink's ``put``.
 """
 
 from __future__ import annotations
@@ -202,19 +203,30 @@ class SinkConnector(Connector):
     """Delivers records from Kafka topics to an outside system (portal, agency webhooks)."""
 
     kind: ClassVar[ConnectorKind] = "sink"
+    #: what to read when the config names neither ``topics`` nor ``topics.regex`` (a regex
+    #: of the names after the prefix; None: the config must name them)
+    default_topics_regex: ClassVar[str | None] = None
 
     @classmethod
     def check_config(cls, config: ConnectorConfig) -> list[ConfigProblem]:
         problems = super().check_config(config)
-        if not config.topics:
-            problems.append(ConfigProblem("topics", "missing", "a sink needs topics to read"))
+        if not config.topics and not config.topics_regex and cls.default_topics_regex is None:
+            problems.append(
+                ConfigProblem("topics", "missing", "a sink needs topics or topics.regex to read")
+            )
         return problems
 
     @abstractmethod
     def put(self, record: SinkRecord) -> None:
         """Deliver one record; return only when the receiver has it. Raise
-        :class:`~connectors.sdk.errors.RetriableError` (try again later) or
-        :class:`~connectors.sdk.errors.PermanentError` (dead-letter it)."""
+        :class:`~connectors.sdk.errors.RetriableError` (try again later, after its
+        ``retry_after_s`` if given) or :class:`~connectors.sdk.errors.PermanentError`
+        (dead-letter it). Called from one thread per assigned partition (records of a
+        partition in offset order, partitions in parallel): keep shared state thread-safe."""
+
+    def dead_lettered(self, topic: str, reason: str) -> None:
+        """A record of ``topic`` went to the dead-letter topic (Kafka acknowledged it) for
+        ``reason``: count it in the connector's own metrics if it keeps any."""
 
 
 class PushContext(Protocol):

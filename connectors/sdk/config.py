@@ -53,13 +53,21 @@ __all__ = [
     "ConnectorConfig",
     "flatten",
     "problems_from_validation",
+    "regex_literal",
     "resolve_env",
 ]
 
 #: compacted topic holding every source connector's offsets (``<prefix>`` in front)
 OFFSETS_TOPIC: Final = "hub.connect.offsets"
 _NAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+_REGEX_SPECIAL: Final = frozenset(".^$*+?()[]{}|\\")
 _ENV_REF: Final = re.compile(r"^\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}$")
+
+
+def regex_literal(text: str) -> str:
+    """``text`` (a topic prefix: ``[A-Za-z0-9._-]``) as a regex matching itself; only regex
+    metacharacters are escaped, since librdkafka has its own regex engine, not Python's."""
+    return "".join(f"\\{c}" if c in _REGEX_SPECIAL else c for c in text)
 
 
 def _defaults() -> Any:
@@ -83,6 +91,16 @@ class ConnectorConfig(BaseModel):
     )
     tasks_max: int = Field(1, ge=1, validation_alias=_alias("tasks_max", "tasks.max"))
     topics: tuple[str, ...] = ()
+    #: sinks: also every topic whose name after ``topic.prefix`` matches this regex (as Kafka
+    #: Connect's ``topics.regex``; librdkafka's regex dialect: no lookahead). Make sure it does
+    #: not match the dead-letter topics (``<topic>.dlq``).
+    topics_regex: str | None = Field(
+        None, min_length=1, validation_alias=_alias("topics_regex", "topics.regex")
+    )
+    #: sinks: how soon a new topic matching ``topics.regex`` (or a late topic) is noticed
+    metadata_max_age_ms: int = Field(
+        30_000, ge=100, validation_alias=_alias("metadata_max_age_ms", "metadata.max.age.ms")
+    )
     topic: str = Field("dossier.events", min_length=1)
     errors_tolerance: Literal["none", "all"] = Field(
         "none", validation_alias=_alias("errors_tolerance", "errors.tolerance")
@@ -175,7 +193,12 @@ class ConnectorConfig(BaseModel):
 
     @property
     def input_topics(self) -> list[str]:
-        return [self.full(t) for t in self.topics]
+        """What a sink subscribes to: its topics, prefixed, and ``topics.regex`` anchored
+        after the escaped prefix (a name starting with ``^`` is a regex to librdkafka)."""
+        found = [self.full(t) for t in self.topics]
+        if self.topics_regex:
+            found.append(f"^{regex_literal(self.topic_prefix)}({self.topics_regex})$")
+        return found
 
     @property
     def offsets_topic(self) -> str:

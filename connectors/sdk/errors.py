@@ -58,7 +58,14 @@ class UnknownConnectorClassError(ConnectorError, LookupError):
 
 
 class RetriableError(ConnectorError):
-    """A failure that is not the record's fault: try again later (errors.retry.*)."""
+    """A failure that is not the record's fault: try again later (errors.retry.*).
+
+    ``retry_after_s``: when the receiver said how long to wait (HTTP 429's ``Retry-After``,
+    an open circuit's cooldown), the runtime waits that long instead of its own backoff."""
+
+    def __init__(self, message: str = "", *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class BrokerUnavailableError(RetriableError):

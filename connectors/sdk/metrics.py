@@ -10,7 +10,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
 
-__all__ = ["RECORDS", "RETRIES", "UP", "HealthServer"]
+__all__ = ["PAUSED", "RECORDS", "RETRIES", "UP", "HealthServer"]
 
 RECORDS = Counter(
     "hub_connector_records_total",
@@ -22,6 +22,11 @@ UP = Gauge("hub_connector_up", "1 while the connector runs and can reach Kafka."
 RETRIES = Counter(
     "hub_connector_retries_total",
     "Attempts repeated after a retriable failure (receiver or broker down).",
+    ["connector"],
+)
+PAUSED = Gauge(
+    "hub_connector_paused_partitions",
+    "Partitions a sink stopped fetching: their lane has a full backlog (a record failing).",
     ["connector"],
 )
 

@@ -9,13 +9,18 @@ timeout retries forever, ``0`` never retries). This is Kafka Connect's
 
 from __future__ import annotations
 
+import email.utils
 import random
 import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from datetime import UTC, datetime
+from typing import Final, TypeVar
 
-__all__ = ["Backoff", "retry_call"]
+__all__ = ["MAX_RETRY_AFTER_S", "Backoff", "retry_after_seconds", "retry_call"]
+
+#: the longest ``Retry-After`` honoured: a receiver asking for hours is treated as down
+MAX_RETRY_AFTER_S: Final = 300.0
 
 T = TypeVar("T")
 
@@ -102,3 +107,21 @@ def retry_call(
             continue
         backoff.reset()
         return result
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """An HTTP ``Retry-After`` (delay-seconds or an HTTP date) in seconds, within
+    [0, :data:`MAX_RETRY_AFTER_S`]; None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            moment = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        seconds = (moment - (now or datetime.now(UTC))).total_seconds()
+    return min(MAX_RETRY_AFTER_S, max(0.0, seconds))

@@ -39,16 +39,14 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import re
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from typing import Any, Final
 
-from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from connectors.publisher import EventPublisher
@@ -56,7 +54,6 @@ from connectors.sdk.base import (
     Connector,
     PushSourceConnector,
     SinkConnector,
-    SinkRecord,
     SourceConnector,
     SourceContext,
     SourceRecord,
@@ -69,30 +66,21 @@ from connectors.sdk.errors import (
     PermanentError,
     RetriableError,
 )
+from connectors.sdk.identity import codes_of
 from connectors.sdk.metrics import RECORDS, RETRIES, UP, HealthServer
 from connectors.sdk.offsets import Offset, OffsetStore
 from connectors.sdk.retry import Backoff
-from hub.consumer_group import (
-    CommitFailedError,
-    ConsumerError,
-    GroupConsumer,
-    Partition,
-    Record,
-    manual_commit_consumer,
-)
-from hub.contract.errors import ContractError, DecodeError, RegistryError
+from connectors.sdk.sink import SinkRunner
+from hub.contract.errors import ContractError, RegistryError
 from hub.contract.inbound import (
-    AGENCY_CODE_PATTERN,
-    DOSSIER_CODE_PATTERN,
     FieldProblem,
     InboundDossierEvent,
     InboundFeedbackEvent,
     validate_dossier_event,
     validate_feedback_event,
 )
-from hub.dlq import DeadLetter, attempt_of, count_dead_letter, dead_letter_record
+from hub.dlq import DeadLetter, count_dead_letter, dead_letter_record
 from hub.dlq.headers import detail_from_problems
-from hub.security.environment import env_client_kwargs
 
 __all__ = [
     "FEEDBACK_EVENT_TYPES",
@@ -108,9 +96,6 @@ log = logging.getLogger("connectors.sdk.runtime")
 
 Event = InboundDossierEvent | InboundFeedbackEvent
 FEEDBACK_EVENT_TYPES: Final = frozenset({"ServiceRated", "ComplaintFiled"})
-_AGENCY_RE: Final = re.compile(AGENCY_CODE_PATTERN)
-_DOSSIER_RE: Final = re.compile(DOSSIER_CODE_PATTERN)
-_EVENT_TYPE_RE: Final = re.compile(r"^[A-Z][A-Za-z]{2,40}$")
 #: header of a source connector's dead letter: where the record sat in its source
 HEADER_SOURCE_PARTITION: Final = "hub.connect.source.partition"
 HEADER_SOURCE_OFFSET: Final = "hub.connect.source.offset"
@@ -142,14 +127,6 @@ def validate_event(
     if event_type in FEEDBACK_EVENT_TYPES:
         return validate_feedback_event(data, now=now)
     return validate_dossier_event(data, now=now, procedure_effective_from=procedure_effective_from)
-
-
-def _code(data: Mapping[str, Any], name: str, pattern: re.Pattern[str]) -> str | None:
-    # only values in their code format go into headers: never free text that may be PII
-    value = data.get(name)
-    if isinstance(value, str) and len(value) <= 64 and pattern.fullmatch(value.strip()):
-        return value.strip()
-    return None
 
 
 # --- Kafka, reached in the background -----------------------------------------------------------
@@ -319,6 +296,7 @@ class ConnectorRuntime:
         self._thread: threading.Thread | None = None
         self._health: HealthServer | None = None
         self.committed: dict[str, Offset] = {}
+        self._sink_runner: SinkRunner | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -502,7 +480,8 @@ class ConnectorRuntime:
         event_type = value.get("event_type")
         feedback = event_type in FEEDBACK_EVENT_TYPES
         json_topic = self.config.full("feedback.events.json" if feedback else "dossier.events.json")
-        dossier = _code(value, "dossier_code", _DOSSIER_RE)
+        codes = codes_of(value)
+        dossier = codes.dossier_code
         letter = DeadLetter(
             reason="validation",
             detail=detail_from_problems(problems),
@@ -512,10 +491,8 @@ class ConnectorRuntime:
             source_partition=-1,
             source_offset=-1,
             processor=f"connector:{self.name}",
-            agency_code=_code(value, "agency_code", _AGENCY_RE),
-            event_type=event_type
-            if isinstance(event_type, str) and _EVENT_TYPE_RE.fullmatch(event_type)
-            else None,
+            agency_code=codes.agency_code,
+            event_type=codes.event_type,
             dossier_code=dossier,
         )
         raw = record.raw
@@ -628,191 +605,14 @@ class ConnectorRuntime:
 
     # --- sinks ------------------------------------------------------------------------------
 
-    def _decoder(self) -> Callable[[bytes | None], Any]:
-        converter = self.config.value_converter
-        if converter == "bytes":
-            return lambda raw: raw
-        if converter == "json":
-
-            def from_json(raw: bytes | None) -> Any:
-                if raw is None:
-                    return None
-                try:
-                    return json.loads(raw)
-                except ValueError as exc:
-                    raise PermanentError(
-                        "undecodable", f"value is not JSON ({type(exc).__name__})"
-                    ) from None
-
-            return from_json
-        from hub.contract.registry import SchemaRegistryClient
-        from hub.contract.serde import AvroDeserializer
-
-        deserializer = AvroDeserializer(SchemaRegistryClient(self.config.schema_registry_url))
-
-        def from_avro(raw: bytes | None) -> Any:
-            if raw is None:
-                return None
-            try:
-                return deserializer(raw)
-            except DecodeError as exc:
-                raise PermanentError(exc.reason, str(exc)) from None
-            except RegistryError as exc:
-                raise RetriableError(f"schema registry: {exc}") from exc
-
-        return from_avro
-
-    def _sink_consumer(self) -> GroupConsumer:
-        """The sink's group member: manual commits, committed records only."""
-        return manual_commit_consumer(
-            self.config.bootstrap_servers,
-            self.config.consumer_group,
-            f"connect-{self.name}",
-            max_poll_records=100,
-        )
-
     def _run_sink(self, connector: SinkConnector) -> None:
-        decode = self._decoder()
-
-        def unreachable(exc: Exception) -> ConnectorFailedError:
-            return ConnectorFailedError(
-                f"connector {self.name}: cannot reach Kafka at {self.config.bootstrap_servers}: "
-                f"{exc}"
-            )
-
+        runner = SinkRunner(self.config, connector, self.stop_event, on_running=self._running)
+        self._sink_runner = runner
         try:
-            consumer = self._sink_consumer()
-        except (KafkaError, ConsumerError) as exc:
-            raise unreachable(exc) from exc
-        try:
-            dlq = KafkaProducer(
-                bootstrap_servers=self.config.bootstrap_servers,
-                **env_client_kwargs(),
-                client_id=f"connect-{self.name}-dlq",
-                acks="all",
-                enable_idempotence=True,
-            )
-        except KafkaError as exc:
-            consumer.close()
-            raise unreachable(exc) from exc
-        done: dict[Partition, int] = {}
-
-        def commit() -> None:
-            if not done:
-                return
-            try:
-                consumer.commit(done)
-            except CommitFailedError as exc:
-                log.warning("connector %s: commit failed after a rebalance: %s", self.name, exc)
-            self.committed.update(
-                {f"{tp.topic}[{tp.partition}]": {"offset": o} for tp, o in done.items()}
-            )
-            done.clear()
-
-        try:
-            consumer.subscribe(self.config.input_topics)
-            connector.start()
-            try:
-                self._running()
-                while not self.stop_event.is_set():
-                    batch = consumer.poll(timeout_ms=500)
-                    for tp, records in batch.items():
-                        for record in records:
-                            if self.stop_event.is_set() or not self._sink_one(
-                                connector, record, decode, dlq
-                            ):
-                                break  # not done: re-read after the restart
-                            done[tp] = record.offset + 1
-                        if self.stop_event.is_set():
-                            break
-                    commit()
-            finally:
-                self.state = "stopping"
-                try:
-                    commit()
-                finally:
-                    connector.stop()
+            runner.run()
         finally:
-            consumer.close()
-            dlq.close(timeout=10)
-
-    def _sink_one(
-        self,
-        connector: SinkConnector,
-        record: Record,
-        decode: Callable[[bytes | None], Any],
-        dlq: KafkaProducer,
-    ) -> bool:
-        """Put one record (retrying) or dead-letter it; False when stopped before either."""
-        backoff = self._backoff()
-        headers = [(k, v if v is not None else b"") for k, v in (record.headers or [])]
-        failure: Exception
-        while True:
-            try:
-                value = decode(record.value)
-                connector.put(
-                    SinkRecord(
-                        topic=record.topic,
-                        partition=record.partition,
-                        offset=record.offset,
-                        key=record.key,
-                        value=value,
-                        raw_value=record.value,
-                        headers=headers,
-                        timestamp_ms=record.timestamp,
-                    )
-                )
-                RECORDS.labels(self.name, "delivered").inc()
-                return True
-            except RetriableError as exc:
-                if backoff.wait(self.stop_event):
-                    RETRIES.labels(self.name).inc()
-                    continue
-                if self.stop_event.is_set():
-                    return False
-                reason, failure = "retries-exhausted", exc
-            except PermanentError as exc:
-                reason, failure = exc.reason, exc
-            except Exception as exc:
-                reason, failure = "connector-error", exc
-            break
-        if self.config.errors_tolerance == "none":
-            RECORDS.labels(self.name, "failed").inc()
-            raise ConnectorFailedError(
-                f"connector {self.name}: {record.topic}[{record.partition}]@{record.offset} "
-                f"failed ({reason}: {failure}); errors.tolerance=none, so the connector stopped "
-                "without committing it"
-            )
-        letter = DeadLetter.for_exception(
-            failure,
-            reason=reason,
-            detail=str(failure) if isinstance(failure, ConnectorError) else None,
-            source_topic=record.topic,
-            source_partition=record.partition,
-            source_offset=record.offset,
-            processor=f"connector:{self.name}",
-            attempt=attempt_of(record.headers),
-        )
-        dead = dead_letter_record(letter, record.key, record.value, record.headers or [])
-        target = self.config.dlq_topic(record.topic)
-        retry = self._backoff()
-        while True:
-            try:
-                future = dlq.send(target, key=dead.key, value=dead.value, headers=dead.headers)
-                future.get(timeout=self.config.ack_timeout_ms / 1000)
-                break
-            except KafkaError as exc:
-                if not retry.wait(self.stop_event):
-                    if self.stop_event.is_set():
-                        return False
-                    raise ConnectorFailedError(
-                        f"connector {self.name}: dead letter for {record.topic}"
-                        f"[{record.partition}]@{record.offset} not acknowledged: {exc}"
-                    ) from exc
-                RETRIES.labels(self.name).inc()
-        count_dead_letter(letter)
-        RECORDS.labels(self.name, "dead_lettered").inc()
-        return True
+            self.committed.update(runner.committed)
+            self.state = "stopping"
 
 
 # --- command line -------------------------------------------------------------------------------

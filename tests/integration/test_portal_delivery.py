@@ -1,20 +1,24 @@
-"""The national-portal sink against the portal emulator: both real HTTP, the sink on a real
-broker fed by a real hub worker.
+"""The national-portal sink against the portal emulator: both real HTTP, the sink run by the
+connector runtime on a real broker fed by a real hub worker.
 
 The emulator's own behaviour and the sink's delivery rules (retry, Retry-After, circuit
-breaker, pause) are checked first without Kafka; the broker test then runs the whole path
-with the portal down for ~10 s and ~10% injected 5xx, and checks that every status on
-``portal.outbox`` reached the portal exactly once (by idempotency key), in per-dossier order,
-with a rejected dossier's statuses dead-lettered while the others kept flowing.
+breaker, never skipping a failing status) are checked first without Kafka, through the
+runtime's own delivery of one record (:meth:`SinkRunner.deliver`); the broker test then runs
+the whole path with the portal down for ~10 s and ~10% injected 5xx, and checks that every
+status on ``portal.outbox`` reached the portal exactly once (by idempotency key), in
+per-dossier order, with a rejected dossier's statuses dead-lettered while the others kept
+flowing.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,19 +27,15 @@ import pytest
 import requests
 from prometheus_client import REGISTRY
 
+from connectors.portal.connector import PortalConnector
 from connectors.portal.contract import PortalContract
 from connectors.portal.emulator import PortalEmulator
-from connectors.portal.sink import (
-    CircuitBreaker,
-    Deliverer,
-    PortalClient,
-    PortalSink,
-    SinkSettings,
-    TokenBucket,
-    Verdict,
-)
 from connectors.publisher import EventPublisher
 from connectors.scenarios import VN, dossier_code, dossier_life
+from connectors.sdk import ConnectorConfig, PermanentError, SinkRecord, parse_config
+from connectors.sdk.runtime import ConnectorRuntime
+from connectors.sdk.sink import SinkRunner
+from hub.consumer_group import Record
 from hub.contract.registry import SchemaRegistryClient
 from hub.contract.serde import AvroDeserializer
 from hub.dlq.headers import DeadLetter
@@ -48,11 +48,19 @@ ROOT = Path(__file__).resolve().parents[2]
 JUSTICE = "000.00.03.H40"
 CRIMINAL_RECORD = "2.000488"
 TOKEN = "test-portal-token"
+NOWHERE = "127.0.0.1:1"  # the rules below never reach Kafka
 
 
 def body(code: str = "000.00.03.H40-250805-0001", status: int = 2) -> dict[str, Any]:
     return {"MaHoSo": code, "MaTTHC": CRIMINAL_RECORD, "KenhThucHien": 2,
             "TrangThaiHoSo": status, "DonViXuLy": JUSTICE, "ChuHoSo": "Lê Văn Tám"}  # fmt: skip
+
+
+def status(code: str = "000.00.03.H40-250805-0001", event_id: str = "e1") -> dict[str, Any]:
+    """A decoded status record (what the JSON converter gives ``put``)."""
+    return {"event_id": event_id, "dossier_code": code, "procedure_code": CRIMINAL_RECORD,
+            "channel": "ONLINE", "portal_status_code": 2, "agency_code_handling": JUSTICE,
+            "applicant_name": "Lê Văn Tám"}  # fmt: skip
 
 
 def post(
@@ -68,21 +76,41 @@ def post(
     )
 
 
-def quick_settings(**changes: Any) -> SinkSettings:
-    base: dict[str, Any] = {
-        "retry_initial_s": 0.05, "retry_max_s": 0.5, "retry_timeout_s": 3.0, "pause_s": 0.5,
-        "breaker_failures": 3, "breaker_cooldown_s": 0.5, "rate_limit_rps": 200.0,
-        "rate_burst": 20, "request_timeout_s": 5.0, "connect_timeout_s": 1.0,
+def portal_config(url: str, bootstrap: str = NOWHERE, **changes: Any) -> ConnectorConfig:
+    """The portal sink's config as an operator writes it, with quick retries."""
+    settings = {"portal_url": url, "token": TOKEN, "breaker_failures": 3,
+                "breaker_cooldown_s": 0.5, "rate_limit_rps": 200.0, "rate_burst": 20,
+                "request_timeout_s": 5.0, "connect_timeout_s": 1.0}  # fmt: skip
+    settings.update(changes.pop("settings", {}))
+    raw: dict[str, Any] = {
+        "name": "national-portal", "connector.class": "portal-sink", "topics": "portal.outbox",
+        "value.converter": "json", "errors.tolerance": "all", "errors.retry.timeout": -1,
+        "errors.retry.delay.max.ms": 500, "bootstrap.servers": bootstrap, "settings": settings,
     }  # fmt: skip
-    base.update(changes)
-    return SinkSettings(**base)
+    raw.update(changes)
+    return parse_config(raw, "test")
 
 
-def deliverer(url: str, settings: SinkSettings, contract: PortalContract) -> Deliverer:
-    client = PortalClient(url, contract, connect_timeout_s=1.0, request_timeout_s=5.0)
-    breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown_s, gauge=None)
-    bucket = TokenBucket(settings.rate_limit_rps, settings.rate_burst)
-    return Deliverer(client, settings, breaker, bucket, retries=None)
+@pytest.fixture
+def sender(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """``sender(url)``: a started portal connector and the runtime's delivery of one record."""
+    made: list[PortalConnector] = []
+
+    def make(url: str, **changes: Any) -> tuple[PortalConnector, SinkRunner]:
+        config = portal_config(url, **changes)
+        connector = PortalConnector(config)
+        connector.start()
+        made.append(connector)
+        runner = SinkRunner(config, connector, threading.Event())
+        return connector, runner
+
+    yield make
+    for connector in made:
+        connector.stop()
+
+
+def one(value: dict[str, Any], offset: int = 0) -> Record:
+    return Record("portal.outbox", 0, offset, b"k", json.dumps(value).encode(), [], None)
 
 
 @pytest.fixture
@@ -154,19 +182,21 @@ def test_the_emulator_faults_are_set_over_http_and_survive_a_restart(
 
 
 def test_the_command_lines_answer_help() -> None:
-    for module in ("connectors.portal.emulator", "connectors.portal.sink"):
+    for argv in (["connectors.portal.emulator", "--help"], ["hub", "connector", "run", "--help"]):
         done = subprocess.run(
-            [sys.executable, "-m", module, "--help"],
+            [sys.executable, "-m", *argv],
             cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
-        assert "usage: python -m " + module in done.stdout
+        assert "usage: " in done.stdout
 
 
 # --- delivery rules, without Kafka ----------------------------------------------------------
 
 
-def test_429_waits_the_retry_after_the_portal_asked_for(contract: PortalContract) -> None:
+def test_429_waits_the_retry_after_the_portal_asked_for(
+    contract: PortalContract, sender: Any
+) -> None:
     with PortalEmulator(contract, throttle_rate=1.0, retry_after_s=0.6) as emulator:
 
         def relent() -> None:
@@ -174,70 +204,76 @@ def test_429_waits_the_retry_after_the_portal_asked_for(contract: PortalContract
             requests.post(f"{emulator.url}/admin/faults", json={"throttle_rate": 0}, timeout=5)
 
         threading.Thread(target=relent).start()
-        sender = deliverer(emulator.url, quick_settings(), contract)
+        _, runner = sender(emulator.url)
         started = time.monotonic()
-        outcome = sender.deliver(body(), "t1", threading.Event())
+        assert runner.deliver(one(status()), threading.Event())
         elapsed = time.monotonic() - started
-        sender.close()
-    assert outcome is not None and outcome.verdict is Verdict.ACKNOWLEDGED
-    assert outcome.attempts == 2
-    assert elapsed >= 0.55  # Retry-After, not the 50 ms first backoff
+        held = emulator.received()
+    assert held["count"] == 1
+    assert held["answers"].get("429") == 1  # two attempts: throttled, then stored
+    assert elapsed >= 0.55  # Retry-After, not the runtime's first backoff (<= 0.3 s)
 
 
 def test_5xx_and_downtime_are_retried_through_the_circuit_breaker(
-    contract: PortalContract,
+    contract: PortalContract, sender: Any
 ) -> None:
     with PortalEmulator(contract, down_for_s=2.0) as emulator:
-        sender = deliverer(emulator.url, quick_settings(retry_timeout_s=30), contract)
-        outcome = sender.deliver(body(), "d1", threading.Event())
-        sender.close()
+        # the emulator's 503s ask for Retry-After: 1, which the runtime honours
+        connector, runner = sender(emulator.url, settings={"breaker_failures": 2})
+        assert runner.deliver(one(status()), threading.Event())
         held = emulator.received()
-    assert outcome is not None and outcome.verdict is Verdict.ACKNOWLEDGED
-    assert sender.breaker.opened_count >= 1
-    assert sender.breaker.state.name == "CLOSED"
-    # the open circuit held requests back: far fewer than 2 s of 50-500 ms retries would make
+    assert connector.breaker is not None
+    assert connector.breaker.opened_count >= 1
+    assert connector.breaker.state.name == "CLOSED"
+    # the open circuit held requests back: far fewer than 2 s of 0.15-0.5 s retries would make
     assert held["answers"].get("503", 0) <= 8
     assert held["count"] == 1
 
 
-def test_a_record_failing_past_the_retry_timeout_pauses_then_is_retried(
-    contract: PortalContract,
+def test_a_status_failing_longer_than_any_budget_is_retried_not_skipped(
+    contract: PortalContract, sender: Any
 ) -> None:
+    """``errors.retry.timeout = -1`` (required): a portal failing for a while holds the status
+    (and its partition) until it answers; nothing is dead-lettered or skipped."""
     with PortalEmulator(contract, error_rate=1.0) as emulator:
-        flags: list[bool] = []
+        threading.Timer(
+            2.0,
+            lambda: requests.post(
+                f"{emulator.url}/admin/faults", json={"error_rate": 0}, timeout=5
+            ),
+        ).start()
+        _, runner = sender(emulator.url, settings={"breaker_failures": 100})
+        started = time.monotonic()
+        assert runner.deliver(one(status()), threading.Event())
+        assert time.monotonic() - started >= 1.9
+        held = emulator.received()
+    assert held["count"] == 1
+    assert sum(n for code, n in held["answers"].items() if code.startswith("5")) >= 3
 
-        def heal(stuck: bool) -> None:
-            flags.append(stuck)
-            if stuck:
-                requests.post(f"{emulator.url}/admin/faults", json={"error_rate": 0}, timeout=5)
 
-        settings = quick_settings(retry_timeout_s=0.5, pause_s=0.3, breaker_failures=100)
-        sender = deliverer(emulator.url, settings, contract)
-        outcome = sender.deliver(body(), "p1", threading.Event(), on_stuck=heal)
-        sender.close()
-    assert outcome is not None and outcome.verdict is Verdict.ACKNOWLEDGED
-    assert flags == [True, False]
-
-
-def test_a_4xx_is_a_rejection_naming_known_fields_only(contract: PortalContract) -> None:
+def test_a_4xx_is_a_rejection_naming_known_fields_only(
+    contract: PortalContract, sender: Any
+) -> None:
     code = "000.00.03.H40-250805-0002"
     with PortalEmulator(contract, reject_dossiers=[code]) as emulator:
-        sender = deliverer(emulator.url, quick_settings(), contract)
-        outcome = sender.deliver(body(code), "x1", threading.Event())
-        sender.close()
-    assert outcome is not None
-    assert (outcome.verdict, outcome.status, outcome.fields) == (Verdict.REJECTED, 422, ("MaHoSo",))
+        connector, _ = sender(emulator.url)
+        record = SinkRecord("portal.outbox", 0, 0, b"k", status(code))
+        with pytest.raises(PermanentError) as refused:
+            connector.put(record)
+    assert refused.value.reason == "portal-rejected-422"
+    assert refused.value.detail == "the portal answered HTTP 422 about MaHoSo"
 
 
-def test_a_stop_abandons_the_retries_without_an_outcome(contract: PortalContract) -> None:
+def test_a_stop_abandons_the_retries_without_an_outcome(
+    contract: PortalContract, sender: Any
+) -> None:
     with PortalEmulator(contract, error_rate=1.0) as emulator:
-        sender = deliverer(emulator.url, quick_settings(), contract)
+        _, runner = sender(emulator.url)
         stop = threading.Event()
         threading.Timer(0.5, stop.set).start()
         started = time.monotonic()
-        assert sender.deliver(body(), "s1", stop) is None
+        assert runner.deliver(one(status()), stop) is False  # not done: read again later
         assert time.monotonic() - started < 3
-        sender.close()
 
 
 # --- the whole path on a broker -------------------------------------------------------------
@@ -269,23 +305,15 @@ def test_every_status_reaches_the_portal_once_and_in_order_through_an_outage(
         contract, port=free_port(), error_rate=0.10, lost_ack_rate=0.05,
         reject_dossiers=[rejected], seed=20250805,
     )  # fmt: skip
-    settings = quick_settings(retry_max_s=1.0, breaker_failures=5, breaker_cooldown_s=1.0,
-                              portal_url=emulator.url, commit_interval_s=0.5)  # fmt: skip
-    sink = PortalSink(
-        settings, bootstrap=broker.bootstrap, registry_url=broker.registry_url,
-        topic_prefix=prefix, contract=contract, partitions=3,
+    config = portal_config(
+        emulator.url, broker.bootstrap, **{"schema.registry.url": broker.registry_url,
+        "topic.prefix": prefix, "value.converter": "avro", "errors.retry.delay.max.ms": 1000,
+        "settings": {"breaker_failures": 5, "breaker_cooldown_s": 1.0}},
     )  # fmt: skip
-    stop = threading.Event()
-    failures: list[BaseException] = []
-
-    def run_sink() -> None:
-        try:
-            sink.run(stop)
-        except BaseException as exc:
-            failures.append(exc)
-
-    runner = threading.Thread(target=run_sink, name="portal-sink-test")
-    runner.start()
+    runtime = ConnectorRuntime(config)
+    assert isinstance(runtime.connector, PortalConnector)
+    connector = runtime.connector
+    runner = runtime.start_thread()
     try:
         publisher = EventPublisher(broker.bootstrap, broker.registry_url, topic_prefix=prefix)
         for code in codes:
@@ -313,13 +341,19 @@ def test_every_status_reaches_the_portal_once_and_in_order_through_an_outage(
             order[record["dossier_code"]].append(str(record["event_id"]))
         wanted = {key for code, keys in order.items() if code != rejected for key in keys}
 
-        while time.monotonic() < budget and not failures:
+        def dead_lettered() -> float:
+            return (
+                metric("hub_portal_deliveries_total", {"outcome": "dead_lettered"})
+                - before["dead_lettered"]
+            )
+
+        while time.monotonic() < budget and runtime.error is None:
             held = emulator.received()
-            if held["count"] >= len(wanted) and sink.totals.dead_lettered >= len(order[rejected]):
+            if held["count"] >= len(wanted) and dead_lettered() >= len(order[rejected]):
                 break
             time.sleep(0.5)
         delivered_at = time.monotonic()
-        assert not failures, failures
+        assert runtime.error is None, runtime.error
         assert delivered_at > outage_end  # the outage really happened before delivery ended
 
         held = emulator.received()
@@ -339,15 +373,21 @@ def test_every_status_reaches_the_portal_once_and_in_order_through_an_outage(
         for message in letters:
             letter = DeadLetter.from_headers(message.headers)
             assert letter.reason == "portal-rejected-422"
-            assert letter.processor == "portal-sink"
+            assert letter.processor == "connector:national-portal"
             assert letter.source_topic == f"{prefix}portal.outbox"
             assert letter.dossier_code == rejected
             assert "Nguyễn" not in letter.detail  # no personal data in the headers
     finally:
-        stop.set()
+        runtime.request_stop()
         runner.join(timeout=60)
-        committed = sink.committed() if not runner.is_alive() else {}
-        sink.close()
+        committed = (
+            {
+                int(where.rsplit("[", 1)[1].rstrip("]")): offset["offset"]
+                for where, offset in runtime.committed.items()
+            }
+            if not runner.is_alive()
+            else {}
+        )
         # A retry after a lost ack may land after the snapshot above: count repeats at the end.
         final_duplicates = emulator.received()["duplicates"]
         emulator.stop()
@@ -374,7 +414,8 @@ def test_every_status_reaches_the_portal_once_and_in_order_through_an_outage(
         f"\nportal delivery: {len(outbox)} statuses on the outbox, {held['count']} stored by the "
         f"portal, {after['delivered']:.0f} stored as new, "
         f"{after['duplicate']:.0f} duplicates suppressed, {after['dead_lettered']:.0f} "
-        f"dead-lettered, {retries:.0f} retries, circuit opened {sink.breaker.opened_count}x, "
+        f"dead-lettered, {retries:.0f} retries, circuit opened "
+        f"{connector.breaker.opened_count if connector.breaker else 0}x, "
         f"portal answers {held['answers']}, {held['requests']} requests, "
         f"{delivered_at - began:.1f}s from the first publish to the last delivery"
     )

@@ -14,16 +14,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from connectors.publisher import EventPublisher
 from connectors.scenarios import VN, dossier_code, dossier_life
+from connectors.sdk import parse_config
+from connectors.sdk.runtime import ConnectorRuntime
 from connectors.webhook import (
-    IDEMPOTENCY_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
-    WebhookEndpoint,
-    WebhookSettings,
-    WebhookSink,
     inbox_pattern,
     sign,
     to_json,
@@ -80,7 +79,7 @@ def receiver() -> Iterator[Receiver]:
                 status = state.answer(len(state.requests), json.loads(body))
                 state.requests.append(
                     Request(
-                        self.headers.get(IDEMPOTENCY_HEADER, ""),
+                        self.headers.get("Idempotency-Key", ""),
                         self.headers.get(TIMESTAMP_HEADER, ""),
                         self.headers.get(SIGNATURE_HEADER, ""),
                         body,
@@ -105,37 +104,62 @@ def receiver() -> Iterator[Receiver]:
         server.server_close()
 
 
-def quick_settings() -> WebhookSettings:
-    return WebhookSettings(
-        retry_initial_s=0.1, retry_max_s=0.5, retry_timeout_s=5.0, pause_s=0.5,
-        breaker_failures=5, breaker_cooldown_s=0.3, rate_limit_rps=100.0, rate_burst=10,
-        request_timeout_s=5.0, connect_timeout_s=1.0, commit_interval_s=0.2,
-        metadata_max_age_s=1.0,
-    )  # fmt: skip
+def finished(outcome: str) -> float:
+    return REGISTRY.get_sample_value("hub_webhook_deliveries_total", {"outcome": outcome}) or 0.0
 
 
 @dataclass
 class Running:
-    sink: WebhookSink
-    stop: threading.Event
+    """The agency-webhook connector run by the connector runtime, as ``hub connector run``
+    runs it; ``delivered``/``dead_lettered`` count what it finished since it started."""
+
+    runtime: ConnectorRuntime
     thread: threading.Thread
+    before: dict[str, float]
+
+    def count(self, outcome: str) -> float:
+        return finished(outcome) - self.before[outcome]
+
+    @property
+    def delivered(self) -> float:
+        return self.count("delivered")
+
+    @property
+    def dead_lettered(self) -> float:
+        return self.count("dead_lettered")
 
     def close(self) -> None:
-        self.stop.set()
-        self.thread.join(30)
-        self.sink.close()
+        self.runtime.request_stop()
+        self.runtime.join(30)
 
 
 def start_sink(broker: Broker, prefix: str, receiver: Receiver) -> Running:
-    endpoint = WebhookEndpoint(url=receiver.url, secret=SECRET.decode())
-    sink = WebhookSink(
-        quick_settings(), bootstrap=broker.bootstrap, registry_url=broker.registry_url,
-        topic_prefix=prefix, endpoints={HEALTH: endpoint}, partitions=3,
-    )  # fmt: skip
-    stop = threading.Event()
-    thread = threading.Thread(target=sink.run, args=(stop,), daemon=True)
-    thread.start()
-    return Running(sink, stop, thread)
+    config = parse_config(
+        {
+            "name": "agency-webhook",
+            "connector.class": "agency-webhook",
+            "bootstrap.servers": broker.bootstrap,
+            "schema.registry.url": broker.registry_url,
+            "topic.prefix": prefix,
+            "errors.tolerance": "all",
+            "errors.retry.timeout": -1,
+            "errors.retry.delay.max.ms": 500,
+            "metadata.max.age.ms": 1000,  # the inbox topic appears after the sink joined
+            "settings": {
+                "endpoints": {HEALTH: {"url": receiver.url, "secret": SECRET.decode()}},
+                "breaker_failures": 5,
+                "breaker_cooldown_s": 0.3,
+                "rate_limit_rps": 100.0,
+                "rate_burst": 10,
+                "request_timeout_s": 5.0,
+                "connect_timeout_s": 1.0,
+            },
+        },
+        "test",
+    )
+    before = {outcome: finished(outcome) for outcome in ("delivered", "dead_lettered")}
+    runtime = ConnectorRuntime(config)
+    return Running(runtime, runtime.start_thread(), before)
 
 
 def transfer(broker: Broker, prefix: str, numbers: list[int]) -> list[str]:
@@ -208,7 +232,7 @@ def test_a_transferred_dossier_reaches_the_agency_once_signed_with_its_event_id(
     assert request.json["dossier_code"] == code
     assert request.json["agency_code_handling"] == HEALTH
     assert request.json == to_json(record)
-    assert running.sink.totals.delivered == 1
+    assert running.delivered == 1
 
 
 @pytest.mark.broker
@@ -231,7 +255,7 @@ def test_a_500_is_retried_until_it_recovers_and_a_400_goes_to_the_dead_letter_to
     running = start_sink(broker, prefix, receiver)
     try:
         transfer(broker, prefix, [21, 22])
-        wait_for(lambda: running.sink.totals.delivered + running.sink.totals.dead_lettered >= 2)
+        wait_for(lambda: running.delivered + running.dead_lettered >= 2)
         time.sleep(1)
     finally:
         running.close()
@@ -241,6 +265,6 @@ def test_a_500_is_retried_until_it_recovers_and_a_400_goes_to_the_dead_letter_to
     assert [r.status for r in receiver.requests if r.json["dossier_code"] == refused] == [400]
     [dead] = read_topic(broker.bootstrap, f"{prefix}agency.inbox.{HEALTH}.dlq", 1)
     letter = DeadLetter.from_headers(dead.headers)
-    assert (letter.reason, letter.processor) == ("webhook-rejected-400", "agency-webhook")
+    assert (letter.reason, letter.processor) == ("webhook-rejected-400", "connector:agency-webhook")
     assert letter.dossier_code == refused
     assert letter.source_topic == f"{prefix}agency.inbox.{HEALTH}"

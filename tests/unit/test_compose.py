@@ -113,3 +113,22 @@ def test_docker_compose_config_accepts_the_file_when_the_client_has_compose() ->
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_every_connector_service_runs_through_hub_connector_run() -> None:
+    """One runtime (issue #15): a connector service is `hub connector run` and a config file
+    that validates; the portal sink's health port is the one Prometheus scrapes."""
+    services = compose()["services"]
+    connectors = {"portal-sink": "portal-sink", "ingress": "http-ingress"}
+    for service, connector_class in connectors.items():
+        command = services[service]["command"]
+        assert command[:3] == ["hub", "connector", "run"], service
+        path = command[command.index("--config") + 1].removeprefix("/app/")
+        config = load_config(COMPOSE.parent / path)  # the image copies connectors/ to /app
+        assert config.connector_class == connector_class
+    portal = load_config(COMPOSE.parent / "connectors/examples/portal-sink-compose.toml")
+    scrape = yaml.safe_load((COMPOSE.parent / "monitoring/prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in scrape["scrape_configs"]}
+    targets = jobs["portal-sink"]["static_configs"][0]["targets"]
+    assert targets == [f"portal-sink:{portal.health_port}"]
+    assert portal.health_host == "0.0.0.0"

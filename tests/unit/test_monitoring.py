@@ -28,7 +28,7 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY, CollectorRegistry
 
-import connectors.portal.sink
+import connectors.portal.connector
 import connectors.sdk.metrics
 import hub.dlq.publisher
 import hub.worker.lag
@@ -51,7 +51,7 @@ SCRAPE_SERIES = frozenset({"up"})
 # imported for their metrics: the cross-check reads names from the default registry
 assert hub.dlq.publisher.DEAD_LETTERS  # hub_dead_letters_total
 assert hub.worker.lag.CONSUMER_LAG  # hub_consumer_lag_messages
-assert connectors.portal.sink.DELIVERIES  # hub_portal_* (the portal sink)
+assert connectors.portal.connector.DELIVERIES  # hub_portal_* (the portal sink)
 assert connectors.sdk.metrics.UP  # hub_connector_* (connectors on the SDK)
 
 

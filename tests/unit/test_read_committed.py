@@ -11,6 +11,7 @@ background. The end-to-end proof on a broker is ``tests/integration/test_read_co
 from __future__ import annotations
 
 import ast
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,10 @@ import pytest
 from kafka import KafkaConsumer
 
 import hub.consumers
-from connectors.sdk import parse_config
+from connectors.sdk import SinkConnector, parse_config
 from connectors.sdk.offsets import OffsetStore
 from connectors.sdk.runtime import ConnectorRuntime
+from connectors.sdk.sink import SinkRunner
 from hub.audit import trail
 from hub.consumer_group import GroupConsumer, manual_commit_consumer
 from hub.consumers import READ_COMMITTED, committed_consumer
@@ -112,7 +114,9 @@ def test_sdk_sink_runtime_and_offset_store(built: list[KafkaConsumer]) -> None:
             "bootstrap.servers": NOWHERE,
         }
     )
-    sink = ConnectorRuntime(config)._sink_consumer()
+    runtime = ConnectorRuntime(config)
+    assert isinstance(runtime.connector, SinkConnector)
+    sink = SinkRunner(config, runtime.connector, threading.Event()).new_consumer()
     try:
         assert sink.config["isolation.level"] == READ_COMMITTED
         assert sink.config["group.id"] == "connect-k"
