@@ -14,6 +14,7 @@ from typing import Any
 
 from kafka import KafkaProducer
 
+from hub.contract.event_types import FEEDBACK_EVENT_TYPES
 from hub.contract.inbound import (
     FieldProblem,
     InboundDossierEvent,
@@ -67,7 +68,7 @@ class EventPublisher:
         self, data: Any, *, now: datetime | None = None
     ) -> InboundDossierEvent | InboundFeedbackEvent | list[FieldProblem]:
         event_type = data.get("event_type") if isinstance(data, dict) else None
-        if event_type in ("ServiceRated", "ComplaintFiled"):
+        if event_type in FEEDBACK_EVENT_TYPES:
             return validate_feedback_event(data, now=now)
         return validate_dossier_event(
             data, now=now, procedure_effective_from=self._procedure_effective_from

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from connectors.scenarios import VN, dossier_code, dossier_life
+from hub.contract.event_types import FEEDBACK_EVENT_TYPES
 from hub.contract.inbound import (
     FieldProblem,
     InboundDossierEvent,
@@ -67,7 +68,6 @@ __all__ = [
     "simulate",
 ]
 
-FEEDBACK_TYPES = frozenset({"ServiceRated", "ComplaintFiled"})
 SOURCE_SYSTEM = "province-simulator"
 
 #: Working minutes of a day: 07:30-11:30 then 13:30-17:00 (450 minutes).
@@ -531,7 +531,7 @@ class Interleaver:
             slot = self._rng.randrange(len(active))
             plan, position = active[slot]
             event = plan.events[position]
-            if event["event_type"] in FEEDBACK_TYPES:
+            if event["event_type"] in FEEDBACK_EVENT_TYPES:
                 for later in plan.events[position:]:
                     deferred.append((emitted + self.feedback_gap, plan, later))
                 position = len(plan.events)
@@ -597,7 +597,7 @@ class ValidatingPrinter:
     def validate(
         self, data: Any, *, now: datetime | None = None
     ) -> InboundDossierEvent | InboundFeedbackEvent | list[FieldProblem]:
-        if isinstance(data, dict) and data.get("event_type") in FEEDBACK_TYPES:
+        if isinstance(data, dict) and data.get("event_type") in FEEDBACK_EVENT_TYPES:
             return validate_feedback_event(data, now=now)
         return validate_dossier_event(data, now=now, procedure_effective_from=self._lookup)
 
@@ -739,7 +739,7 @@ def simulate(
         ):
             flow.stop_admitting()
         code = plan.code
-        is_feedback = event["event_type"] in FEEDBACK_TYPES
+        is_feedback = event["event_type"] in FEEDBACK_EVENT_TYPES
         if is_feedback and not in_order and last_sent.get(code, -1) >= flushed_upto:
             flush()  # the dossier's own events are acknowledged before its feedback goes out
         validated = publisher.validate(event)

@@ -72,6 +72,7 @@ from connectors.sdk.offsets import Offset, OffsetStore
 from connectors.sdk.retry import Backoff
 from connectors.sdk.sink import SinkRunner
 from hub.contract.errors import ContractError, RegistryError
+from hub.contract.event_types import FEEDBACK_EVENT_TYPES
 from hub.contract.inbound import (
     FieldProblem,
     InboundDossierEvent,
@@ -95,7 +96,6 @@ __all__ = [
 log = logging.getLogger("connectors.sdk.runtime")
 
 Event = InboundDossierEvent | InboundFeedbackEvent
-FEEDBACK_EVENT_TYPES: Final = frozenset({"ServiceRated", "ComplaintFiled"})
 #: header of a source connector's dead letter: where the record sat in its source
 HEADER_SOURCE_PARTITION: Final = "hub.connect.source.partition"
 HEADER_SOURCE_OFFSET: Final = "hub.connect.source.offset"

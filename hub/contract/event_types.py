@@ -8,8 +8,9 @@ The string values are what travels on the wire (the ``event_type`` envelope fiel
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Final
 
-__all__ = ["DossierEventType", "FeedbackEventType", "HubOutputType"]
+__all__ = ["FEEDBACK_EVENT_TYPES", "DossierEventType", "FeedbackEventType", "HubOutputType"]
 
 
 class DossierEventType(StrEnum):
@@ -37,6 +38,11 @@ class FeedbackEventType(StrEnum):
 
     RATING = "ServiceRated"  # đánh giá mức độ hài lòng
     COMPLAINT = "ComplaintFiled"  # phản ánh, kiến nghị
+
+
+#: the event types that go to ``feedback.events`` (the others to ``dossier.events``); a plain
+#: string is found in it too
+FEEDBACK_EVENT_TYPES: Final = frozenset(str(t) for t in FeedbackEventType)
 
 
 class HubOutputType(StrEnum):

@@ -16,13 +16,13 @@ from connectors.ingress import HttpIngress
 from connectors.ingress.credentials import generate_credentials, write_credentials
 from connectors.scenarios import VN
 from connectors.simulator import (
-    FEEDBACK_TYPES,
     MixConfig,
     ProvinceModel,
     procedure_lookup,
     simulate,
 )
 from connectors.simulator_ingress import IngressPublisher, load_signing
+from hub.contract.event_types import FEEDBACK_EVENT_TYPES
 from hub.contract.registry import SchemaRegistryClient
 from hub.contract.serde import AvroDeserializer
 from hub.reference import load_reference
@@ -93,7 +93,7 @@ def test_simulated_province_through_the_ingress_arrives_once_in_order(
     planned = {e["event_id"]: e for p in plans.values() for e in p.events}
     acknowledged = Counter(stats.acknowledged)
     assert set(acknowledged.values()) == {1} and set(acknowledged) == set(planned)
-    n_feedback = sum(e["event_type"] in FEEDBACK_TYPES for e in planned.values())
+    n_feedback = sum(e["event_type"] in FEEDBACK_EVENT_TYPES for e in planned.values())
 
     dossier_records = decoded(broker, f"{prefix}dossier.events", len(planned) - n_feedback)
     feedback_records = decoded(broker, f"{prefix}feedback.events", n_feedback)
@@ -105,7 +105,7 @@ def test_simulated_province_through_the_ingress_arrives_once_in_order(
         by_dossier[record["dossier_code"]].append(record)
     transfers_seen = written_by_receiver = 0
     for code, plan in plans.items():
-        wanted = [e["event_id"] for e in plan.events if e["event_type"] not in FEEDBACK_TYPES]
+        wanted = [e["event_id"] for e in plan.events if e["event_type"] not in FEEDBACK_EVENT_TYPES]
         records = by_dossier[code]
         assert [str(r["event_id"]) for r in records] == wanted, f"{code} out of order"
         if plan.transfer_to is None:
@@ -116,7 +116,7 @@ def test_simulated_province_through_the_ingress_arrives_once_in_order(
         sender_key = stats.key_ids[str(records[after - 1]["event_id"])]
         assert sender_key == f"{plan.agency}-sim"  # the sender writes the transfer itself
         later = [str(r["event_id"]) for r in records[after:]]
-        later += [e["event_id"] for e in plan.events if e["event_type"] in FEEDBACK_TYPES]
+        later += [e["event_id"] for e in plan.events if e["event_type"] in FEEDBACK_EVENT_TYPES]
         # ... and the receiving agency's key every later event, which the ingress accepted
         # (an open dossier may have none yet)
         assert {stats.key_ids[i] for i in later} <= {f"{plan.transfer_to}-sim"}

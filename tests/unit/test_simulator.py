@@ -10,7 +10,6 @@ import pytest
 
 from connectors.scenarios import VN
 from connectors.simulator import (
-    FEEDBACK_TYPES,
     DossierPlan,
     Interleaver,
     MixConfig,
@@ -20,6 +19,7 @@ from connectors.simulator import (
     procedure_lookup,
     simulate,
 )
+from hub.contract.event_types import FEEDBACK_EVENT_TYPES
 from hub.contract.inbound import to_avro_record, validate_dossier_event, validate_feedback_event
 from hub.domain.events import from_record
 from hub.domain.lifecycle import Applied, DossierState, ProcedureRule, RuleContext, apply
@@ -64,7 +64,7 @@ def test_every_event_passes_the_inbound_validation(
     lookup = procedure_lookup(reference)
     now = NOW.astimezone(UTC)
     for _, event in big[1]:
-        if event["event_type"] in FEEDBACK_TYPES:
+        if event["event_type"] in FEEDBACK_EVENT_TYPES:
             result: Any = validate_feedback_event(event, now=now)
         else:
             result = validate_dossier_event(event, now=now, procedure_effective_from=lookup)
@@ -88,7 +88,7 @@ def test_the_hub_state_machine_accepts_every_event_and_sees_the_overdue_ones(
     states: dict[str, DossierState] = {}
     now = NOW.astimezone(UTC)
     for _, event in big[1]:
-        if event["event_type"] in FEEDBACK_TYPES:
+        if event["event_type"] in FEEDBACK_EVENT_TYPES:
             model: Any = validate_feedback_event(event, now=now)
         else:
             model = validate_dossier_event(event, now=now, procedure_effective_from=lookup)
@@ -180,7 +180,7 @@ def test_each_dossier_in_order_many_in_flight_feedback_held_back(
     gaps: list[int] = []
     for i, (plan, event) in enumerate(events):
         seen[plan.code].append(event)
-        if event["event_type"] in FEEDBACK_TYPES:
+        if event["event_type"] in FEEDBACK_EVENT_TYPES:
             gaps.append(i - last_dossier_event[plan.code])
         else:
             last_dossier_event[plan.code] = i
