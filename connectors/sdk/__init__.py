@@ -7,9 +7,15 @@ Kafka Connect's vocabulary in plain Python (see ``docs`` in each module):
 * :mod:`~connectors.sdk.base`: :class:`SourceConnector`, :class:`PushSourceConnector`,
   :class:`SinkConnector`, :class:`SourceRecord`, :class:`SinkRecord`;
 * :mod:`~connectors.sdk.errors`: :class:`RetriableError`, :class:`PermanentError`, …;
-* :mod:`~connectors.sdk.retry`: :class:`Backoff` (capped, jittered, exponential);
+* :mod:`~connectors.sdk.retry`: :class:`Backoff` (capped, jittered, exponential),
+  ``Retry-After``;
+* :mod:`~connectors.sdk.limits`: :class:`TokenBucket` (rate limit), :class:`CircuitBreaker`;
+* :mod:`~connectors.sdk.http`: HTTP delivery with idempotency keys, answers sorted into
+  delivered / retry / dead-letter;
+* :mod:`~connectors.sdk.identity`: the codes a dead letter may carry;
 * :mod:`~connectors.sdk.offsets`: source offsets in ``<prefix>hub.connect.offsets``;
 * :mod:`~connectors.sdk.runtime`: :class:`ConnectorRuntime` runs one connector;
+  :mod:`~connectors.sdk.sink`: a sink's lanes, one per partition;
 * :mod:`~connectors.sdk.registry`: entry points in group ``nghean_hub.connectors``.
 
 Run one with ``hub connector run --config FILE``.
@@ -37,12 +43,14 @@ from connectors.sdk.errors import (
     RetriableError,
     UnknownConnectorClassError,
 )
+from connectors.sdk.limits import CircuitBreaker, TokenBucket
 from connectors.sdk.loading import load_config, parse_config
 from connectors.sdk.retry import Backoff, retry_call
 
 __all__ = [
     "Backoff",
     "BrokerUnavailableError",
+    "CircuitBreaker",
     "ConfigProblem",
     "Connector",
     "ConnectorConfig",
@@ -59,6 +67,7 @@ __all__ = [
     "SourceConnector",
     "SourceContext",
     "SourceRecord",
+    "TokenBucket",
     "UnknownConnectorClassError",
     "load_config",
     "parse_config",
