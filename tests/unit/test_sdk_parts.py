@@ -220,7 +220,7 @@ def test_topics_regex_is_anchored_after_the_escaped_prefix() -> None:
             "topic.prefix": "t1.",
             "topics": "portal.outbox",
             "topics.regex": r"agency\.inbox\..*",
-        }  # fmt: skip
+        },
     )
     plain, regex = config.input_topics
     assert plain == "t1.portal.outbox"
@@ -280,7 +280,7 @@ def runner_for(tolerance: str = "all") -> tuple[Recording, SinkRunner]:
             "errors.tolerance": tolerance,
             "errors.retry.delay.max.ms": 50,
             "bootstrap.servers": "127.0.0.1:1",
-        },  # fmt: skip
+        },
     )
     connector = Recording(config, config.connector_settings)
     return connector, SinkRunner(config, connector, threading.Event())
