@@ -34,6 +34,7 @@ dossiers due are looked at, in the same transactions as everything else.
 from __future__ import annotations
 
 import contextlib
+import functools
 import heapq
 import logging
 import threading
@@ -45,7 +46,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -100,6 +101,9 @@ PRODUCER_SLOTS = 2
 DISK_RETRY_S = 5.0
 
 
+T = TypeVar("T")
+
+
 class ProducerStuck(KafkaException):
     """A producer call did not return within its deadline (see :func:`_within`)."""
 
@@ -129,6 +133,25 @@ def _within(deadline_s: float, what: str, call: Callable[[], object]) -> None:
         )
     if failure:
         raise failure[0]
+
+
+def unwrapped(call: Callable[[], T]) -> T:
+    """``call()`` (a producer's ``flush`` or ``poll``), raising the :class:`KafkaException` a
+    fatal error really is.
+
+    confluent-kafka raises a fatal error met while serving callbacks (a producer fenced by a
+    newer one with its transactional id) as a KafkaException and then calls the next delivery
+    callback with it still pending, which Python turns into ``SystemError: <function ...>
+    returned a result with an exception set``, caused by that KafkaException. Seen once in the
+    30-minute cluster soak: the worker crashed instead of starting over from its checkpoint
+    with a new producer, which is what a fatal error calls for."""
+    try:
+        return call()
+    except SystemError as exc:
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, KafkaException):
+            raise cause from exc
+        raise
 
 
 class EngineError(RuntimeError):
@@ -466,7 +489,8 @@ class CheckpointLoop:
             self._access.popleft()[2].set_exception(LookupError("the worker is stopping"))
         self.consumer.close()  # leaves the group: the others take over without waiting
         for producer in self._producers or [self.producer]:
-            producer.flush(10)
+            with contextlib.suppress(KafkaException):  # stopping: the broker aborts it
+                unwrapped(functools.partial(producer.flush, 10))
         for restorer in self._restorers.values():
             restorer.close()
         for store in self._stores.values():
@@ -539,7 +563,7 @@ class CheckpointLoop:
                 self.producer.produce(topic, value, key, headers=headers, **extra)
                 return
             except BufferError:  # the producer's queue is full: let it drain
-                self.producer.poll(0.05)
+                unwrapped(functools.partial(self.producer.poll, 0.05))
 
     def _begin(self) -> None:
         if not self._in_txn:
@@ -710,12 +734,12 @@ class CheckpointLoop:
                     TopicPartition(topic, task.partition, offset)
                     for topic, offset in task.next_inputs.items()
                 )
-            remaining = self.producer.flush(30)
+            producer = self.producer
+            remaining = unwrapped(functools.partial(producer.flush, 30))
             if remaining:
                 raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "flush timed out"))
             if offsets:
                 group = self.consumer.consumer_group_metadata()
-                producer = self.producer
                 _within(
                     TXN_CALL_S + 5,
                     "send_offsets_to_transaction",

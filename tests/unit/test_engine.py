@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import cast
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 
 from hub.domain.lifecycle import DossierState
 from hub.engine.directory import Claim, Claims, partition_for
-from hub.engine.loop import Task, worker_id
+from hub.engine.loop import Task, unwrapped, worker_id
 from hub.engine.store import META_KEY, Meta, open_store
 
 
@@ -101,3 +102,30 @@ def test_a_worker_keeps_its_id_on_its_disk(tmp_path: Path) -> None:
     first = worker_id(tmp_path / "data")
     assert worker_id(tmp_path / "data") == first  # the same transactional id after a restart
     assert worker_id(tmp_path / "other") != first
+
+
+def test_a_fatal_error_hidden_in_a_systemerror_reaches_the_engine_as_itself() -> None:
+    """confluent-kafka reports a fenced producer met inside flush as SystemError caused by
+    the KafkaException; the engine must see the KafkaException to start over (a new producer
+    from the last checkpoint) instead of crashing the worker."""
+    fenced = KafkaException(KafkaError(KafkaError._FENCED, "fenced by newer producer", fatal=True))
+
+    def flush() -> int:
+        try:
+            raise fenced
+        except KafkaException as exc:
+            raise SystemError(
+                "<function Task.delivered> returned a result with an exception set"
+            ) from exc
+
+    with pytest.raises(KafkaException) as raised:
+        unwrapped(flush)
+    assert raised.value is fenced
+    assert raised.value.args[0].fatal()
+
+    def other() -> int:
+        raise SystemError("something else")
+
+    with pytest.raises(SystemError, match="something else"):
+        unwrapped(other)
+    assert unwrapped(lambda: 7) == 7
