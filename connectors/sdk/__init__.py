@@ -10,6 +10,8 @@ Kafka Connect's vocabulary in plain Python (see ``docs`` in each module):
 * :mod:`~connectors.sdk.retry`: :class:`Backoff` (capped, jittered, exponential);
 * :mod:`~connectors.sdk.offsets`: source offsets in ``<prefix>hub.connect.offsets``;
 * :mod:`~connectors.sdk.runtime`: :class:`ConnectorRuntime` runs one connector;
+* :mod:`~connectors.sdk.http_server`: the process's one HTTP server (``/health``,
+  ``/metrics``, a push source's routes where its :class:`HttpBinding` says);
 * :mod:`~connectors.sdk.registry`: entry points in group ``nghean_hub.connectors``.
 
 Run one with ``hub connector run --config FILE``.
@@ -17,6 +19,7 @@ Run one with ``hub connector run --config FILE``.
 
 from connectors.sdk.base import (
     Connector,
+    HttpBinding,
     NoSettings,
     PushContext,
     PushSourceConnector,
@@ -49,6 +52,7 @@ __all__ = [
     "ConnectorConfigError",
     "ConnectorError",
     "ConnectorFailedError",
+    "HttpBinding",
     "NoSettings",
     "PermanentError",
     "PushContext",
