@@ -1,5 +1,5 @@
-"""A connector process's one HTTP server, without Kafka: /health and /metrics, port 0, routes
-beside them, a clean close that drains requests in flight."""
+"""A connector process's one HTTP server, without Kafka: /health and /metrics, port 0, a clean
+close that drains requests in flight, a push source's routes on it, and which port wins."""
 
 from __future__ import annotations
 
@@ -12,15 +12,22 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from connectors.sdk import ConnectorError
+from connectors.ingress import HttpIngress, IngressSettings, hash_api_key
+from connectors.sdk import ConnectorConfigError, ConnectorError, ConnectorFailedError, parse_config
 from connectors.sdk.http_server import ConnectorHttpServer
 from connectors.sdk.metrics import RECORDS
+from connectors.sdk.runtime import ConnectorRuntime
+from hub.stack.tools import free_port
+from tests.contract.connector_contract import AGENCY, make_event
+
+KEY = "http-server-test-key-0123456789"
 
 
 def get(port: int, path: str, body: bytes | None = None, **headers: str) -> tuple[int, bytes, Any]:
@@ -175,3 +182,104 @@ def test_close_refuses_new_connections_and_finishes_requests_in_flight() -> None
     client.join(20)
     assert not closer.is_alive()
     assert answers[0][:2] == (200, b"finished")
+
+
+# --- which port wins: the ingress's settings.port, health.port may only repeat it -------------
+
+
+def ingress_config(tmp_path: Path, **top: Any) -> dict[str, Any]:
+    credentials = tmp_path / "credentials.json"
+    credentials.write_text(
+        json.dumps(
+            {
+                "credentials": [
+                    {"agency_code": AGENCY, "key_id": "k", "api_key_sha256": hash_api_key(KEY)}
+                ]
+            }
+        )
+    )
+    closed = f"127.0.0.1:{free_port()}"  # nothing listens: Kafka is unreachable
+    return {
+        "name": f"ingress-{uuid.uuid4().hex[:6]}",
+        "connector.class": "http-ingress",
+        "bootstrap.servers": closed,
+        "schema.registry.url": f"http://{closed}",
+        **top,
+        "settings": {"port": 8088, "credentials_file": str(credentials), "ack_timeout_s": 3},
+    }
+
+
+def test_health_port_other_than_the_ingress_port_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConnectorConfigError) as caught:
+        parse_config(ingress_config(tmp_path, **{"health.port": 9100}), "ingress.json")
+    assert [(p.path, p.rule) for p in caught.value.problems] == [("health.port", "conflict")]
+    message = str(caught.value)
+    assert "settings.port" in message and "9100" not in message and "8088" not in message
+    with pytest.raises(ConnectorConfigError) as caught:
+        parse_config(ingress_config(tmp_path, **{"health.host": "0.0.0.0"}), "ingress.json")
+    assert [(p.path, p.rule) for p in caught.value.problems] == [("health.host", "conflict")]
+    # repeating the ingress's own port and host is one server, one port: accepted
+    same = {"health.port": 8088, "health.host": "127.0.0.1"}
+    assert parse_config(ingress_config(tmp_path, **same)).health_port == 8088
+    assert parse_config(ingress_config(tmp_path)).health_port is None
+
+
+def test_the_runtime_refuses_the_conflict_for_a_connector_built_in_code(tmp_path: Path) -> None:
+    config = parse_config(ingress_config(tmp_path, **{"health.port": 8088}))
+    connector = HttpIngress(config, IngressSettings(port=free_port(), credentials_file=None))
+    runtime = ConnectorRuntime(config, connector=connector)
+    with pytest.raises(ConnectorFailedError, match=r"health\.port: conflict"):
+        runtime.run()
+
+
+def test_the_ingress_is_served_on_the_one_server_and_drains_on_stop(tmp_path: Path) -> None:
+    raw = ingress_config(tmp_path)
+    raw["settings"]["port"] = 0
+    runtime = ConnectorRuntime(parse_config(raw))
+    runtime.start_thread()
+    try:
+        wait_for(lambda: runtime.state == "running" or runtime.error is not None, 30, "start")
+        assert runtime.error is None
+        connector = runtime.connector
+        assert isinstance(connector, HttpIngress)
+        port = connector.port
+        assert port is not None and port == runtime.health_port
+
+        # one port: the ingress's routes, its health (503: Kafka unreachable), the metrics
+        status, body, _ = get(port, "/health")
+        health = json.loads(body)
+        assert (status, health["status"], health["kafka"], health["kind"]) == (
+            503,
+            "down",
+            False,
+            "push-source",
+        )
+        assert get(port, "/openapi.json")[0] == 200
+        assert "hub_connector_up" in get(port, "/metrics")[1].decode()
+        status, body, _ = get(port, "/v1/dossier-events", b"{}", **{"X-Api-Key": "unknown-key-x"})
+        assert (status, json.loads(body)["rule"]) == (401, "bad_api_key")
+
+        # a request waiting for Kafka when the stop comes is answered before the runtime ends
+        answers: list[tuple[int, bytes, Any]] = []
+        event = json.dumps(make_event()).encode()
+        headers = {"X-Api-Key": KEY, "Content-Type": "application/json"}
+        client = threading.Thread(
+            target=lambda: answers.append(get(port, "/v1/dossier-events", event, **headers))
+        )
+        client.start()
+        wait_for(lambda: connector._in_flight == 1, 10, "the request to be in flight")
+        runtime.request_stop()
+        wait_for(lambda: refuses(port), 5, "the ingress to stop accepting")
+        assert not answers  # still in flight: the stop waits for it
+        runtime.join(30)
+        client.join(10)
+        status, body, got = answers[0]
+        assert (status, json.loads(body)["rule"], got["Retry-After"]) == (
+            503,
+            "broker_unavailable",
+            "5",
+        )
+        assert runtime.state == "stopped" and connector.port is None
+    finally:
+        runtime.request_stop()
+        runtime.join(30)
