@@ -11,7 +11,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,14 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from connectors.ingress import HttpIngress, IngressSettings, hash_api_key
-from connectors.sdk import ConnectorConfigError, ConnectorError, ConnectorFailedError, parse_config
+from connectors.sdk import (
+    ConnectorConfig,
+    ConnectorConfigError,
+    ConnectorError,
+    ConnectorFailedError,
+    PushSourceConnector,
+    parse_config,
+)
 from connectors.sdk.http_server import ConnectorHttpServer
 from connectors.sdk.metrics import RECORDS
 from connectors.sdk.runtime import ConnectorRuntime
@@ -283,3 +290,40 @@ def test_the_ingress_is_served_on_the_one_server_and_drains_on_stop(tmp_path: Pa
     finally:
         runtime.request_stop()
         runtime.join(30)
+
+
+class Echo(PushSourceConnector):
+    """A push source of HTTP routes that leaves the binding to health.port."""
+
+    def routes(self) -> Sequence[web.RouteDef]:
+        async def echo(request: web.Request) -> web.Response:
+            return web.Response(text=request.query.get("say", ""))
+
+        return [web.get("/echo", echo)]
+
+
+def echo_config(tmp_path: Path, **top: Any) -> ConnectorConfig:
+    closed = f"127.0.0.1:{free_port()}"
+    raw = {"name": "echo", "connector.class": "echo", "bootstrap.servers": closed, **top}
+    return parse_config(raw, connector_cls=Echo)
+
+
+def test_a_push_source_without_a_binding_is_served_on_health_port(tmp_path: Path) -> None:
+    runtime = ConnectorRuntime(echo_config(tmp_path, **{"health.port": 0}))
+    runtime.start_thread()
+    try:
+        wait_for(lambda: runtime.state == "running" or runtime.error is not None, 30, "start")
+        assert runtime.error is None and runtime.health_port is not None
+        assert get(runtime.health_port, "/echo?say=hi")[:2] == (200, b"hi")
+        status, body, _ = get(runtime.health_port, "/health")
+        assert (status, json.loads(body)["connector"]) == (200, "echo")
+    finally:
+        runtime.request_stop()
+        runtime.join(30)
+    assert runtime.health_port is None
+
+
+def test_routes_without_any_port_is_a_config_error(tmp_path: Path) -> None:
+    runtime = ConnectorRuntime(echo_config(tmp_path))
+    with pytest.raises(ConnectorFailedError, match=r"health\.port: missing"):
+        runtime.run()
