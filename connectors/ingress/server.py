@@ -23,9 +23,14 @@ A request is all or nothing at the door: one invalid event refuses the whole bat
 nothing is written. ``GET /openapi.json`` describes exactly this; ``/health`` answers 200
 while Kafka is reachable (503 otherwise), ``/metrics`` serves Prometheus metrics.
 
-The server runs on its own thread and event loop; publishing runs on a thread pool of
-``max_in_flight`` threads, so a slow broker never blocks the loop. ``stop()`` stops accepting,
-lets requests in flight finish (up to ``shutdown_timeout_s``), then returns.
+The ingress runs no server of its own: its routes are mounted on the connector process's one
+HTTP server (:mod:`connectors.sdk.http_server`, which answers ``/health`` and ``/metrics``),
+listening on ``settings.host``/``settings.port`` with ``max_body_bytes`` and
+``shutdown_timeout_s``; the config's ``health.port``, if given, must be that same port. The
+handlers run on that server's event loop; publishing runs on a thread pool of
+``max_in_flight`` threads, so a slow broker never blocks the loop. On stop the server stops
+accepting and lets requests in flight finish (up to ``shutdown_timeout_s``) before ``stop()``
+shuts the pool.
 """
 
 from __future__ import annotations
@@ -33,27 +38,22 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import Counter, Gauge, Histogram
 from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.ingress.credentials import Caller, CredentialStore
 from connectors.ingress.openapi import PATHS, openapi_document
 from connectors.ingress.scope import AgencyScope
-from connectors.sdk.base import PushSourceConnector
+from connectors.sdk.base import HttpBinding, PushSourceConnector
 from connectors.sdk.config import ConnectorConfig
-from connectors.sdk.errors import (
-    BrokerUnavailableError,
-    ConfigProblem,
-    ConnectorError,
-    PermanentError,
-)
+from connectors.sdk.errors import BrokerUnavailableError, ConfigProblem, PermanentError
 from hub.contract.inbound import FieldProblem, InboundFeedbackEvent
 
 __all__ = ["HttpIngress", "IngressSettings"]
@@ -77,8 +77,9 @@ class IngressSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
+    #: where the connector process's one HTTP server listens (events, /openapi.json, /health,
+    #: /metrics); 0 picks a free port (tests), the bound one is ``HttpIngress.port``
     host: str = "127.0.0.1"
-    #: 0 picks a free port (tests); the bound one is ``HttpIngress.port``
     port: int = Field(8088, ge=0, le=65535)
     credentials_file: Path | None = None
     #: environment variable holding a credentials document (read once at start)
@@ -121,14 +122,8 @@ class HttpIngress(PushSourceConnector):
 
     def __init__(self, config: ConnectorConfig, settings: BaseModel | None = None) -> None:
         super().__init__(config, settings)
-        self.port: int | None = None
         self.credentials: CredentialStore | None = None
         self._scope: AgencyScope | None = None
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopping: asyncio.Event | None = None
-        self._started = threading.Event()
-        self._start_error: BaseException | None = None
         self._in_flight = 0
         self._pool: ThreadPoolExecutor | None = None
         self._openapi: bytes = b""
@@ -146,6 +141,21 @@ class HttpIngress(PushSourceConnector):
                 )
             )
         return problems
+
+    @classmethod
+    def http_binding(cls, settings: BaseModel) -> HttpBinding:
+        assert isinstance(settings, IngressSettings)
+        return HttpBinding(
+            settings.host,
+            settings.port,
+            client_max_size=settings.max_body_bytes,
+            shutdown_timeout_s=settings.shutdown_timeout_s,
+        )
+
+    @property
+    def port(self) -> int | None:
+        """The port the ingress is served on; None while it is not."""
+        return self.context.http_port() if hasattr(self, "context") else None
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -171,22 +181,16 @@ class HttpIngress(PushSourceConnector):
             ensure_ascii=False,
         ).encode()
         self._pool = ThreadPoolExecutor(s.max_in_flight, thread_name_prefix=f"ingress-{self.name}")
-        self._thread = threading.Thread(target=self._serve_thread, name=f"ingress-{self.name}")
-        self._thread.start()
-        self._started.wait(30)
-        if self._start_error is not None:
-            self._thread.join()
-            self._pool.shutdown()
-            raise ConnectorError(
-                f"ingress {self.name} cannot listen on {s.host}:{s.port}: {self._start_error}"
-            ) from self._start_error
-        self.log.info("ingress %s listening on %s:%s", self.name, s.host, self.port)
+
+    def routes(self) -> Sequence[web.RouteDef]:
+        return [
+            *(web.post(path, functools.partial(self._events, path)) for path in PATHS),
+            web.get("/openapi.json", self._openapi_view),
+        ]
 
     def stop(self) -> None:
-        if self._loop is not None and self._stopping is not None:
-            self._loop.call_soon_threadsafe(self._stopping.set)
-        if self._thread is not None:
-            self._thread.join(self.settings.shutdown_timeout_s + 10)
+        # the runtime's server has stopped accepting and finished the requests in flight:
+        # nothing uses the pool any more (wait=True covers a request past shutdown_timeout_s)
         if self._pool is not None:
             self._pool.shutdown(wait=True)
 
@@ -202,52 +206,10 @@ class HttpIngress(PushSourceConnector):
             out["credentials_error"] = self.credentials.last_error
         return out
 
-    def _serve_thread(self) -> None:
-        try:
-            asyncio.run(self._serve())
-        except BaseException as exc:
-            self._start_error = exc
-            self._started.set()
-
-    async def _serve(self) -> None:
-        s = self.settings
-        self._loop = asyncio.get_running_loop()
-        self._stopping = asyncio.Event()
-        app = web.Application(client_max_size=s.max_body_bytes)
-        for path in PATHS:
-            app.router.add_post(path, functools.partial(self._events, path))
-        app.router.add_get("/openapi.json", self._openapi_view)
-        app.router.add_get("/health", self._health_view)
-        app.router.add_get("/metrics", self._metrics_view)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, s.host, s.port, shutdown_timeout=s.shutdown_timeout_s)
-        try:
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        addresses = runner.addresses  # what the site bound (port 0: the one the OS chose)
-        self.port = int(addresses[0][1]) if addresses else s.port
-        self._started.set()
-        try:
-            await self._stopping.wait()
-        finally:
-            # stops listening, then waits for the requests in flight (shutdown_timeout)
-            await runner.cleanup()
-            self.port = None
-
     # --- views -----------------------------------------------------------------------------
 
     async def _openapi_view(self, request: web.Request) -> web.Response:
         return web.Response(body=self._openapi, content_type="application/json")
-
-    async def _health_view(self, request: web.Request) -> web.Response:
-        state = self.health()
-        return _json(200 if state["status"] == "up" else 503, state)
-
-    async def _metrics_view(self, request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _events(self, path: str, request: web.Request) -> web.Response:
         started = time.monotonic()

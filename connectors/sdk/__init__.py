@@ -16,6 +16,8 @@ Kafka Connect's vocabulary in plain Python (see ``docs`` in each module):
 * :mod:`~connectors.sdk.offsets`: source offsets in ``<prefix>hub.connect.offsets``;
 * :mod:`~connectors.sdk.runtime`: :class:`ConnectorRuntime` runs one connector;
   :mod:`~connectors.sdk.sink`: a sink's lanes, one per partition;
+* :mod:`~connectors.sdk.http_server`: the process's one HTTP server (``/health``,
+  ``/metrics``, a push source's routes where its :class:`HttpBinding` says);
 * :mod:`~connectors.sdk.registry`: entry points in group ``nghean_hub.connectors``.
 
 Run one with ``hub connector run --config FILE``.
@@ -23,6 +25,7 @@ Run one with ``hub connector run --config FILE``.
 
 from connectors.sdk.base import (
     Connector,
+    HttpBinding,
     NoSettings,
     PushContext,
     PushSourceConnector,
@@ -57,6 +60,7 @@ __all__ = [
     "ConnectorConfigError",
     "ConnectorError",
     "ConnectorFailedError",
+    "HttpBinding",
     "NoSettings",
     "PermanentError",
     "PushContext",

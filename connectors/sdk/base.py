@@ -9,7 +9,10 @@
   stored offset: resume strictly after it.
 * :class:`PushSourceConnector`: for servers (the HTTP ingress). ``self.context``
   (:class:`PushContext`) validates events and publishes them, returning only after Kafka
-  acknowledged every one.
+  acknowledged every one. An HTTP push source does not run a server of its own: it gives
+  :meth:`~PushSourceConnector.routes`, which the runtime mounts on the process's one HTTP
+  server (:mod:`connectors.sdk.http_server`, also ``/health`` and ``/metrics``), listening
+  where :meth:`~PushSourceConnector.http_binding` says.
 * :class:`SinkConnector`: the runtime consumes ``topics`` (and the topics matching
   ``topics.regex``) and calls :meth:`~SinkConnector.put` once per record, in offset order per
   partition, partitions in parallel (:mod:`connectors.sdk.sink`); raise
@@ -36,12 +39,15 @@ from pydantic import BaseModel, ConfigDict
 from connectors.sdk.errors import ConfigProblem
 
 if TYPE_CHECKING:
+    from aiohttp import web
+
     from connectors.sdk.config import ConnectorConfig
     from hub.contract.inbound import FieldProblem, InboundDossierEvent, InboundFeedbackEvent
 
 __all__ = [
     "Connector",
     "ConnectorKind",
+    "HttpBinding",
     "NoSettings",
     "PushContext",
     "PushSourceConnector",
@@ -50,6 +56,7 @@ __all__ = [
     "SourceConnector",
     "SourceContext",
     "SourceRecord",
+    "http_binding_problems",
 ]
 
 ConnectorKind = Literal["source", "push-source", "sink"]
@@ -258,11 +265,73 @@ class PushContext(Protocol):
         """False while the last attempt to reach Kafka failed."""
         ...
 
+    def http_port(self) -> int | None:
+        """The port the process's HTTP server listens on (with :meth:`PushSourceConnector.routes`
+        mounted); None before it listens and once it stopped."""
+        ...
+
+
+@dataclass(frozen=True)
+class HttpBinding:
+    """Where the process's HTTP server listens when a push source decides it, and the
+    request limits that come with its routes. ``host_field``/``port_field`` name the config
+    fields they come from, for error messages."""
+
+    host: str
+    port: int
+    #: largest body aiohttp reads for a request (``request.read()``/``post()``)
+    client_max_size: int = 1024 * 1024
+    #: how long a stop waits for the requests in flight
+    shutdown_timeout_s: float = 5.0
+    host_field: str = "settings.host"
+    port_field: str = "settings.port"
+
+
+def http_binding_problems(
+    config: ConnectorConfig, binding: HttpBinding | None
+) -> list[ConfigProblem]:
+    """A process has one HTTP server on one port. When the connector binds it
+    (``binding``), ``health.port``/``health.host`` may only repeat that binding: two
+    different ports would mean two servers, and silently ignoring one would move ``/health``
+    and ``/metrics`` away from where a probe or Prometheus looks for them. Like every config
+    error, the messages name fields, never their values."""
+    if binding is None:
+        return []
+    given = config.model_fields_set  # field names, whichever alias the file used
+    problems = []
+    if config.health_port is not None and config.health_port != binding.port:
+        problems.append(
+            ConfigProblem(
+                "health.port",
+                "conflict",
+                f"this connector serves /health and /metrics on {binding.port_field}, its "
+                f"one HTTP port; remove health.port or set it to {binding.port_field}",
+            )
+        )
+    if "health_host" in given and config.health_host != binding.host:
+        problems.append(
+            ConfigProblem(
+                "health.host",
+                "conflict",
+                f"this connector serves /health and /metrics on {binding.host_field}; remove "
+                f"health.host or set it to {binding.host_field}",
+            )
+        )
+    return problems
+
 
 class PushSourceConnector(Connector):
-    """Receives events pushed by agency systems (an HTTP server). ``start()`` must return once
-    it serves (run the server on its own thread); ``stop()`` stops accepting, waits for the
-    requests in flight, then returns. The runtime calls :meth:`initialize` before ``start``."""
+    """Receives events pushed by agency systems.
+
+    An HTTP push source gives :meth:`routes` and :meth:`http_binding`; the runtime then calls
+    ``start()`` (load keys, open pools: nothing listens yet), mounts the routes on the
+    process's one HTTP server beside ``/health`` and ``/metrics`` and starts it. On stop the
+    runtime's server stops accepting and finishes the requests in flight *before* ``stop()``
+    is called, so ``stop()`` only releases what the handlers used.
+
+    A push source serving anything else (no routes) runs it itself: ``start()`` returns once
+    it serves, ``stop()`` stops accepting, waits for the requests in flight, then returns.
+    The runtime calls :meth:`initialize` before ``start``."""
 
     kind: ClassVar[ConnectorKind] = "push-source"
     context: PushContext
@@ -270,6 +339,21 @@ class PushSourceConnector(Connector):
     @classmethod
     def check_config(cls, config: ConnectorConfig) -> list[ConfigProblem]:
         return [*super().check_config(config), *_check_source_topic(config)]
+
+    @classmethod
+    def http_binding(cls, settings: BaseModel) -> HttpBinding | None:
+        """Where the process's HTTP server listens, from the connector's validated
+        ``settings``; None (the default): at ``health.host``/``health.port`` like any other
+        connector. When given, it wins: ``health.port`` may only repeat it
+        (:func:`http_binding_problems`). A classmethod so ``hub connector validate`` can check
+        it without building the connector."""
+        return None
+
+    def routes(self) -> Sequence[web.RouteDef]:
+        """Routes to mount on the process's HTTP server (not ``/health`` or ``/metrics``,
+        which it answers itself); called once, after ``start()``. Handlers run on the
+        server's event loop: hand blocking work (``self.context.publish``) to a thread."""
+        return []
 
     def initialize(self, context: PushContext) -> None:
         self.context = context

@@ -16,6 +16,9 @@ A config file (JSON or TOML) describes one connector::
   ``errors.retry.delay.max.ms`` in milliseconds (``-1``: retry forever);
 * ``bootstrap.servers`` / ``schema.registry.url`` / ``topic.prefix`` default to
   ``KAFKA_BOOTSTRAP_SERVERS`` / ``SCHEMA_REGISTRY_URL`` / ``HUB_TOPIC_PREFIX``;
+* ``health.port`` / ``health.host``: the one HTTP server of the connector's process
+  (``/health``, ``/metrics``); the HTTP ingress serves them on its own ``settings.port``
+  instead, where ``health.port`` may only repeat that port;
 * ``settings``: validated by the connector class's own pydantic ``Settings`` model. A string
   ``${env:NAME}`` anywhere in it is replaced by that environment variable (Kafka Connect's
   EnvVarConfigProvider), so secrets stay out of config files. Declare secrets as
@@ -151,7 +154,9 @@ class ConnectorConfig(BaseModel):
     ack_timeout_ms: int = Field(
         30_000, ge=1, validation_alias=_alias("ack_timeout_ms", "ack.timeout.ms")
     )
-    #: health and metrics HTTP endpoint (``None``: none; 0: any free port)
+    #: the process's HTTP server for ``/health`` and ``/metrics`` (``None``: none; 0: any
+    #: free port). A push source that binds the server itself (the ingress:
+    #: ``settings.host``/``settings.port``) serves them there; these may then only repeat it
     health_port: int | None = Field(
         None, ge=0, le=65535, validation_alias=_alias("health_port", "health.port")
     )

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from connectors.sdk.base import Connector
+from connectors.sdk.base import Connector, PushSourceConnector, http_binding_problems
 from connectors.sdk.config import (
     ConnectorConfig,
     flatten,
@@ -71,6 +71,9 @@ def parse_config(
                 problems.extend(problems_from_validation(exc, "settings"))
     if config is not None and cls is not None:
         problems.extend(cls.check_config(config))
+        if settings is not None and issubclass(cls, PushSourceConnector):
+            # one HTTP server per process: health.port may not ask for a second port
+            problems.extend(http_binding_problems(config, cls.http_binding(settings)))
     if problems or config is None or cls is None or settings is None:
         raise ConnectorConfigError(source, problems)
     config._connector_cls = cls

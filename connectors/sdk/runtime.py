@@ -14,7 +14,9 @@ A failed send is retried (from the first unacknowledged record, in order) per
 
 Push sources (:class:`PushSourceConnector`) get a :class:`PushPublisher`. Kafka is reached
 in the background: while it cannot be, ``publish`` raises
-:class:`~connectors.sdk.errors.BrokerUnavailableError` (the ingress answers 503).
+:class:`~connectors.sdk.errors.BrokerUnavailableError` (the ingress answers 503). Their
+``routes()`` are served by the process's HTTP server once ``start()`` returned; on stop that
+server stops accepting and finishes the requests in flight before ``stop()`` is called.
 
 Sinks (:class:`SinkConnector`): a consumer group (``group.id``, default
 ``<prefix>connect-<name>``) with manual commits; each record is decoded per
@@ -30,8 +32,12 @@ called and everything closed. A record whose retries are interrupted by the stop
 committed; it is read again on the next start.
 
 Metrics: ``hub_connector_records_total{connector,outcome}``, ``hub_connector_up{connector}``,
-``hub_connector_retries_total{connector}``; ``health.port`` serves ``/health`` and
-``/metrics``.
+``hub_connector_retries_total{connector}``. One HTTP server per process
+(:class:`~connectors.sdk.http_server.ConnectorHttpServer`) serves ``/health`` and ``/metrics``
+on ``health.host``/``health.port``, or, for a push source that binds it
+(:meth:`~connectors.sdk.base.PushSourceConnector.http_binding`, the ingress's
+``settings.host``/``settings.port``), there beside the connector's routes; ``health.port``
+may then only repeat that port (a config error names it otherwise).
 """
 
 from __future__ import annotations
@@ -57,17 +63,21 @@ from connectors.sdk.base import (
     SourceConnector,
     SourceContext,
     SourceRecord,
+    http_binding_problems,
 )
 from connectors.sdk.config import ConnectorConfig
 from connectors.sdk.errors import (
     BrokerUnavailableError,
+    ConfigProblem,
+    ConnectorConfigError,
     ConnectorError,
     ConnectorFailedError,
     PermanentError,
     RetriableError,
 )
+from connectors.sdk.http_server import ConnectorHttpServer
 from connectors.sdk.identity import codes_of
-from connectors.sdk.metrics import RECORDS, RETRIES, UP, HealthServer
+from connectors.sdk.metrics import RECORDS, RETRIES, UP
 from connectors.sdk.offsets import Offset, OffsetStore
 from connectors.sdk.retry import Backoff
 from connectors.sdk.sink import SinkRunner
@@ -236,10 +246,12 @@ class PushPublisher:
         config: ConnectorConfig,
         handle: PublisherHandle,
         procedure_effective_from: Callable[[str], date | None] | None,
+        server: ConnectorHttpServer | None = None,
     ) -> None:
         self.config = config
         self.handle = handle
         self._lookup = procedure_effective_from
+        self._server = server
 
     def validate(self, value: object) -> Event | list[FieldProblem]:
         return validate_event(value, procedure_effective_from=self._lookup)
@@ -270,6 +282,9 @@ class PushPublisher:
     def available(self) -> bool:
         return self.handle.available
 
+    def http_port(self) -> int | None:
+        return self._server.port if self._server is not None else None
+
 
 # --- the runtime --------------------------------------------------------------------------------
 
@@ -294,7 +309,7 @@ class ConnectorRuntime:
         self.error: BaseException | None = None
         self._lookup = procedure_effective_from
         self._thread: threading.Thread | None = None
-        self._health: HealthServer | None = None
+        self._http: ConnectorHttpServer | None = None
         self.committed: dict[str, Offset] = {}
         self._sink_runner: SinkRunner | None = None
 
@@ -316,7 +331,33 @@ class ConnectorRuntime:
 
     @property
     def health_port(self) -> int | None:
-        return self._health.port if self._health is not None else None
+        """The port of the process's HTTP server (``/health``, ``/metrics``, a push source's
+        routes) while it listens."""
+        return self._http.port if self._http is not None else None
+
+    def _http_server(self) -> ConnectorHttpServer | None:
+        """The process's one HTTP server, not started yet; None when nothing asks for one."""
+        binding = None
+        if isinstance(self.connector, PushSourceConnector):
+            binding = type(self.connector).http_binding(self.connector.settings)
+            # parse_config reports this too; a connector built in code skips parse_config
+            problems = http_binding_problems(self.config, binding)
+            if problems:
+                raise ConnectorConfigError(f"connector {self.name}", problems)
+        if binding is not None:
+            return ConnectorHttpServer(
+                binding.host,
+                binding.port,
+                self.health,
+                client_max_size=binding.client_max_size,
+                shutdown_timeout_s=binding.shutdown_timeout_s,
+                name=self.name,
+            )
+        if self.config.health_port is None:
+            return None
+        return ConnectorHttpServer(
+            self.config.health_host, self.config.health_port, self.health, name=self.name
+        )
 
     def request_stop(self) -> None:
         self.stop_event.set()
@@ -343,16 +384,15 @@ class ConnectorRuntime:
 
     def run(self) -> None:
         """Run until :meth:`request_stop`; raises :class:`ConnectorFailedError` on failure."""
-        if self.config.health_port is not None:
-            self._health = HealthServer(
-                self.config.health_host, self.config.health_port, self.health
-            )
-            self._health.start()
-        if self._lookup is None:
-            self._lookup = procedure_lookup()
         UP.labels(self.name).set(0)
         self.state = "starting"
         try:
+            self._http = self._http_server()
+            # a push source's routes are mounted once start() returned: its server starts then
+            if self._http is not None and not isinstance(self.connector, PushSourceConnector):
+                self._http.start()
+            if self._lookup is None:
+                self._lookup = procedure_lookup()
             if isinstance(self.connector, SourceConnector):
                 self._run_source(self.connector)
             elif isinstance(self.connector, PushSourceConnector):
@@ -373,8 +413,8 @@ class ConnectorRuntime:
         finally:
             UP.labels(self.name).set(0)
             self.started.set()
-            if self._health is not None:
-                self._health.close()
+            if self._http is not None:
+                self._http.close()
 
     def _running(self) -> None:
         self.state = "running"
@@ -386,18 +426,35 @@ class ConnectorRuntime:
     def _run_push(self, connector: PushSourceConnector) -> None:
         handle = PublisherHandle(self.config, procedure_effective_from=self._lookup)
         handle.connect()
-        connector.initialize(PushPublisher(self.config, handle, self._lookup))
+        server = self._http
+        connector.initialize(PushPublisher(self.config, handle, self._lookup, server))
         try:
             connector.start()
+            routes = connector.routes()
+            if routes and server is None:
+                raise ConnectorConfigError(
+                    f"connector {self.name}",
+                    [ConfigProblem("health.port", "missing", "this connector serves HTTP routes")],
+                )
+            if server is not None:
+                server.add_routes(routes)
+                server.start()
+                log.info("connector %s: HTTP on %s:%s", self.name, server.host, server.port)
             self._running()
             while not self.stop_event.wait(0.5):
                 UP.labels(self.name).set(1 if handle.available else 0)
         finally:
             self.state = "stopping"
             try:
-                connector.stop()
+                if server is not None:
+                    # stop accepting and finish the requests in flight while what they use
+                    # (the connector's pools, the publisher) is still open
+                    server.close()
             finally:
-                handle.close()
+                try:
+                    connector.stop()
+                finally:
+                    handle.close()
 
     # --- sources ----------------------------------------------------------------------------
 

@@ -36,13 +36,14 @@ def test_hub_connector_run_serves_and_stops_on_sigterm(broker: Broker, tmp_path:
             }
         )
     )
-    port, health_port = free_port(), free_port()
+    # one HTTP server per connector process: health.port may only repeat the ingress's port
+    port = free_port()
     config = tmp_path / "ingress.toml"
     config.write_text(
         f'name = "cli-ingress"\nconnector.class = "http-ingress"\n'
         f'bootstrap.servers = "{broker.bootstrap}"\n'
         f'schema.registry.url = "{broker.registry_url}"\n'
-        f'topic.prefix = "cli{os.getpid()}."\nhealth.port = {health_port}\n'
+        f'topic.prefix = "cli{os.getpid()}."\nhealth.port = {port}\n'
         f'[settings]\nport = {port}\ncredentials_file = "{credentials}"\n'
     )
     log = (tmp_path / "run.log").open("wb")
@@ -72,7 +73,7 @@ def test_hub_connector_run_serves_and_stops_on_sigterm(broker: Broker, tmp_path:
         )
         with urllib.request.urlopen(request, timeout=30) as response:
             assert response.status == 202
-        with urllib.request.urlopen(f"http://127.0.0.1:{health_port}/metrics", timeout=5) as r:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
             assert 'hub_connector_up{connector="cli-ingress"} 1.0' in r.read().decode()
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0, (tmp_path / "run.log").read_text()
