@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from connectors.scenarios import VN, dossier_life
-from connectors.simulator import FEEDBACK_TYPES, Interleaver, ProvinceModel, procedure_lookup
+from connectors.simulator import Interleaver, ProvinceModel, procedure_lookup
+from hub.contract.event_types import FEEDBACK_EVENT_TYPES
 from hub.contract.inbound import InboundDossierEvent, to_avro_record, validate_dossier_event
 from hub.contract.schemas import SchemaKind, load_schema, versions
 from hub.contract.serde import AvroSerializer
@@ -88,7 +89,7 @@ def simulated_events(
     flow = Interleaver(model.plans(dossiers), seed=seed)
     made = 0
     for _plan, event in flow:
-        if event["event_type"] in FEEDBACK_TYPES:
+        if event["event_type"] in FEEDBACK_EVENT_TYPES:
             continue
         yield event
         made += 1
