@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any, ClassVar, Final
 
 from kafka.errors import KafkaError
@@ -119,13 +119,7 @@ class JsonBridgeConnector(SinkConnector):
     Settings: ClassVar[type[BaseModel]] = JsonBridgeSettings
     settings: JsonBridgeSettings
 
-    def __init__(
-        self,
-        config: ConnectorConfig,
-        settings: BaseModel | None = None,
-        *,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
+    def __init__(self, config: ConnectorConfig, settings: BaseModel | None = None) -> None:
         super().__init__(config, settings)
         self.feedback_topic = config.full(self.settings.feedback_topic)
         self.dossier_topic = next(
@@ -133,7 +127,6 @@ class JsonBridgeConnector(SinkConnector):
         )
         self.publisher: EventPublisher | None = None
         self.published = 0
-        self._now = now
         # loaded here, not in start(), so that check() applies every rule without Kafka too
         self._lookup: Callable[[str], date | None] | None = (
             procedure_lookup() if self.settings.check_procedure_dates else None
@@ -192,7 +185,7 @@ class JsonBridgeConnector(SinkConnector):
         if not isinstance(data, dict):
             # never hand a JSON string to validation: it would parse it as a second document
             raise _invalid([FieldProblem("", "type", f"expected a JSON object, got {_kind(data)}")])
-        result = validate_event(data, procedure_effective_from=self._lookup, now=self._now())
+        result = validate_event(data, procedure_effective_from=self._lookup)
         if isinstance(result, list):
             raise _invalid(result)
         problems = self._routing_problems(record, result)
