@@ -1,20 +1,25 @@
-"""Throughput of the JSON bridge: N valid JSON events through each way of running it.
+"""Throughput of the JSON bridge: N valid JSON events through ``hub connector run``'s runtime.
 
-    python -m bench.bridge [--events N] [--partitions P] [--bootstrap B --registry-url R]
+    python -m bench.bridge [--events N] [--runs K] [--partitions P] [--bootstrap B --registry-url R]
 
 Without ``--bootstrap`` it starts its own local stack (Kafka + Apicurio on free ports, as
-``bench.run`` does) and stops it at the end. For each path it creates fresh topics under a
-fresh prefix, writes N valid JSON dossier events (keyed by dossier code) to
-``<prefix>dossier.events.json``, starts the bridge and times it from the first Avro record on
-``<prefix>dossier.events`` to the N-th: group join and registry lookups are start-up, not
-throughput. It prints a markdown table.
+``bench.run`` does) and stops it at the end. Each run creates fresh topics under a fresh
+prefix, writes N valid JSON dossier events (keyed by dossier code) to
+``<prefix>dossier.events.json``, starts ``ConnectorRuntime`` with the ``json-bridge``
+connector and times it from the first Avro record on ``<prefix>dossier.events`` to the N-th:
+group join and registry lookups are start-up, not throughput. It prints a markdown table.
 
-Paths:
+The figure is bounded by the SDK sink contract: ``put`` returns only once Kafka acknowledged
+its one record, so each record costs a produce round trip. Measured on the 2-core dev machine,
+one local stack for all runs (issue #15, 2026-12-06):
 
-* ``standalone``: the batched ``JsonBridge`` engine (one poll of up to 500 records is sent,
-  acknowledged as a whole, then committed);
-* ``sdk``: ``ConnectorRuntime`` running ``JsonBridgeConnector`` (``hub connector run``), whose
-  ``put`` returns only once Kafka acknowledged that record.
+=====================================================  ===============
+path                                                   records/s
+=====================================================  ===============
+standalone ``JsonBridge`` (retired; 500 per ack)       5456 - 7001
+SDK connector, ``put`` waiting out the 5 ms linger     143 - 154
+SDK connector, ``put`` flushing its record (now)       729 - 833
+=====================================================  ===============
 """
 
 from __future__ import annotations
@@ -22,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -127,34 +131,6 @@ def prepare(
         producer.close()
 
 
-def run_standalone(bootstrap: str, registry_url: str, prefix: str) -> Callable[[], None]:
-    """Start the standalone engine on a thread; returns the function that stops it."""
-    from connectors.json_bridge import JsonBridge, _procedure_lookup
-
-    bridge = JsonBridge(
-        bootstrap,
-        registry_url,
-        topic_prefix=prefix,
-        procedure_effective_from=_procedure_lookup(),
-    )
-    stop = threading.Event()
-
-    def run() -> None:
-        try:
-            bridge.run(stop)
-        finally:
-            bridge.close()
-
-    thread = threading.Thread(target=run, name="bench-standalone", daemon=True)
-    thread.start()
-
-    def halt() -> None:
-        stop.set()
-        thread.join(60)
-
-    return halt
-
-
 def run_sdk(bootstrap: str, registry_url: str, prefix: str) -> Callable[[], None]:
     """Start ``hub connector run``'s runtime with the bridge connector on a thread."""
     from connectors.sdk import parse_config
@@ -183,19 +159,14 @@ def run_sdk(bootstrap: str, registry_url: str, prefix: str) -> Callable[[], None
     return halt
 
 
-PATHS: dict[str, Callable[[str, str, str], Callable[[], None]]] = {
-    "standalone": run_standalone,
-    "sdk": run_sdk,
-}
-
-
 def measure(
-    path: str, bootstrap: str, registry_url: str, partitions: int, events: list[tuple[bytes, bytes]]
+    bootstrap: str, registry_url: str, partitions: int, events: list[tuple[bytes, bytes]]
 ) -> Result:
+    path = "sdk"
     prefix = f"bench.bridge.{path}.{uuid.uuid4().hex[:8]}."
     prepare(bootstrap, prefix, partitions, events)
     started = time.monotonic()
-    halt = PATHS[path](bootstrap, registry_url, prefix)
+    halt = run_sdk(bootstrap, registry_url, prefix)
     try:
         seconds, startup = time_outputs(
             bootstrap, f"{prefix}dossier.events", len(events), started, timeout_s=600
@@ -246,24 +217,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bridge", description=__doc__)
     parser.add_argument("--events", type=int, default=5000, help="events per path")
     parser.add_argument("--partitions", type=int, default=3, help="of the JSON input topic")
-    parser.add_argument(
-        "--paths", default=",".join(PATHS), help=f"comma-separated, of {', '.join(PATHS)}"
-    )
+    parser.add_argument("--runs", type=int, default=1, help="runs, each on fresh topics")
     parser.add_argument("--bootstrap", help="an existing broker (else a local stack)")
     parser.add_argument("--registry-url", help="its schema registry (with --bootstrap)")
     args = parser.parse_args(argv)
     if bool(args.bootstrap) != bool(args.registry_url):
         parser.error("give both --bootstrap and --registry-url, or neither")
-    paths = [p.strip() for p in args.paths.split(",") if p.strip()]
-    unknown = [p for p in paths if p not in PATHS]
-    if unknown:
-        parser.error(f"unknown path(s): {', '.join(unknown)}")
     events = valid_events(args.events)
     results = []
     with broker(args) as (bootstrap, registry_url):
-        for path in paths:
-            print(f"{path}: {len(events)} events ...", flush=True)
-            results.append(measure(path, bootstrap, registry_url, args.partitions, events))
+        for run in range(1, args.runs + 1):
+            print(f"run {run}: {len(events)} events ...", flush=True)
+            results.append(measure(bootstrap, registry_url, args.partitions, events))
             print(f"  {results[-1].rate:.0f} records/s", flush=True)
     print()
     print(table(results))

@@ -230,6 +230,11 @@ class JsonBridgeConnector(SinkConnector):
         except KafkaError as exc:
             raise BrokerUnavailableError(f"cannot publish: {exc}") from exc
         try:
+            # put must return only once this record is acknowledged, so there is nothing to
+            # batch it with: send it now rather than after the producer's linger (5 ms, a
+            # floor on every put otherwise). flush() returns when the send completed, well
+            # or not; get() then says which.
+            self.publisher.flush(timeout_s=self.settings.ack_timeout_s)
             future.get(timeout=self.settings.ack_timeout_s)
         except KafkaError as exc:
             raise BrokerUnavailableError(f"not acknowledged: {exc}") from exc
