@@ -18,7 +18,7 @@ path                                                   records/s
 =====================================================  ===============
 standalone ``JsonBridge`` (retired; 500 per ack)       5456 - 7001
 SDK connector, ``put`` waiting out the 5 ms linger     143 - 154
-SDK connector, ``put`` flushing its record (now)       729 - 833
+SDK connector, ``put`` flushing its record (now)       679 - 833
 =====================================================  ===============
 """
 
@@ -38,6 +38,7 @@ from pathlib import Path
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from connectors.scenarios import VN, dossier_code, dossier_life
+from hub.consumers import committed_consumer
 from hub.contract.inbound import InboundDossierEvent, validate_dossier_event
 from hub.topic_admin import TopicCreator
 
@@ -87,7 +88,7 @@ def time_outputs(
     bootstrap: str, topic: str, n: int, started: float, timeout_s: float
 ) -> tuple[float, float]:
     """(seconds from the first output to the n-th, seconds from start to the first output)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="bench-bridge-counter")
+    consumer = committed_consumer(bootstrap, client_id="bench-bridge-counter")
     try:
         deadline = time.monotonic() + timeout_s
         first: float | None = None
