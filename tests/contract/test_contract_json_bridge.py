@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import pytest
 from kafka import KafkaProducer, TopicPartition
 
-from connectors.bridge_connector import JsonBridgeConnector
+from connectors.json_bridge import JsonBridgeConnector
 from connectors.sdk import Connector, ConnectorConfigError, parse_config
 from hub.consumers import committed_consumer
 from tests.contract.connector_contract import SinkContract, event_ids, make_event

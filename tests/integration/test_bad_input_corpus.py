@@ -3,8 +3,9 @@ topic with the right reason, every good one around it is processed, nothing is l
 
 Two doors into the hub are covered, on a real broker, registry and hub worker:
 
-* the JSON door: ``connectors.json_bridge`` consumes ``<prefix>dossier.events.json`` /
-  ``<prefix>feedback.events.json`` and dead-letters to ``<json topic>.dlq``;
+* the JSON door: the ``json-bridge`` connector (``hub connector run``) consumes
+  ``<prefix>dossier.events.json`` / ``<prefix>feedback.events.json`` and dead-letters to
+  ``<json topic>.dlq``;
 * the Avro door: any Kafka client may write to ``<prefix>dossier.events``; the hub worker
   dead-letters to ``<prefix>dossier.events.dlq``.
 
@@ -18,27 +19,32 @@ from __future__ import annotations
 
 import copy
 import json
-import threading
+import os
+import signal
+import subprocess
+import sys
 import time
 import unicodedata
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from kafka import KafkaProducer, TopicPartition
 
-from connectors.json_bridge import JsonBridge, _procedure_lookup
-from connectors.json_bridge import main as bridge_main
 from connectors.scenarios import VN, dossier_code, dossier_life
+from connectors.sdk import parse_config
+from connectors.sdk.runtime import ConnectorRuntime
 from hub.consumers import committed_consumer
 from hub.contract.inbound import InboundDossierEvent, to_avro_record, validate_dossier_event
 from hub.contract.registry import SchemaRegistryClient
 from hub.contract.schemas import SchemaKind, load_schema
 from hub.contract.serde import AvroDeserializer, AvroSerializer, frame
 from hub.dlq.headers import DeadLetter
+from hub.topic_admin import TopicCreator
 from tests.fixtures.stack import Broker
 from tests.fixtures.worker import Worker
 
@@ -360,29 +366,32 @@ def avro_bad_inputs(encode: AvroEncoder, code: str, subject: str) -> list[Bad]:
 # --- the test ---------------------------------------------------------------------------------
 
 
-def _start_bridge(broker: Broker, prefix: str, group: str) -> tuple[threading.Event, Any]:
-    bridge = JsonBridge(
-        broker.bootstrap,
-        broker.registry_url,
-        topic_prefix=prefix,
-        group_id=group,
-        procedure_effective_from=_procedure_lookup(),
-        partitions=3,
-    )
-    stop = threading.Event()
-    failures: list[BaseException] = []
+def _bridge_config(broker: Broker, prefix: str, group: str) -> dict[str, Any]:
+    """The bridge as ``hub connector run`` runs it (connectors/examples/json-bridge.toml),
+    on the test's broker, prefix and group."""
+    return {
+        "name": "json-bridge",
+        "connector.class": "json-bridge",
+        "topics": "dossier.events.json,feedback.events.json",
+        "value.converter": "bytes",
+        "errors.tolerance": "all",
+        "bootstrap.servers": broker.bootstrap,
+        "schema.registry.url": broker.registry_url,
+        "topic.prefix": prefix,
+        "group.id": group,
+    }
 
-    def run() -> None:
-        try:
-            bridge.run(stop)
-        except BaseException as exc:  # surfaced by the test, not lost in the thread
-            failures.append(exc)
-        finally:
-            bridge.close()
 
-    thread = threading.Thread(target=run, name="json-bridge", daemon=True)
-    thread.start()
-    return stop, (thread, failures, bridge)
+def _start_bridge(broker: Broker, prefix: str, group: str) -> ConnectorRuntime:
+    # the JSON topics and their dead-letter topics with 3 partitions, as a deployment would
+    # create them; the bridge finds them there
+    inputs = [f"{prefix}dossier.events.json", f"{prefix}feedback.events.json"]
+    TopicCreator(broker.bootstrap, 3, 1).ensure([*inputs, *(f"{t}.dlq" for t in inputs)])
+    runtime = ConnectorRuntime(parse_config(_bridge_config(broker, prefix, group), "test"))
+    runtime.start_thread()
+    assert runtime.started.wait(60), "the bridge did not start"
+    assert runtime.state == "running", runtime.error
+    return runtime
 
 
 def _statuses(decode: AvroDeserializer, records: list[Any]) -> dict[str, list[str]]:
@@ -394,7 +403,7 @@ def _statuses(decode: AvroDeserializer, records: list[Any]) -> dict[str, list[st
 
 
 def test_every_bad_input_is_dead_lettered_and_every_good_one_processed(
-    broker: Broker, hub_worker: Worker, capsys: pytest.CaptureFixture[str]
+    broker: Broker, hub_worker: Worker, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     prefix = hub_worker.env["HUB_TOPIC_PREFIX"]
     avro_topic = f"{prefix}dossier.events"
@@ -404,7 +413,7 @@ def test_every_bad_input_is_dead_lettered_and_every_good_one_processed(
     corpus = Corpus()
     writer = Writer(broker.bootstrap)
     decode = AvroDeserializer(SchemaRegistryClient(broker.registry_url))
-    stop, (thread, failures, _bridge) = _start_bridge(broker, prefix, group)
+    bridge = _start_bridge(broker, prefix, group)
     outbox = TopicReader(broker.bootstrap, f"{prefix}portal.outbox")
 
     # 1. JSON door, dossier topic: each bad input between a good submission and reception.
@@ -496,37 +505,47 @@ def test_every_bad_input_is_dead_lettered_and_every_good_one_processed(
         reader.wait_for(at_least(by_topic[topic]), timeout_s=120)
     timelines = _wait_for_timelines(hub_worker, corpus)
 
-    # 4. --once, same group: only what came after the committed offsets is bridged.
-    stop.set()
-    thread.join(60)
-    assert not thread.is_alive(), "the bridge did not stop"
-    assert not failures, failures
+    # 4. Restarted as `hub connector run --config` in its own process, same group: only what
+    # came after the committed offsets is bridged (a re-read would dead-letter twice).
+    bridge.request_stop()
+    bridge.join(60)  # raises if it did not stop, or re-raises what made it fail
+    assert bridge.state == "stopped"
     once_code = good_json[4]
     writer.write(json_topic, once_code.encode(), _json(_life(once_code)[2]))  # StepStarted
     corpus.good.append(Good("json", once_code, "PROCESSING"))
     writer.bad(
         corpus, json_topic,
-        Bad("json", "not JSON (after a restart, --once)", "undecodable", "not JSON",
+        Bad("json", "not JSON (after a restart)", "undecodable", "not JSON",
             once_code.encode(), b"\x00\x00\x00\x00\x01Avro to the JSON topic"),
     )  # fmt: skip
     by_topic[json_topic] += 1
-    assert (
-        bridge_main(
-            [
-                "--bootstrap-server", broker.bootstrap, "--registry-url", broker.registry_url,
-                "--topic-prefix", prefix, "--group-id", group, "--partitions", "3", "--once",
-            ]
-        )
-        == 0
-    )  # fmt: skip
-    expected.setdefault(once_code, []).append("PROCESSING")
-    total += 1
-    outbox.wait_for(at_least(total), timeout_s=60)
-    seen = _statuses(decode, outbox.settle())
-    letters: dict[str, list[Any]] = {}
-    for topic, reader in dlq.items():
-        reader.wait_for(at_least(by_topic[topic]), timeout_s=60)
-        letters[topic] = reader.settle()
+    config_file = tmp_path / "json-bridge.json"
+    config_file.write_text(json.dumps(_bridge_config(broker, prefix, group)))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hub", "connector", "run", "--config", str(config_file)],
+        env=os.environ.copy(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        expected.setdefault(once_code, []).append("PROCESSING")
+        total += 1
+        outbox.wait_for(at_least(total), timeout_s=90)
+        seen = _statuses(decode, outbox.settle())
+        letters: dict[str, list[Any]] = {}
+        for topic, reader in dlq.items():
+            reader.wait_for(at_least(by_topic[topic]), timeout_s=60)
+            letters[topic] = reader.settle()
+        assert process.poll() is None, process.communicate()[0]
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=60)[0]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    # SIGTERM drains the batch in hand, commits it and exits 0
+    assert process.returncode == 0, output
     feedback_dlq = TopicReader(broker.bootstrap, f"{prefix}feedback.events.dlq")
     stray_feedback_letters = feedback_dlq.settle(2.0)
 
@@ -548,7 +567,9 @@ def test_every_bad_input_is_dead_lettered_and_every_good_one_processed(
             assert message.topic == f"{bad.topic}.dlq", bad.name
             assert message.value == bad.value, f"{bad.name}: value bytes changed"
             assert message.key == bad.key, f"{bad.name}: key bytes changed"
-            assert letter.processor == ("json-bridge" if bad.path == "json" else "hub-worker")
+            assert letter.processor == (
+                "connector:json-bridge" if bad.path == "json" else "hub-worker"
+            )
             for name, raw in message.headers:
                 text = (raw or b"").decode("utf-8", errors="replace")
                 for secret in PII:
@@ -641,21 +662,19 @@ def _report(corpus: Corpus, capsys: pytest.CaptureFixture[str]) -> int:
     return bad_lost + good_lost
 
 
-def test_bridge_help_names_its_options() -> None:
-    import subprocess
-    import sys
-
-    out = subprocess.run(
-        [sys.executable, "-m", "connectors.json_bridge", "--help"],
+def test_the_example_bridge_config_is_valid_for_hub_connector_run() -> None:
+    """What the bridge's own --help used to promise: one command runs it, from its config."""
+    example = Path(__file__).resolve().parents[2] / "connectors" / "examples" / "json-bridge.toml"
+    result = subprocess.run(
+        [sys.executable, "-m", "hub", "connector", "validate", "--config", str(example)],
         capture_output=True,
         text=True,
-        check=True,
-    ).stdout
-    for option in (
-        "--bootstrap-server",
-        "--registry-url",
-        "--topic-prefix",
-        "--group-id",
-        "--once",
-    ):
-        assert option in out
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.rstrip().endswith("ok (sink json-bridge)"), result.stdout
+    described = json.loads(result.stdout[: result.stdout.rindex("}") + 1])
+    assert described["topics"] == ["dossier.events.json", "feedback.events.json"]
+    assert described["value_converter"] == "bytes"
+    assert described["errors_tolerance"] == "all"
+    assert described["group_id"] == "json-bridge"  # the standalone bridge's committed offsets

@@ -81,6 +81,19 @@ def test_the_simulator_acts_as_the_agencies_through_the_ingress_with_its_keys() 
     assert any(v.endswith(":/secrets") for v in keys_job["volumes"])
 
 
+def test_the_json_bridge_runs_as_a_connector_from_its_config() -> None:
+    """One way to run a connector (issue #15): ``hub connector run --config`` with a file the
+    image carries, never a module of its own."""
+    command = compose()["services"]["json-bridge"]["command"]
+    assert command[:3] == ["hub", "connector", "run"]
+    config_path = command[command.index("--config") + 1].removeprefix("/app/")
+    config = load_config(COMPOSE.parent / config_path)  # the image copies connectors/ to /app
+    assert config.connector_class == "json-bridge"
+    assert list(config.topics) == ["dossier.events.json", "feedback.events.json"]
+    assert config.value_converter == "bytes"
+    assert config.errors_tolerance == "all"  # a bad record is dead-lettered, not fatal
+
+
 def test_every_api_call_in_compose_presents_a_key() -> None:
     """The workers read the access file and the agencies' ingress keys; Prometheus scrapes
     with the figures key the access-keys one-shot made, from the same volume."""
