@@ -5,6 +5,7 @@ runtime's source and sink dead letters and by connectors that build their own.""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,8 +34,14 @@ def _code(value: object, pattern: re.Pattern[str]) -> str | None:
 
 
 def codes_of(value: object) -> Codes:
-    """The codes of a record's JSON or decoded Avro value (a mapping; anything else: none).
-    The agency is ``agency_code``, else ``agency_code_handling`` (status records)."""
+    """The codes of a record's value: a mapping (decoded JSON or Avro), or the bytes of a JSON
+    object (a sink reading raw bytes, like the JSON bridge); anything else has none. The
+    agency is ``agency_code``, else ``agency_code_handling`` (status records)."""
+    if isinstance(value, bytes | bytearray | str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return Codes()
     if not isinstance(value, Mapping):
         return Codes()
     data: Mapping[str, Any] = value

@@ -393,7 +393,8 @@ class SinkRunner:
         self, record: Record, value: Any, reason: str, failure: Exception, stop: threading.Event
     ) -> bool:
         assert self._dlq is not None
-        codes = codes_of(value)  # the decoded value, when decoding got that far
+        # the decoded value when decoding got that far, else the raw bytes if they are JSON
+        codes = codes_of(value if value is not None else record.value)
         letter = DeadLetter.for_exception(
             failure,
             reason=reason,

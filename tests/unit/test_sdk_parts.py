@@ -208,7 +208,9 @@ def test_a_dead_letter_carries_codes_never_free_text() -> None:
     assert status.agency_code == "000.00.09.H40"
     typed_wrong = codes_of({"agency_code": "Nguyễn Văn An", "dossier_code": "Lê Thị Hoa",
                             "event_type": "a name, not a type"})  # fmt: skip
-    assert typed_wrong == codes_of(None) == codes_of("text")
+    assert typed_wrong == codes_of(None) == codes_of("text") == codes_of(b"\xff not json")
+    raw = codes_of(b'{"dossier_code": "000.00.03.H40-250805-0001", "event_type": "X!"}')
+    assert (raw.dossier_code, raw.event_type) == ("000.00.03.H40-250805-0001", None)
     assert typed_wrong.agency_code is None and typed_wrong.dossier_code is None
 
 
