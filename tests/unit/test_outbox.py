@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -232,8 +233,8 @@ class ScriptedTable:
     """A PostgreSQL-like table: ``reads`` are answered in turn (the last one forever);
     an exception in the list is raised instead."""
 
-    def __init__(self, reads: list[OutboxRead | Exception]) -> None:
-        self.reads = reads
+    def __init__(self, reads: Sequence[OutboxRead | Exception]) -> None:
+        self.reads = list(reads)
         self.calls = 0
 
     def read(self, after: int, limit: int) -> OutboxRead:
