@@ -1,61 +1,69 @@
 """File drop: legacy systems that can only export files of dossier events.
 
-The connector watches one folder for ``*.csv``, ``*.json`` (a JSON array of events, or JSON
-lines: one event per line), ``*.jsonl`` and ``*.ndjson`` files. Each event is the JSON of
-``hub.contract.inbound`` (what the HTTP ingress takes). A CSV file has a header row with the
-envelope's columns (``event_id, event_type, occurred_at, source_system, agency_code,
-dossier_code``, optionally ``traceparent``) and a ``payload`` column holding the payload as
-a JSON object; an empty cell is an absent field.
+Run it as a connector (``connector.class = "filedrop"``, ``hub connector run --config FILE``,
+``--once`` for a batch run that stops when the folder is done;
+``connectors/examples/filedrop.toml``). It watches one folder for ``*.csv``, ``*.json`` (a
+JSON array of events, or JSON lines: one event per line), ``*.jsonl`` and ``*.ndjson`` files.
+Each event is the JSON of ``hub.contract.inbound`` (what the HTTP ingress takes). A CSV file
+has a header row with the envelope's columns (``event_id, event_type, occurred_at,
+source_system, agency_code, dossier_code``, optionally ``traceparent``) and a ``payload``
+column holding the payload as a JSON object; an empty cell is an absent field.
 
 When is a file complete? Names starting with ``.`` or ending in ``.tmp``, ``.part`` or
 ``.partial`` are never read: the recommended way to drop a file is to write it under such a
 name and rename it into place. In any case a file is read only once its size and mtime have
 not changed for ``settle_s`` seconds, which also covers writers that write in place.
 
-Processing one file: every record is parsed and validated; the valid ones are published
-(Avro, keyed by dossier code) and the connector waits until Kafka acknowledged all of them.
-Then the file's name and SHA-256 are recorded in the offset store, and only then is the file
-moved: to ``processed/`` when every record was valid, else to ``rejected/`` next to
+Processing one file (one ``poll``): every record is parsed and validated; the valid ones go
+to the SDK runtime, which publishes them (Avro, keyed by dossier code), waits until Kafka
+acknowledged all of them and stores the file's offset (source partition
+``file:<name>@<sha256>``, offset ``{"outcome", "published", "rejected", "record"}``) in
+``<prefix>hub.connect.offsets``. Only then (``on_committed``) is the file moved: to
+``processed/`` when every record was valid, else to ``rejected/`` next to
 ``<file>.report.json`` listing each rejected record (record number, line, field path, rule,
-message; never a submitted value). A file that cannot be parsed at all (a broken JSON array, a
-CSV without the needed columns) is rejected whole with nothing published.
+message; never a submitted value). A file with no valid record (or that cannot be parsed at
+all: a broken JSON array, a CSV without the needed columns) publishes nothing and is moved at
+once. Invalid records are refused here, in the report: they never reach the dead-letter topic.
 
-Idempotent across restarts: a file whose name and hash are already in the offset store is
-moved to where its recorded outcome says, and nothing is published again. A crash after the
-acknowledgement but before the store write re-publishes the file; the hub deduplicates on
-``event_id``.
+Idempotent across restarts, the offsets in Kafka being the truth: a file whose name and hash
+have a stored offset was published; found in the folder again (a crash or a full disk before
+the move) it is moved to where its offset says, its report written again if it was missing,
+and nothing is published again. A crash after the acknowledgement but before the offset was
+stored re-publishes the file; the hub deduplicates on ``event_id``.
+
+A full disk (``ENOSPC``) when writing a report or moving a file loses nothing: the file stays
+in the folder, one log line names the path and says "no space left", ``health()`` reports
+``status: down``, no new file is taken, and the report and move are retried at every poll
+until space is freed.
 """
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import csv
+import errno
 import hashlib
 import io
 import json
 import logging
-import signal
-import sys
-import threading
+import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Final, Literal
 
-from kafka.errors import KafkaError
 from pydantic import BaseModel, ConfigDict, Field
 
-from connectors.cli import add_kafka_arguments
-from connectors.outbox import Event, FileOffsetStore, OffsetStore, Sender
 from connectors.sdk.base import SourceConnector, SourceRecord
 from connectors.sdk.config import ConnectorConfig
-from hub.contract.inbound import FieldProblem
+from connectors.sdk.errors import RetriableError
+from hub.contract.inbound import FieldProblem, InboundDossierEvent, InboundFeedbackEvent
 
 __all__ = [
     "CSV_COLUMNS",
-    "FileDrop",
+    "DropFolder",
     "FileDropConnector",
     "FileDropSettings",
     "FileOutcome",
@@ -63,12 +71,14 @@ __all__ = [
     "ParsedRecord",
     "RecordProblem",
     "file_key",
-    "main",
+    "move_file",
     "parse_file",
+    "write_report",
 ]
 
 log = logging.getLogger("connectors.filedrop")
 
+Event = InboundDossierEvent | InboundFeedbackEvent
 SUFFIXES: Final = (".csv", ".json", ".jsonl", ".ndjson")
 IN_PROGRESS_SUFFIXES: Final = (".tmp", ".part", ".partial", "~")
 CSV_COLUMNS: Final = (
@@ -78,6 +88,8 @@ CSV_COLUMNS: Final = (
 CSV_OPTIONAL: Final = ("traceparent",)
 PROCESSED: Final = "processed"
 REJECTED: Final = "rejected"
+#: the disk (or the user's quota) is full: wait for space, never give up on the file
+_NO_SPACE: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 @dataclass(frozen=True)
@@ -297,6 +309,8 @@ class Prepared:
     outcome: FileOutcome
     format: str
     valid: list[tuple[ParsedRecord, Event]]
+    #: where the file goes, chosen once so that a retried move keeps its report's name
+    target: Path | None = None
 
     def offset(self) -> dict[str, Any]:
         o = self.outcome
@@ -307,34 +321,50 @@ def _problems_of(record: ParsedRecord, found: list[FieldProblem]) -> list[Record
     return [RecordProblem(record.number, record.line, p.path, p.rule, p.message) for p in found]
 
 
-class FileDrop:
-    """Watches ``folder``; :meth:`scan` processes every complete file once."""
+def write_report(path: Path, report: dict[str, Any]) -> None:
+    """Write ``report`` as JSON at ``path`` whole or not at all (a temporary file renamed into
+    place), so a disk filling up mid-write never leaves a truncated report behind."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with tmp.open("w", encoding="utf-8") as out:
+            out.write(json.dumps(report, ensure_ascii=False, indent=2) + "\n")
+            out.flush()
+            os.fsync(out.fileno())  # a full disk shows here on some file systems, not at write
+        tmp.replace(path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def move_file(source: Path, target: Path) -> None:
+    """Move a finished file out of the drop folder (a rename: same file system)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    source.replace(target)
+
+
+class DropFolder:
+    """The folder side of the file drop: which files are complete, what is in them, and
+    putting them away. It publishes nothing: :class:`FileDropConnector` hands the records to
+    the SDK runtime. ``done(key)`` is the stored offset of a file, or None."""
 
     def __init__(
         self,
         folder: Path,
-        publisher: Sender | None,
-        offsets: OffsetStore | None,
+        validate: Callable[[dict[str, Any]], Event | list[FieldProblem]],
+        done: Callable[[str], dict[str, Any] | None],
         *,
-        validate: Callable[[dict[str, Any]], Event | list[FieldProblem]] | None = None,
         settle_s: float = 2.0,
-        ack_timeout_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.folder = Path(folder)
-        self.publisher = publisher
-        self.offsets = offsets
-        if validate is None:
-            if publisher is None:
-                raise ValueError("give a publisher or a validate function")
-            validate = publisher.validate
         self.validate = validate
+        self.done = done
         self.settle_s = settle_s
-        self.ack_timeout_s = ack_timeout_s
         self._clock = clock
         self._seen: dict[str, tuple[int, int, float]] = {}  # name -> size, mtime_ns, since
-        for sub in (PROCESSED, REJECTED):
-            (self.folder / sub).mkdir(parents=True, exist_ok=True)
+        #: wanted files present at the last look that had not yet held still for settle_s
+        self.unsettled = 0
 
     @staticmethod
     def wanted(name: str) -> bool:
@@ -365,28 +395,17 @@ class FileDrop:
             if now - seen[2] >= self.settle_s:
                 ready.append((st.st_mtime_ns, path.name, path))
         self._seen = {k: v for k, v in self._seen.items() if k in present}
+        self.unsettled = len(present) - len(ready)
         return [p for _, _, p in sorted(ready)]
 
-    def scan(self) -> list[FileOutcome]:
-        """Process every complete file; raises (KafkaError…) when Kafka did not acknowledge,
-        leaving that file in place for the next scan."""
-        outcomes = []
-        for path in self.complete_files():
-            outcomes.append(self.process(path))
-            self._seen.pop(path.name, None)
-        return outcomes
-
     def prepare(self, path: Path) -> Prepared:
-        """Read, parse and validate one file (no Kafka, nothing moved)."""
+        """Read, parse and validate one file (nothing published, nothing moved)."""
         raw = path.read_bytes()
         digest = hashlib.sha256(raw).hexdigest()
         key = file_key(path.name, digest)
-        done = self.offsets.get(key) if self.offsets is not None else None
-        if done is not None:
-            destination: Literal["processed", "rejected"] = (
-                REJECTED if done.get("outcome") == REJECTED else PROCESSED
-            )
-            outcome = FileOutcome(path.name, digest, destination, already_done=True)
+        done = self.done(key)
+        if done is not None and done.get("outcome") != REJECTED:
+            outcome = FileOutcome(path.name, digest, PROCESSED, already_done=True)
             return Prepared(path, key, outcome, "", [])
         parsed = parse_file(path.name, raw)
         outcome = FileOutcome(path.name, digest, PROCESSED, records=len(parsed.records))
@@ -408,120 +427,60 @@ class FileDrop:
             outcome.rejected = len(parsed.records)
         if outcome.problems:
             outcome.destination = REJECTED
+        if done is not None:
+            # published before a crash or a full disk kept it from rejected/: parsed again
+            # only to write its report, which may not have been written; the counts are the
+            # stored ones, what was actually published
+            outcome.already_done = True
+            outcome.destination = REJECTED
+            outcome.published = int(done.get("published", 0))
+            outcome.rejected = int(done.get("rejected", outcome.rejected))
+            return Prepared(path, key, outcome, parsed.format, [])
         return Prepared(path, key, outcome, parsed.format, valid)
 
-    def finish(self, prepared: Prepared, *, store: bool = True) -> FileOutcome:
-        """After Kafka acknowledged the valid records: the report, the offset, the move."""
+    def target_of(self, prepared: Prepared) -> Path:
+        if prepared.target is None:
+            target = self.folder / prepared.outcome.destination / prepared.path.name
+            if target.exists():  # the same name dropped again: keep both
+                stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+                target = target.with_name(f"{target.stem}.{stamp}{target.suffix}")
+            prepared.target = target
+        return prepared.target
+
+    def finish(self, prepared: Prepared) -> FileOutcome:
+        """After Kafka acknowledged the valid records and their offset was stored (or when
+        there was nothing to publish): the report, then the move. Raises ``OSError`` (a full
+        disk) leaving the file in place; calling it again is safe."""
         outcome, path = prepared.outcome, prepared.path
+        target = self.target_of(prepared)
+        if not outcome.already_done:
+            outcome.published = len(prepared.valid)
+        if outcome.destination == REJECTED and prepared.format:
+            report = target.with_name(f"{target.name}.report.json")
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                write_report(report, outcome.report(prepared.format))
+            except OSError as exc:
+                exc.filename, exc.filename2 = str(report), None  # name the report, not a temp
+                raise
+        try:
+            move_file(path, target)
+        except OSError as exc:
+            exc.filename, exc.filename2 = str(path), str(target)
+            raise
+        self._seen.pop(path.name, None)  # a new file of that name starts afresh
         if outcome.already_done:
-            self._move(path, outcome.destination)
-            log.info("%s was already processed (%s): moved, not published again", path.name,
+            log.info("%s was already published (%s): moved, not published again", path.name,
                      outcome.destination)  # fmt: skip
-            return outcome
-        outcome.published = len(prepared.valid)
-        if outcome.destination == REJECTED:
-            report = self.folder / REJECTED / f"{path.name}.report.json"
-            report.write_text(
-                json.dumps(outcome.report(prepared.format), ensure_ascii=False, indent=2) + "\n",
-                encoding="utf-8",
-            )
-        if store and self.offsets is not None:
-            self.offsets.put(prepared.key, prepared.offset())
-        self._move(path, outcome.destination)
-        log.info(
-            "%s: %d published, %d rejected -> %s/", path.name, outcome.published,
-            outcome.rejected, outcome.destination,
-        )  # fmt: skip
+        else:
+            log.info(
+                "%s: %d published, %d rejected -> %s/", path.name, outcome.published,
+                outcome.rejected, outcome.destination,
+            )  # fmt: skip
         return outcome
 
-    def process(self, path: Path) -> FileOutcome:
-        """Prepare, publish the valid records and wait for Kafka, finish."""
-        prepared = self.prepare(path)
-        if self.publisher is None:
-            raise RuntimeError("FileDrop.process needs a publisher")
-        futures = [self.publisher.send_async(event) for _, event in prepared.valid]
-        for future in futures:
-            future.get(timeout=self.ack_timeout_s)
-        return self.finish(prepared)
 
-    def _move(self, path: Path, destination: str) -> Path:
-        target = self.folder / destination / path.name
-        if target.exists():  # the same name dropped again: keep both
-            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-            target = target.with_name(f"{target.stem}.{stamp}{target.suffix}")
-        return path.replace(target)
-
-    def run(self, stop: threading.Event, interval_s: float = 1.0) -> None:
-        """Scan every ``interval_s`` until ``stop``; a scan that failed (Kafka did not
-        acknowledge) leaves its file in place and is retried with capped backoff."""
-        failures = 0
-        while not stop.is_set():
-            try:
-                self.scan()
-                failures = 0
-            except Exception as exc:
-                failures += 1
-                delay = min(30.0, interval_s * 2 ** min(failures, 6))
-                log.warning("file drop: %s: %s; retrying in %.1fs", type(exc).__name__, exc, delay)
-                stop.wait(delay)
-                continue
-            stop.wait(interval_s)
-
-
-# --- command line -----------------------------------------------------------------------------
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from hub.settings import HubSettings
-
-    hub = HubSettings()
-    parser = argparse.ArgumentParser(
-        prog="python -m connectors.filedrop",
-        description="Publish the dossier events of CSV/JSON files dropped in a folder; move "
-        "each file to processed/ or rejected/ (with a report) once Kafka acknowledged.",
-    )
-    parser.add_argument("folder", type=Path, help="the drop folder")
-    parser.add_argument("--offsets-file", type=Path, required=True, help="offsets JSON file")
-    parser.add_argument("--settle", type=float, default=2.0, help="seconds a file must be still")
-    parser.add_argument("--interval", type=float, default=1.0, help="scan period, seconds")
-    add_kafka_arguments(parser, hub)
-    parser.add_argument("-l", "--log-level", default="info")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None, stop: threading.Event | None = None) -> int:
-    from connectors.publisher import EventPublisher
-
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    publisher = EventPublisher(
-        args.bootstrap_server, args.registry_url, topic_prefix=args.topic_prefix,
-        client_id="filedrop",
-    )  # fmt: skip
-    drop = FileDrop(
-        args.folder, publisher, FileOffsetStore(args.offsets_file), settle_s=args.settle
-    )
-    stopping = stop or threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stopping.set())
-    try:
-        drop.run(stopping, args.interval)
-    except KafkaError as exc:
-        print(f"filedrop: stopped: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        publisher.close()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
-
-
-# --- as an SDK connector ------------------------------------------------------------------------
+# --- the connector ------------------------------------------------------------------------------
 
 
 class FileDropSettings(BaseModel):
@@ -531,6 +490,14 @@ class FileDropSettings(BaseModel):
 
     directory: Path
     settle_s: float = Field(2.0, ge=0)
+
+
+@dataclass
+class _Stuck:
+    """A file whose report or move failed (a full disk): retried at every poll."""
+
+    prepared: Prepared
+    error: str
 
 
 class FileDropConnector(SourceConnector):
@@ -544,10 +511,18 @@ class FileDropConnector(SourceConnector):
     Settings: ClassVar[type[BaseModel]] = FileDropSettings
     settings: FileDropSettings
 
-    def __init__(self, config: ConnectorConfig, settings: BaseModel | None = None) -> None:
+    def __init__(
+        self,
+        config: ConnectorConfig,
+        settings: BaseModel | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         super().__init__(config, settings)
-        self.drop: FileDrop | None = None
-        self._pending: dict[str, Prepared] = {}
+        self.clock = clock
+        self.folder: DropFolder | None = None
+        self._pending: dict[str, Prepared] = {}  # published, waiting for on_committed
+        self._stuck: dict[str, _Stuck] = {}
 
     def start(self) -> None:
         from connectors.sdk.runtime import procedure_lookup, validate_event
@@ -557,20 +532,33 @@ class FileDropConnector(SourceConnector):
         def validate(data: dict[str, Any]) -> Event | list[FieldProblem]:
             return validate_event(data, procedure_effective_from=lookup)
 
-        self.drop = FileDrop(
-            self.settings.directory, None, _ContextOffsets(self), validate=validate,
-            settle_s=self.settings.settle_s,
+        self.folder = DropFolder(
+            self.settings.directory, validate, self.context.offset,
+            settle_s=self.settings.settle_s, clock=self.clock,
         )  # fmt: skip
 
     def poll(self) -> list[SourceRecord]:
-        if self.drop is None:
+        if self.folder is None:
             raise RuntimeError("poll before start")
-        for path in self.drop.complete_files():
+        if self._stuck:
+            for key, stuck in list(self._stuck.items()):
+                if self._finish(stuck.prepared):
+                    log.info("file drop: %s put away, space freed", stuck.prepared.path.name)
+                    del self._stuck[key]
+            if self._stuck:
+                return []  # no new file while the last ones cannot be put away
+        for path in self.folder.complete_files():
             if any(p.path == path for p in self._pending.values()):
                 continue  # published, waiting for on_committed
-            prepared = self.drop.prepare(path)
+            try:
+                prepared = self.folder.prepare(path)
+            except FileNotFoundError:
+                continue  # taken away between the listing and the read
+            except OSError as exc:
+                raise RetriableError(f"file drop: cannot read {path}: {exc}") from exc
             if prepared.outcome.already_done or not prepared.valid:
-                self.drop.finish(prepared, store=False)
+                if not self._finish(prepared):
+                    return []
                 continue
             self._pending[prepared.key] = prepared
             offset = prepared.offset()
@@ -585,27 +573,50 @@ class FileDropConnector(SourceConnector):
         return []
 
     def on_committed(self, offsets: Mapping[str, dict[str, Any]]) -> None:
-        if self.drop is None:
-            return
         for key in offsets:
             prepared = self._pending.pop(key, None)
             if prepared is not None:
-                self.drop.finish(prepared, store=False)
+                self._finish(prepared)
+
+    def _finish(self, prepared: Prepared) -> bool:
+        """Put the file away; False (and the file kept for a retry) when the disk refused."""
+        assert self.folder is not None
+        try:
+            self.folder.finish(prepared)
+        except OSError as exc:
+            stuck = self._stuck.get(prepared.key)
+            doing = (
+                f"moving {exc.filename} to {exc.filename2}"
+                if exc.filename2
+                else f"writing {exc.filename or prepared.path}"
+            )
+            if exc.errno in _NO_SPACE:
+                error = f"no space left on device {doing}"
+            else:
+                error = f"{exc.strerror or type(exc).__name__} {doing}"
+            if stuck is None or stuck.error != error:  # one line per file and cause
+                o = prepared.outcome
+                published = o.published if o.already_done else len(prepared.valid)
+                log.error(
+                    "file drop: %s; %s stays in %s (%d events already published, not again) "
+                    "and is retried until it can be put away",
+                    error, prepared.path.name, self.folder.folder, published,
+                )  # fmt: skip
+            self._stuck[prepared.key] = _Stuck(prepared, error)
+            return False
+        return True
+
+    def pending(self) -> bool:
+        # a file still being written, or one not yet put away: not drained
+        unsettled = self.folder.unsettled if self.folder is not None else 0
+        return bool(self._stuck or self._pending or unsettled)
 
     def health(self) -> dict[str, Any]:
-        return {"status": "up" if self.drop is not None else "down",
-                "waiting_files": len(self._pending)}  # fmt: skip
-
-
-class _ContextOffsets:
-    """The runtime's stored offsets as an :class:`OffsetStore` (reads only: the runtime
-    writes them when it commits the records)."""
-
-    def __init__(self, connector: SourceConnector) -> None:
-        self.connector = connector
-
-    def get(self, key: str) -> dict[str, Any] | None:
-        return self.connector.context.offset(key)
-
-    def put(self, key: str, value: dict[str, Any]) -> None:
-        raise RuntimeError("the SDK runtime stores source offsets")
+        out: dict[str, Any] = {
+            "status": "up" if self.folder is not None and not self._stuck else "down",
+            "waiting_files": len(self._pending),
+        }
+        if self._stuck:
+            out["stuck_files"] = sorted(s.prepared.path.name for s in self._stuck.values())
+            out["error"] = next(iter(self._stuck.values())).error
+        return out

@@ -70,12 +70,20 @@ class SourceRecord:
     ``value`` is the agency JSON event (``hub.contract.inbound``); ``source_partition`` names
     an independent stream of the source (a table, a directory; no ``|``), ``source_offset``
     where this record sits in it (JSON-serialisable). ``raw`` is the record's original bytes,
-    kept in a dead letter (default: ``value`` as JSON)."""
+    kept in a dead letter (default: ``value`` as JSON).
+
+    ``problems``: what the connector itself found wrong with the record, which the inbound
+    models cannot see (an outbox row that is not JSON, or whose ``dossier_code`` column
+    differs from its payload's). Such a record is not validated: it is dead-lettered with
+    ``reason`` (``errors.tolerance=all``) or stops the connector (``none``), like an invalid
+    one."""
 
     value: dict[str, Any]
     source_partition: str
     source_offset: Offset
     raw: bytes | None = None
+    problems: tuple[FieldProblem, ...] = ()
+    reason: str = "validation"
 
 
 @dataclass(frozen=True)
@@ -204,6 +212,13 @@ class SourceConnector(Connector):
         """The records up to ``offsets`` (latest per source partition) are in Kafka and their
         offsets stored: mark them done at the source if it wants that (delete outbox rows,
         move files)."""
+
+    def pending(self) -> bool:
+        """True while the source holds something it has seen but not handed on yet (a file
+        still being written, rows behind an id hole, a file not moved for lack of disk
+        space). ``hub connector run --once`` stops at the first empty poll only when this is
+        False, so that "nothing to read" does not mean "not ready yet"."""
+        return False
 
 
 class SinkConnector(Connector):

@@ -27,9 +27,15 @@ def add_connector_parser(subparsers: argparse._SubParsersAction[argparse.Argumen
         help="run one connector until SIGTERM/SIGINT",
         description="Run the connector a config file describes, in the foreground. SIGTERM or "
         "Ctrl-C drains the batch in hand, commits its offsets and exits 0; a failure exits 1 "
-        "with the reason.",
+        "with the reason. With --once a source stops by itself once drained.",
     )
     run.add_argument("--config", required=True, help="the connector's JSON or TOML file")
+    run.add_argument(
+        "--once",
+        action="store_true",
+        help="sources: stop once everything the source holds now is published, acknowledged "
+        "and its offsets stored (a batch job, a catch-up after an outage), exit 0",
+    )
     run.add_argument("-l", "--log-level", default="info", help="log level (default %(default)s)")
     sub.add_parser(
         "list",
@@ -74,7 +80,16 @@ def run_connector_command(args: argparse.Namespace) -> int:
             level=args.log_level.upper(),
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
+        from connectors.sdk.base import SourceConnector
         from connectors.sdk.runtime import run_connector
 
-        return run_connector(config)
+        if args.once and not issubclass(config.connector_cls, SourceConnector):
+            # a push source or a sink has no "drained": it would run forever regardless
+            print(
+                f"{args.config}: --once is for sources that poll, not for a "
+                f"{config.connector_cls.kind} connector",
+                file=sys.stderr,
+            )
+            return 2
+        return run_connector(config, once=args.once)
     raise AssertionError(f"unhandled connector command {args.connector_command}")

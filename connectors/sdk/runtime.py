@@ -10,7 +10,11 @@ bridge's input, ``<prefix>dossier.events.json`` or ``feedback.events.json``, so 
 replay`` sends a corrected record through the bridge) or, with ``none``, the records before
 it are committed and the connector stops with an error naming the record and the rules.
 A failed send is retried (from the first unacknowledged record, in order) per
-``errors.retry.*``; past the budget the connector stops without committing them.
+``errors.retry.*``; past the budget the connector stops without committing them. A ``poll``
+raising :class:`RetriableError` (its database away) is retried the same way. With
+``once`` (``hub connector run --once``) the runtime stops by itself at the first empty poll
+once the connector has nothing :meth:`~SourceConnector.pending`: everything the source held
+is then published, acknowledged, its offsets stored and ``on_committed`` called.
 
 Push sources (:class:`PushSourceConnector`) get a :class:`PushPublisher`. Kafka is reached
 in the background: while it cannot be, ``publish`` raises
@@ -299,8 +303,11 @@ class ConnectorRuntime:
         *,
         connector: Connector | None = None,
         procedure_effective_from: Callable[[str], date | None] | None = None,
+        once: bool = False,
     ) -> None:
         self.config = config
+        #: sources: stop at the first empty poll with nothing pending (``--once``)
+        self.once = once
         self.connector = connector if connector is not None else config.connector_cls(config)
         self.name = config.name
         self.stop_event = threading.Event()
@@ -487,8 +494,11 @@ class ConnectorRuntime:
             try:
                 self._running()
                 while not self.stop_event.is_set():
-                    records = connector.poll()
+                    records = self._poll(connector)
                     if not records:
+                        if self.once and not connector.pending():
+                            log.info("connector %s: source drained (--once), stopping", self.name)
+                            break
                         self.stop_event.wait(self.config.poll_interval_ms / 1000)
                         continue
                     self._source_batch(connector, publisher, store, records)
@@ -497,6 +507,23 @@ class ConnectorRuntime:
                 connector.stop()
         finally:
             handle.close()
+
+    def _poll(self, connector: SourceConnector) -> list[SourceRecord]:
+        """``connector.poll()``, retried per ``errors.retry.*`` while it raises
+        :class:`RetriableError` (a database restarting must not end the connector)."""
+        backoff = self._backoff()
+        while True:
+            try:
+                return connector.poll()
+            except RetriableError as exc:
+                log.warning("connector %s: poll failed, retrying: %s", self.name, exc)
+                if not backoff.wait(self.stop_event):
+                    if self.stop_event.is_set():
+                        return []  # nothing in hand: a clean stop
+                    raise ConnectorFailedError(
+                        f"connector {self.name}: polling the source failed: {exc}"
+                    ) from exc
+                RETRIES.labels(self.name).inc()
 
     def _wait_publisher(self, handle: PublisherHandle) -> EventPublisher | None:
         backoff = self._backoff()
@@ -540,7 +567,7 @@ class ConnectorRuntime:
         codes = codes_of(value)
         dossier = codes.dossier_code
         letter = DeadLetter(
-            reason="validation",
+            reason=record.reason if record.problems else "validation",
             detail=detail_from_problems(problems),
             exception_class="hub.contract.inbound.FieldProblem",
             exception_message=f"{len(problems)} problem(s) in the event",
@@ -580,7 +607,11 @@ class ConnectorRuntime:
         failure: ConnectorFailedError | None = None
         prepared: list[tuple[SourceRecord, Event | list[FieldProblem]]] = []
         for record in records:
-            result = validate_event(record.value, procedure_effective_from=self._lookup)
+            result: Event | list[FieldProblem] = (
+                list(record.problems)  # the connector already knows it is bad
+                if record.problems
+                else validate_event(record.value, procedure_effective_from=self._lookup)
+            )
             if isinstance(result, list) and self.config.errors_tolerance == "none":
                 RECORDS.labels(self.name, "failed").inc()
                 failure = ConnectorFailedError(
@@ -675,9 +706,10 @@ class ConnectorRuntime:
 # --- command line -------------------------------------------------------------------------------
 
 
-def run_connector(config: ConnectorConfig) -> int:
-    """Run ``config``'s connector in the foreground until SIGTERM/SIGINT; the exit code."""
-    runtime = ConnectorRuntime(config)
+def run_connector(config: ConnectorConfig, *, once: bool = False) -> int:
+    """Run ``config``'s connector in the foreground until SIGTERM/SIGINT (or, ``once``, until
+    a source is drained); the exit code."""
+    runtime = ConnectorRuntime(config, once=once)
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: runtime.request_stop())

@@ -1,18 +1,21 @@
-"""The file drop on the real broker: CSV and JSON files in, Avro events out, files moved."""
+"""The file drop on the real broker, run by the SDK runtime: CSV and JSON files in, Avro
+events out, files moved; then a restart with ``hub connector run --once`` in a subprocess."""
 
 from __future__ import annotations
 
 import json
-import threading
+import os
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from connectors.filedrop import FileDrop
-from connectors.outbox import FileOffsetStore
-from connectors.publisher import EventPublisher
+from connectors.sdk import parse_config
+from connectors.sdk.runtime import ConnectorRuntime
 from hub.contract.registry import SchemaRegistryClient
 from hub.contract.serde import AvroDeserializer
 from tests.fixtures.stack import Broker
@@ -21,14 +24,24 @@ from tests.unit.test_filedrop import life, to_csv
 
 pytestmark = pytest.mark.broker
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 def test_csv_and_json_files_are_published_rejected_with_reports_and_never_twice(
     broker: Broker, tmp_path: Path
 ) -> None:
     prefix = f"t{uuid.uuid4().hex[:8]}."
-    drop_dir, offsets = tmp_path / "drop", tmp_path / "offsets.json"
+    drop_dir = tmp_path / "drop"
     drop_dir.mkdir()
-    publisher = EventPublisher(broker.bootstrap, broker.registry_url, topic_prefix=prefix)
+    config: dict[str, Any] = {
+        "name": "filedrop",
+        "connector.class": "filedrop",
+        "bootstrap.servers": broker.bootstrap,
+        "schema.registry.url": broker.registry_url,
+        "topic.prefix": prefix,
+        "poll.interval.ms": 200,
+        "settings": {"directory": str(drop_dir), "settle_s": 1.0},
+    }
     csv_events, json_events, mixed = life(31)[:3], life(32)[:3], life(33)[:3]
     bad = dict(mixed[1], occurred_at="yesterday")
     (drop_dir / "commune.csv").write_text(to_csv(csv_events), encoding="utf-8")
@@ -36,16 +49,14 @@ def test_csv_and_json_files_are_published_rejected_with_reports_and_never_twice(
     (drop_dir / "mixed.json").write_text(
         "\n".join(json.dumps(e) for e in [mixed[0], bad, mixed[2]])
     )
-    # a file still being written: half of it now, the rest after the first scans
+    # a file still being written: half of it now, the rest after the first polls
     partial = drop_dir / "late.json"
     late = life(34)[:2]
     partial.write_text(json.dumps(late[0]) + "\n")
 
-    drop = FileDrop(drop_dir, publisher, FileOffsetStore(offsets), settle_s=1.0)
-    stop = threading.Event()
-    thread = threading.Thread(target=drop.run, args=(stop, 0.2), daemon=True)
+    runtime = ConnectorRuntime(parse_config(config, "test"))
+    runtime.start_thread()
     try:
-        thread.start()
         for _ in range(3):
             time.sleep(0.3)
             with partial.open("a") as out:  # keeps changing: not complete yet
@@ -53,13 +64,15 @@ def test_csv_and_json_files_are_published_rejected_with_reports_and_never_twice(
         assert partial.exists()
         with partial.open("a") as out:
             out.write(json.dumps(late[1]) + "\n")
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while any(drop_dir.glob("*.json")) or any(drop_dir.glob("*.csv")):
+            assert runtime.error is None, runtime.error
             assert time.monotonic() < deadline, sorted(p.name for p in drop_dir.iterdir())
             time.sleep(0.2)
     finally:
-        stop.set()
-        thread.join(10)
+        runtime.request_stop()
+        runtime.join(60)  # re-raises the connector's failure, if any
+    assert runtime.state == "stopped"
 
     assert sorted(p.name for p in (drop_dir / "processed").iterdir()) == [
         "commune.csv", "department.json", "late.json",
@@ -79,16 +92,20 @@ def test_csv_and_json_files_are_published_rejected_with_reports_and_never_twice(
     per_file = [i for i in ids if i in {e["event_id"] for e in csv_events}]
     assert per_file == [e["event_id"] for e in csv_events]  # in file order
 
-    # a restart after a crash that left an already processed file in place: not re-published
+    # a restart after a crash that left an already published file in place, as an operator
+    # runs a catch-up: moved by its offset in Kafka, not published again, and the run ends
     (drop_dir / "processed" / "commune.csv").replace(drop_dir / "commune.csv")
-    restarted = FileDrop(drop_dir, publisher, FileOffsetStore(offsets), settle_s=0.2)
-    deadline = time.monotonic() + 10
-    outcomes = []
-    while (drop_dir / "commune.csv").exists():
-        assert time.monotonic() < deadline
-        outcomes += restarted.scan()
-        time.sleep(0.1)
-    assert [o.already_done for o in outcomes] == [True]
-    publisher.close()
+    config["settings"]["settle_s"] = 0.2
+    config_file = tmp_path / "filedrop.json"
+    config_file.write_text(json.dumps(config), encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "hub", "connector", "run", "--config", str(config_file), "--once"],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+        timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert not (drop_dir / "commune.csv").exists()
+    assert (drop_dir / "processed" / "commune.csv").exists()
+    assert "commune.csv was already published (processed)" in done.stderr
     again = read_topic(broker.bootstrap, f"{prefix}dossier.events", len(expected), timeout_s=5)
     assert len(again) == len(expected)

@@ -1,9 +1,12 @@
-"""The outbox poller without Kafka: gap rules, SQLite reads, commit-after-ack, dead letters."""
+"""The outbox connector without Kafka: gap rules, SQLite reads, and, through the real SDK
+runtime (``tests/fixtures/fake_kafka.py`` stands in for the broker), order, commit after the
+acknowledgement, restart and dead letters."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,65 +14,25 @@ from typing import Any
 import pytest
 
 from connectors.outbox import (
-    FileOffsetStore,
     GapGuard,
-    MemoryOffsetStore,
-    OutboxPoller,
+    OutboxConnector,
     OutboxRead,
     OutboxRow,
+    OutboxTable,
     Snapshot,
     SqliteOutbox,
 )
 from connectors.scenarios import VN, dossier_code, dossier_life
-from hub.contract.inbound import (
-    FieldProblem,
-    InboundDossierEvent,
-    InboundFeedbackEvent,
-    validate_dossier_event,
-    validate_feedback_event,
-)
+from connectors.sdk import ConnectorFailedError, RetriableError
+from connectors.sdk.config import ConnectorConfig
+from connectors.sdk.runtime import HEADER_SOURCE_OFFSET, HEADER_SOURCE_PARTITION
+from tests.fixtures.fake_kafka import FakeKafka, fake_kafka
+
+__all__ = ["fake_kafka"]  # the fixture, used by name
 
 JUSTICE = "000.00.03.H40"
 CRIMINAL_RECORD = "2.000488"
-
-
-class Done:
-    def __init__(self, fail: bool = False) -> None:
-        self.fail = fail
-
-    def get(self, timeout: float | None = None) -> None:
-        if self.fail:
-            raise TimeoutError("no ack")
-
-
-class FakePublisher:
-    """EventPublisher's validate, and sends recorded instead of written to Kafka."""
-
-    def __init__(self) -> None:
-        self.sent: list[InboundDossierEvent | InboundFeedbackEvent] = []
-        self.fail = False
-
-    def validate(
-        self, data: Any
-    ) -> InboundDossierEvent | InboundFeedbackEvent | list[FieldProblem]:
-        if isinstance(data, dict) and data.get("event_type") in ("ServiceRated", "ComplaintFiled"):
-            return validate_feedback_event(data)
-        return validate_dossier_event(data)
-
-    def send_async(self, event: InboundDossierEvent | InboundFeedbackEvent) -> Done:
-        if not self.fail:
-            self.sent.append(event)
-        return Done(self.fail)
-
-
-class FakeDeadLetters:
-    def __init__(self) -> None:
-        self.letters: list[tuple[Any, bytes | None, bytes | None]] = []
-
-    def publish(
-        self, letter: Any, key: bytes | None, value: bytes | None, original_headers: Any = ()
-    ) -> None:
-        self.letters.append((letter, key, value))
+ROWS = "outbox:outbox"  # the source partition of table "outbox"
 
 
 def events(n: int = 1) -> list[dict[str, Any]]:
@@ -140,7 +103,7 @@ def test_reads_without_a_snapshot_have_final_holes() -> None:
     assert guard.admit(0, OutboxRead([row(3), row(9)])) == [row(3), row(9)]
 
 
-# --- SQLite and the poller --------------------------------------------------------------------
+# --- SQLite through the runtime ----------------------------------------------------------------
 
 
 def insert(db: Path, items: list[tuple[str, str]]) -> None:
@@ -154,57 +117,65 @@ def as_rows(evs: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return [(e["dossier_code"], json.dumps(e, ensure_ascii=False)) for e in evs]
 
 
-def test_the_poller_publishes_in_order_commits_after_ack_and_resumes(tmp_path: Path) -> None:
+def sqlite_config(kafka: FakeKafka, db: Path, **extra: Any) -> ConnectorConfig:
+    settings = {"backend": "sqlite", "path": str(db), **extra.pop("settings", {})}
+    return kafka.config(OutboxConnector, settings, **extra)
+
+
+def test_the_connector_publishes_in_order_commits_after_ack_and_resumes(
+    tmp_path: Path, fake_kafka: FakeKafka
+) -> None:
     db = tmp_path / "agency.db"
-    table = SqliteOutbox(db, create=True)
+    SqliteOutbox(db, create=True).close()
     evs = events(2)
     insert(db, as_rows(evs[:5]))
-    offsets = MemoryOffsetStore()
-    publisher = FakePublisher()
-    poller = OutboxPoller(table, publisher, offsets, FakeDeadLetters(), name="t", batch_size=3)
-    assert poller.poll_once().committed == 3
-    assert poller.poll_once().committed == 5
-    assert poller.poll_once().committed is None
-    assert [str(e.event_id) for e in publisher.sent] == [e["event_id"] for e in evs[:5]]
+    config = sqlite_config(fake_kafka, db, settings={"batch_size": 3})
+    fake_kafka.run_once(config)
+    # two batches, each offset stored after its rows were acknowledged
+    assert fake_kafka.commits == [{ROWS: {"id": 3}}, {ROWS: {"id": 5}}]
+    assert fake_kafka.event_ids == [e["event_id"] for e in evs[:5]]
 
     # Kafka does not acknowledge: nothing committed, the rows are read again next time
     insert(db, as_rows(evs[5:8]))
-    publisher.fail = True
-    with pytest.raises(TimeoutError):
-        poller.poll_once()
-    assert offsets.get("outbox:t") == {"id": 5}
+    fake_kafka.down = True
+    with pytest.raises(ConnectorFailedError, match="did not acknowledge"):
+        fake_kafka.run_once(config)
+    assert fake_kafka.stored("under-test") == {ROWS: {"id": 5}}
 
-    # a new poller (a restart) resumes after the last committed id
-    publisher.fail = False
-    again = OutboxPoller(table, publisher, offsets, FakeDeadLetters(), name="t")
-    assert again.poll_once().committed == 8
-    assert [str(e.event_id) for e in publisher.sent] == [e["event_id"] for e in evs[:8]]
-    table.close()
+    # a new runtime (a restart) resumes after the last committed id
+    fake_kafka.down = False
+    fake_kafka.run_once(config)
+    assert fake_kafka.stored("under-test") == {ROWS: {"id": 8}}
+    assert fake_kafka.event_ids == [e["event_id"] for e in evs[:8]]
 
 
-def test_an_uncommitted_sqlite_row_is_not_read_and_a_rolled_back_one_never(tmp_path: Path) -> None:
+def test_an_uncommitted_sqlite_row_is_not_read_and_a_rolled_back_one_never(
+    tmp_path: Path, fake_kafka: FakeKafka
+) -> None:
     db = tmp_path / "agency.db"
-    table = SqliteOutbox(db, create=True)
     evs = events(1)
+    config = sqlite_config(fake_kafka, db, settings={"create_table": True})
+    fake_kafka.run_once(config)  # creates the table: the writer below needs it
     writer = sqlite3.connect(db, isolation_level=None)
     writer.execute("PRAGMA journal_mode=WAL")  # readers go on while the writer holds a txn
     writer.execute("BEGIN")
     writer.execute("INSERT INTO outbox (dossier_code, payload) VALUES (?, ?)", as_rows(evs[:1])[0])
-    publisher = FakePublisher()
-    poller = OutboxPoller(table, publisher, MemoryOffsetStore(), FakeDeadLetters(), name="t")
-    assert poller.poll_once().read == 0
+    fake_kafka.run_once(config)
+    assert fake_kafka.event_ids == [] and fake_kafka.commits == []
     writer.execute("ROLLBACK")
     insert(db, as_rows(evs[1:3]))
-    result = poller.poll_once()
-    assert result.published == 2
-    assert [str(e.event_id) for e in publisher.sent] == [e["event_id"] for e in evs[1:3]]
+    fake_kafka.run_once(config)
+    assert fake_kafka.event_ids == [e["event_id"] for e in evs[1:3]]
+    # SQLite hands the rolled-back id 1 out again: the two rows are ids 1 and 2
+    assert fake_kafka.stored("under-test") == {ROWS: {"id": 2}}
     writer.close()
-    table.close()
 
 
-def test_bad_rows_are_dead_lettered_with_their_id_and_the_rest_flows(tmp_path: Path) -> None:
+def test_bad_rows_are_dead_lettered_with_their_id_and_the_rest_flows(
+    tmp_path: Path, fake_kafka: FakeKafka
+) -> None:
     db = tmp_path / "agency.db"
-    table = SqliteOutbox(db, create=True)
+    SqliteOutbox(db, create=True).close()
     good = events(1)[:2]
     wrong_type = dict(good[1], event_type="NoSuchThing")
     insert(
@@ -217,33 +188,125 @@ def test_bad_rows_are_dead_lettered_with_their_id_and_the_rest_flows(tmp_path: P
             as_rows(good[1:2])[0],
         ],
     )
-    dead = FakeDeadLetters()
-    publisher = FakePublisher()
-    poller = OutboxPoller(
-        table, publisher, MemoryOffsetStore(), dead, name="justice", topic_prefix="p."
-    )
-    result = poller.poll_once()
-    assert (result.published, result.dead_lettered, result.committed) == (2, 3, 5)
-    letters = [
-        (letter.reason, letter.source_offset, letter.source_topic) for letter, _, _ in dead.letters
+    config = sqlite_config(fake_kafka, db, **{"topic.prefix": "p.", "errors.tolerance": "all"})
+    fake_kafka.run_once(config)
+    assert fake_kafka.event_ids == [e["event_id"] for e in good]
+    assert fake_kafka.stored("under-test") == {ROWS: {"id": 5}}
+    dead = fake_kafka.dead_letters("p.dossier.events.dlq")
+    assert len(fake_kafka.written) == len(dead) == 3
+    found = [
+        (w.letter.reason, json.loads(w.header(HEADER_SOURCE_OFFSET) or b""),
+         w.header(HEADER_SOURCE_PARTITION))
+        for w in dead
+    ]  # fmt: skip
+    assert found == [
+        ("undecodable", {"id": 2}, ROWS.encode()),
+        ("validation", {"id": 3}, ROWS.encode()),
+        ("validation", {"id": 4}, ROWS.encode()),
     ]
-    assert letters == [
-        ("undecodable", 2, "p.outbox.justice"),
-        ("validation", 3, "p.outbox.justice"),
-        ("validation", 4, "p.outbox.justice"),
-    ]
-    assert dead.letters[0][0].dlq_topic == "p.outbox.justice.dlq"
-    assert dead.letters[0][2] == b"{not json"  # the row's bytes, untouched
-    assert "dossier_code: mismatch" in dead.letters[2][0].detail
-    assert dead.letters[1][0].dossier_code == good[1]["dossier_code"]
-    table.close()
+    assert dead[0].value == b"{not json"  # the row's bytes, untouched
+    assert "payload: json" in dead[0].letter.detail
+    assert "event_type" in dead[1].letter.detail
+    assert "dossier_code: mismatch" in dead[2].letter.detail
+    assert dead[1].letter.dossier_code == good[1]["dossier_code"]
+    assert {w.letter.processor for w in dead} == {"connector:under-test"}
 
 
-def test_file_offsets_survive_a_reopen(tmp_path: Path) -> None:
-    path = tmp_path / "offsets.json"
-    store = FileOffsetStore(path)
-    assert store.get("outbox:a") is None
-    store.put("outbox:a", {"id": 7})
-    store.put("outbox:b", {"id": 1})
-    assert FileOffsetStore(path).get("outbox:a") == {"id": 7}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["offsets.json"]  # no temp file left
+def test_a_bad_row_stops_the_connector_with_tolerance_none_after_the_rows_before_it(
+    tmp_path: Path, fake_kafka: FakeKafka
+) -> None:
+    db = tmp_path / "agency.db"
+    SqliteOutbox(db, create=True).close()
+    good = events(1)[:2]
+    insert(db, [as_rows(good[:1])[0], ("c", "[1, 2]"), as_rows(good[1:2])[0]])
+    with pytest.raises(ConnectorFailedError, match=r"errors\.tolerance=none"):
+        fake_kafka.run_once(sqlite_config(fake_kafka, db))
+    assert fake_kafka.event_ids == [good[0]["event_id"]]
+    assert fake_kafka.stored("under-test") == {ROWS: {"id": 1}}
+    assert fake_kafka.written == []
+
+
+# --- what --once and the runtime's retries mean for an outbox ---------------------------------
+
+
+class ScriptedTable:
+    """A PostgreSQL-like table: ``reads`` are answered in turn (the last one forever);
+    an exception in the list is raised instead."""
+
+    def __init__(self, reads: Sequence[OutboxRead | Exception]) -> None:
+        self.reads = list(reads)
+        self.calls = 0
+
+    def read(self, after: int, limit: int) -> OutboxRead:
+        answer = self.reads[min(self.calls, len(self.reads) - 1)]
+        self.calls += 1
+        if isinstance(answer, Exception):
+            raise answer
+        return OutboxRead([r for r in answer.rows if r.id > after], answer.snapshot)
+
+    def close(self) -> None:
+        pass
+
+
+class ScriptedOutbox(OutboxConnector):
+    table_to_use: OutboxTable
+
+    def start(self) -> None:
+        super().start()
+        self.table = self.table_to_use
+
+
+def payload_row(i: int, event: dict[str, Any]) -> OutboxRow:
+    return OutboxRow(i, event["dossier_code"], json.dumps(event))
+
+
+def test_once_does_not_stop_at_a_hole_while_a_transaction_may_still_fill_it(
+    tmp_path: Path, fake_kafka: FakeKafka
+) -> None:
+    evs = events(1)[:3]
+    r1, r2, r3 = (payload_row(i + 1, e) for i, e in enumerate(evs))
+    busy = Snapshot(50, 60, frozenset({55}))  # id 2's transaction is still in progress
+    done = Snapshot(61, 61)
+    table = ScriptedTable([OutboxRead([r1, r3], busy)] * 4 + [OutboxRead([r1, r2, r3], done)])
+    config = sqlite_config(fake_kafka, tmp_path / "unused.db", settings={"gap_grace_s": 0.0})
+    connector = ScriptedOutbox(config)
+    connector.table_to_use = table
+    fake_kafka.run_once(config, connector)
+    # row 1 went first; the empty polls behind the hole did not end the run; then 2 and 3
+    assert fake_kafka.event_ids == [e["event_id"] for e in evs]
+    assert table.calls >= 5
+    assert fake_kafka.stored("under-test") == {ROWS: {"id": 3}}
+
+
+def test_a_database_away_is_retried_and_nothing_is_skipped(
+    tmp_path: Path, fake_kafka: FakeKafka
+) -> None:
+    evs = events(1)[:2]
+    rows = [payload_row(i + 1, e) for i, e in enumerate(evs)]
+    away = RetriableError("postgres outbox outbox: OperationalError: connection refused")
+    table = ScriptedTable([away, away, OutboxRead(rows, Snapshot(9, 9))])
+    config = sqlite_config(fake_kafka, tmp_path / "unused.db")
+    connector = ScriptedOutbox(config)
+    connector.table_to_use = table
+    fake_kafka.run_once(config, connector)
+    assert fake_kafka.event_ids == [e["event_id"] for e in evs]
+
+    # away for longer than errors.retry.timeout: the connector stops and says why
+    table = ScriptedTable([away])
+    connector = ScriptedOutbox(config)
+    connector.table_to_use = table
+    with pytest.raises(ConnectorFailedError, match=r"polling the source failed.*refused"):
+        fake_kafka.run_once(config, connector)
+    assert connector.health()["status"] == "down"
+
+
+def test_create_table_makes_a_missing_sqlite_table(tmp_path: Path, fake_kafka: FakeKafka) -> None:
+    db = tmp_path / "new.db"
+    fake_kafka.run_once(sqlite_config(fake_kafka, db, settings={"create_table": True}))
+    conn = sqlite3.connect(db)
+    columns = [r[1] for r in conn.execute("PRAGMA table_info(outbox)")]
+    conn.close()
+    assert columns == ["id", "dossier_code", "payload", "created_at"]
+    # without it a missing table is the database's answer, retried until the budget is spent
+    with pytest.raises(ConnectorFailedError, match="no such table"):
+        fake_kafka.run_once(sqlite_config(fake_kafka, tmp_path / "other.db"))
