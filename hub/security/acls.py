@@ -133,21 +133,21 @@ class ConnectorAccess:
 
 _OFFSETS = "hub.connect.offsets"
 
-#: The built-in connectors under the names of the example configs (connectors/examples) and
-#: their standalone commands. Source connectors may create their own ``.dlq`` and offsets
-#: topics, hence CREATE with every write (see :func:`compute_acls`).
+#: The built-in connectors under the names of the example configs (connectors/examples).
+#: Connectors may create their own ``.dlq`` and offsets topics, hence CREATE with every write
+#: (see :func:`compute_acls`). A source writes feedback events to feedback.events.
 BUILT_IN_CONNECTORS: tuple[ConnectorAccess, ...] = (
     # Ingress refuses bad input at the door (4xx), so it writes no dead letters.
     ConnectorAccess("http-ingress", writes=("dossier.events", "feedback.events")),
     ConnectorAccess(
         "justice-outbox",
         reads=(_OFFSETS,),
-        writes=("dossier.events", "dossier.events.dlq", _OFFSETS),
+        writes=("dossier.events", "feedback.events", "dossier.events.dlq", _OFFSETS),
     ),
     ConnectorAccess(
         "filedrop",
         reads=(_OFFSETS,),
-        writes=("dossier.events", "dossier.events.dlq", _OFFSETS),
+        writes=("dossier.events", "feedback.events", "dossier.events.dlq", _OFFSETS),
     ),
     ConnectorAccess(
         "json-bridge",
