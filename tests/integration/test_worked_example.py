@@ -132,22 +132,8 @@ def test_hub_connector_validate_accepts_the_example_config(installed: Path, tmp_
 # --- on the broker ------------------------------------------------------------------------------
 
 
-DESK_SCHEMA = """
-CREATE TABLE nhat_ky_ho_so (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    ma_giao_dich TEXT NOT NULL UNIQUE,
-    ma_ho_so TEXT NOT NULL,
-    loai TEXT NOT NULL,
-    thoi_diem TEXT NOT NULL,
-    ma_thu_tuc TEXT,
-    kenh INTEGER,
-    nguoi_nop TEXT
-)
-"""
-
-
 def desk_register(path: Path) -> tuple[dict[str, tuple[str, str]], str]:
-    """The desk software's register (as its connector module describes it) with two receipts,
+    """The desk software's register (``desk-schema.sql``) with two receipts,
     a returned result and a receipt without its procedure code. Returns ``{event id: (event
     type, dossier code)}`` of the three valid rows and the invalid row's id."""
     # the desk writes Vietnam's local time without an offset
@@ -164,7 +150,7 @@ def desk_register(path: Path) -> tuple[dict[str, tuple[str, str]], str]:
     db = sqlite3.connect(path)
     try:
         with db:
-            db.execute(DESK_SCHEMA)
+            db.executescript((EXAMPLE / "desk-schema.sql").read_text(encoding="utf-8"))
             db.executemany(
                 "INSERT INTO nhat_ky_ho_so (ma_giao_dich, ma_ho_so, loai, thoi_diem, ma_thu_tuc,"
                 " kenh, nguoi_nop) VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -25,18 +25,7 @@ from hub.contract.inbound import InboundDossierEvent
 from tests.contract.connector_contract import AGENCY, SourceContract
 
 #: the desk software's table, as it creates it (the connector never writes to the file)
-LEGACY_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS {TABLE} (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    ma_giao_dich TEXT NOT NULL UNIQUE,
-    ma_ho_so TEXT NOT NULL,
-    loai TEXT NOT NULL,
-    thoi_diem TEXT NOT NULL,
-    ma_thu_tuc TEXT,
-    kenh INTEGER,
-    nguoi_nop TEXT
-)
-"""
+DESK_SCHEMA = (Path(__file__).resolve().parents[1] / "desk-schema.sql").read_text(encoding="utf-8")
 _INSERT = (
     f"INSERT INTO {TABLE} (ma_giao_dich, ma_ho_so, loai, thoi_diem, ma_thu_tuc, kenh, nguoi_nop)"
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -47,7 +36,7 @@ Row = tuple[str, str, str, str, str | None, int | None, str | None]
 def desk_database(path: Path) -> Path:
     """An empty register, as the desk software leaves it on a new install."""
     with sqlite3.connect(path) as db:
-        db.execute(LEGACY_SCHEMA)
+        db.executescript(DESK_SCHEMA)
     return path
 
 

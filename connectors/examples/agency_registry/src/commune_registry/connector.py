@@ -2,18 +2,12 @@
 ``connectors/README.md``).
 
 The office's legacy desk software keeps a SQLite file with one row per thing that happened at
-the desk, in its own vocabulary::
-
-    CREATE TABLE nhat_ky_ho_so (              -- the desk's dossier journal
-        id INTEGER PRIMARY KEY AUTOINCREMENT, -- grows with every row: our offset
-        ma_giao_dich TEXT NOT NULL UNIQUE,    -- the row's GUID: our event_id
-        ma_ho_so TEXT NOT NULL,               -- dossier code (MaHoSo)
-        loai TEXT NOT NULL,                   -- TIEP_NHAN (received) or TRA_KET_QUA (returned)
-        thoi_diem TEXT NOT NULL,              -- when, ISO 8601 (local time if no offset)
-        ma_thu_tuc TEXT,                      -- procedure code (TIEP_NHAN only)
-        kenh INTEGER,                         -- channel 1, 2 or 3 (TIEP_NHAN only)
-        nguoi_nop TEXT                        -- applicant's name: personal data
-    );
+the desk, in its own vocabulary (``desk-schema.sql`` next to this package's ``pyproject.toml``):
+table ``nhat_ky_ho_so`` (the desk's dossier journal) with ``id`` (grows with every row: our
+offset), ``ma_giao_dich`` (the row's GUID: our ``event_id``), ``ma_ho_so`` (dossier code),
+``loai`` (``TIEP_NHAN`` received, ``TRA_KET_QUA`` result handed back), ``thoi_diem`` (when;
+local time when it has no offset) and, for receipts, ``ma_thu_tuc`` (procedure code), ``kenh``
+(channel 1, 2 or 3) and ``nguoi_nop`` (the applicant's name: personal data).
 
 The connector only reads it (the file is opened read-only), turns each row into an inbound
 dossier event (``hub/contract/inbound.py``) and leaves the rest to the runtime: validation,
