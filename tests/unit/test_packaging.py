@@ -38,10 +38,14 @@ def _runtime_closure() -> set[str]:
 
 
 def _imported_top_levels() -> dict[str, str]:
-    """Top-level module -> the first file importing it, over hub/ and connectors/."""
+    """Top-level module -> the first file importing it, over hub/ and connectors/ (not the
+    worked example under connectors/examples: a package of its own, outside the hub's wheel)."""
     found: dict[str, str] = {}
+    examples = ROOT / "connectors" / "examples"
     for package in OWN:
         for path in sorted((ROOT / package).rglob("*.py")):
+            if path.is_relative_to(examples):
+                continue
             for node in ast.walk(ast.parse(path.read_text(), str(path))):
                 names: list[str] = []
                 if isinstance(node, ast.Import):
