@@ -62,7 +62,7 @@ from connectors.portal.contract import MappingError, idempotency_key
 from connectors.sdk.base import SinkConnector, SinkRecord
 from connectors.sdk.config import ConnectorConfig, regex_literal
 from connectors.sdk.errors import ConfigProblem, PermanentError, RetriableError
-from connectors.sdk.http import HttpDelivery, Verdict, admit, settle
+from connectors.sdk.http import HttpDelivery, HttpSinkSettings, Verdict, admit, settle
 from connectors.sdk.limits import CircuitBreaker, TokenBucket
 
 __all__ = [
@@ -194,20 +194,15 @@ def to_json(value: Any) -> Any:
     return value
 
 
-class AgencyWebhookSettings(BaseModel):
+class AgencyWebhookSettings(HttpSinkSettings):
     """``settings`` of an agency-webhook sink connector: the endpoints inline and/or in a
-    JSON file (``endpoints_file``, same shape; it wins per agency)."""
-
-    model_config = ConfigDict(extra="forbid")
+    JSON file (``endpoints_file``, same shape; it wins per agency). The rate limit and the
+    circuit breaker apply per agency; an agency's server is smaller than the portal's."""
 
     endpoints: dict[str, WebhookEndpoint] = Field(default_factory=dict)
     endpoints_file: Path | None = None
-    connect_timeout_s: float = Field(3.0, gt=0)
-    request_timeout_s: float = Field(10.0, gt=0)
     rate_limit_rps: float = Field(20.0, gt=0)
     rate_burst: int = Field(5, ge=1)
-    breaker_failures: int = Field(5, ge=1)
-    breaker_cooldown_s: float = Field(5.0, gt=0)
 
     @model_validator(mode="after")
     def _some_endpoint(self) -> AgencyWebhookSettings:
@@ -255,9 +250,7 @@ class AgencyWebhookConnector(SinkConnector):
         s = self.settings
         self.endpoints = load_endpoints(s.endpoints, s.endpoints_file)
         self._stop.clear()
-        self.http = HttpDelivery(
-            connect_timeout_s=s.connect_timeout_s, request_timeout_s=s.request_timeout_s
-        )
+        self.http = s.delivery()
 
     def stop(self) -> None:
         self._stop.set()
@@ -277,13 +270,10 @@ class AgencyWebhookConnector(SinkConnector):
         with self._per_agency:
             if agency not in self._breakers:
                 gauge = CIRCUIT_STATE.labels(agency)
-                self._breakers[agency] = CircuitBreaker(
-                    s.breaker_failures,
-                    s.breaker_cooldown_s,
-                    name=f"agency {agency}",
-                    on_change=lambda state: gauge.set(int(state)),
+                self._breakers[agency] = s.breaker(
+                    f"agency {agency}", lambda state: gauge.set(int(state))
                 )
-                self._buckets[agency] = TokenBucket(s.rate_limit_rps, s.rate_burst)
+                self._buckets[agency] = s.bucket()
             return self._breakers[agency], self._buckets[agency]
 
     def dead_lettered(self, topic: str, reason: str) -> None:

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Final
 
 from prometheus_client import Counter, Gauge, Histogram
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr
 
 from connectors.portal.contract import (
     ContractFileError,
@@ -57,7 +57,7 @@ from connectors.portal.contract import (
 from connectors.sdk.base import SinkConnector, SinkRecord
 from connectors.sdk.config import ConnectorConfig
 from connectors.sdk.errors import ConfigProblem, PermanentError, RetriableError
-from connectors.sdk.http import HttpDelivery, Verdict, admit, settle
+from connectors.sdk.http import HttpDelivery, HttpSinkSettings, Verdict, admit, settle
 from connectors.sdk.limits import BreakerState, CircuitBreaker, TokenBucket
 
 __all__ = ["PortalConnector", "PortalConnectorSettings"]
@@ -82,24 +82,16 @@ LATENCY = Histogram(
 RETRYABLE_4XX: Final = frozenset({401, 408})
 
 
-class PortalConnectorSettings(BaseModel):
+class PortalConnectorSettings(HttpSinkSettings):
     """``settings`` of a portal-sink connector. The portal's contract (endpoint, field names,
     token source) comes from ``contract_file`` and ``HUB_PORTAL_*``
     (:mod:`connectors.portal.contract`); ``token`` / ``token_env`` here override its token
     (use ``${env:NAME}``)."""
 
-    model_config = ConfigDict(extra="forbid")
-
     portal_url: str = Field(pattern=r"^https?://")
     contract_file: Path | None = None
     token: SecretStr | None = None
     token_env: str | None = None
-    connect_timeout_s: float = Field(3.0, gt=0)
-    request_timeout_s: float = Field(10.0, gt=0)
-    rate_limit_rps: float = Field(50.0, gt=0)
-    rate_burst: int = Field(10, ge=1)
-    breaker_failures: int = Field(5, ge=1)
-    breaker_cooldown_s: float = Field(5.0, gt=0)
 
 
 class PortalConnector(SinkConnector):
@@ -156,19 +148,11 @@ class PortalConnector(SinkConnector):
         self._known_fields = set(self.contract.required_fields) | {
             v for v in self.contract.fields.model_dump().values() if isinstance(v, str)
         }
-        self.http = HttpDelivery(
-            connect_timeout_s=s.connect_timeout_s,
-            request_timeout_s=s.request_timeout_s,
-            idempotency_header=self.contract.idempotency_header,
-            retryable_4xx=RETRYABLE_4XX,
+        self.http = s.delivery(
+            idempotency_header=self.contract.idempotency_header, retryable_4xx=RETRYABLE_4XX
         )
-        self.breaker = CircuitBreaker(
-            s.breaker_failures,
-            s.breaker_cooldown_s,
-            name="portal",
-            on_change=lambda state: CIRCUIT_STATE.set(int(state)),
-        )
-        self.bucket = TokenBucket(s.rate_limit_rps, s.rate_burst)
+        self.breaker = s.breaker("portal", lambda state: CIRCUIT_STATE.set(int(state)))
+        self.bucket = s.bucket()
 
     def stop(self) -> None:
         self._stop.set()

@@ -19,20 +19,58 @@ from __future__ import annotations
 import contextlib
 import enum
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 import requests
+from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.sdk.errors import PermanentError, RetriableError
-from connectors.sdk.limits import CircuitBreaker, TokenBucket
+from connectors.sdk.limits import BreakerState, CircuitBreaker, TokenBucket
 from connectors.sdk.retry import retry_after_seconds
 
-__all__ = ["Answer", "HttpDelivery", "Verdict", "admit", "settle"]
+__all__ = ["Answer", "HttpDelivery", "HttpSinkSettings", "Verdict", "admit", "settle"]
 
 #: 4xx answers that are not the record's fault: retried like 5xx (429 is throttling)
 RETRYABLE_4XX: Final = frozenset({408})
+
+
+class HttpSinkSettings(BaseModel):
+    """The knobs every HTTP sink has; a connector's ``Settings`` extends this model (and may
+    change a default, e.g. a lower rate for an agency's small server)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    connect_timeout_s: float = Field(3.0, gt=0)
+    request_timeout_s: float = Field(10.0, gt=0)
+    #: requests a second to one receiver, and how many may go at once after a quiet spell
+    rate_limit_rps: float = Field(50.0, gt=0)
+    rate_burst: int = Field(10, ge=1)
+    #: consecutive failures that open the receiver's circuit, and how long it stays open
+    breaker_failures: int = Field(5, ge=1)
+    breaker_cooldown_s: float = Field(5.0, gt=0)
+
+    def delivery(
+        self,
+        *,
+        idempotency_header: str = "Idempotency-Key",
+        retryable_4xx: frozenset[int] = RETRYABLE_4XX,
+    ) -> HttpDelivery:
+        return HttpDelivery(
+            connect_timeout_s=self.connect_timeout_s,
+            request_timeout_s=self.request_timeout_s,
+            idempotency_header=idempotency_header,
+            retryable_4xx=retryable_4xx,
+        )
+
+    def breaker(self, name: str, on_change: Callable[[BreakerState], None]) -> CircuitBreaker:
+        return CircuitBreaker(
+            self.breaker_failures, self.breaker_cooldown_s, name=name, on_change=on_change
+        )
+
+    def bucket(self) -> TokenBucket:
+        return TokenBucket(self.rate_limit_rps, self.rate_burst)
 
 
 class Verdict(enum.Enum):
