@@ -87,6 +87,8 @@ ASSIGN_PATIENCE_S = 300.0
 RESTORE_PATIENCE_S = 30.0
 #: the timeout given to each transactional call of the producer
 TXN_CALL_S = 15.0
+#: how long a commit whose outcome the broker has not told us yet is called again
+COMMIT_RETRY_S = 120.0
 #: how long the producer may hold an output to batch it (see the producer's settings)
 PRODUCER_LINGER_MS = 20
 #: Transactional producers a worker takes in turn, one checkpoint each. After a commit returns,
@@ -745,7 +747,7 @@ class CheckpointLoop:
                     "send_offsets_to_transaction",
                     lambda: producer.send_offsets_to_transaction(offsets, group, TXN_CALL_S),
                 )
-            self.producer.commit_transaction(TXN_CALL_S)
+            self._commit_transaction()
         except KafkaException as exc:
             self._abort(exc)
             return False
@@ -771,6 +773,35 @@ class CheckpointLoop:
         metrics.CHECKPOINTS.labels("committed").inc()
         metrics.CHECKPOINT_SECONDS.observe(time.monotonic() - started)
         return True
+
+    def _commit_transaction(self) -> None:
+        """Commit, calling again while librdkafka says the commit is still under way.
+
+        A commit that timed out with a retriable error (the coordinator's broker went away
+        mid-commit) may already be decided: the coordinator wrote PREPARE_COMMIT and finishes
+        it whatever we do. Aborting then (a new producer, back to the last checkpoint) read
+        the same inputs again after the old transaction had committed their outputs: two
+        status records delivered twice in one run of the coordinator-kill test. librdkafka's
+        contract for a retriable error here is to call commit_transaction again."""
+        assert self.producer is not None
+        deadline = time.monotonic() + COMMIT_RETRY_S
+        while True:
+            try:
+                self.producer.commit_transaction(TXN_CALL_S)
+                return
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args else None
+                retry = (
+                    isinstance(error, KafkaError)
+                    and error.retriable()
+                    and not error.fatal()
+                    and not error.txn_requires_abort()
+                    and time.monotonic() < deadline
+                    and not self._stop.is_set()
+                )
+                if not retry:
+                    raise
+                log.warning("commit not finished yet (%s): calling it again", error)
 
     def _abort(self, exc: KafkaException) -> None:
         """Abort the open transaction and go back to the last checkpoint."""
