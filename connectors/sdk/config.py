@@ -47,6 +47,7 @@ from pydantic import (
 )
 
 from connectors.sdk.errors import ConfigProblem
+from connectors.sdk.retry import Backoff
 
 if TYPE_CHECKING:
     from connectors.sdk.base import Connector
@@ -226,6 +227,12 @@ class ConnectorConfig(BaseModel):
     @property
     def retry_delay_max_s(self) -> float:
         return self.errors_retry_delay_max_ms / 1000
+
+    def backoff(self) -> Backoff:
+        """A fresh retry budget per ``errors.retry.*`` (one per record or per batch)."""
+        return Backoff(
+            min(0.3, self.retry_delay_max_s), self.retry_delay_max_s, self.retry_timeout_s
+        )
 
     def describe(self) -> dict[str, Any]:
         """A printable summary; secrets (``SecretStr``) come out as ``**********``."""

@@ -83,7 +83,6 @@ from connectors.sdk.http_server import ConnectorHttpServer
 from connectors.sdk.identity import codes_of
 from connectors.sdk.metrics import RECORDS, RETRIES, UP
 from connectors.sdk.offsets import Offset, OffsetStore
-from connectors.sdk.retry import Backoff
 from connectors.sdk.sink import SinkRunner
 from hub.contract.errors import ContractError, RegistryError
 from hub.contract.event_types import FEEDBACK_EVENT_TYPES
@@ -318,7 +317,6 @@ class ConnectorRuntime:
         self._thread: threading.Thread | None = None
         self._http: ConnectorHttpServer | None = None
         self.committed: dict[str, Offset] = {}
-        self._sink_runner: SinkRunner | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -465,13 +463,6 @@ class ConnectorRuntime:
 
     # --- sources ----------------------------------------------------------------------------
 
-    def _backoff(self) -> Backoff:
-        return Backoff(
-            min(0.3, self.config.retry_delay_max_s),
-            self.config.retry_delay_max_s,
-            self.config.retry_timeout_s,
-        )
-
     def _run_source(self, connector: SourceConnector) -> None:
         handle = PublisherHandle(self.config, procedure_effective_from=self._lookup)
         ack_timeout = self.config.ack_timeout_ms / 1000
@@ -511,7 +502,7 @@ class ConnectorRuntime:
     def _poll(self, connector: SourceConnector) -> list[SourceRecord]:
         """``connector.poll()``, retried per ``errors.retry.*`` while it raises
         :class:`RetriableError` (a database restarting must not end the connector)."""
-        backoff = self._backoff()
+        backoff = self.config.backoff()
         while True:
             try:
                 return connector.poll()
@@ -526,7 +517,7 @@ class ConnectorRuntime:
                 RETRIES.labels(self.name).inc()
 
     def _wait_publisher(self, handle: PublisherHandle) -> EventPublisher | None:
-        backoff = self._backoff()
+        backoff = self.config.backoff()
         while True:
             try:
                 return handle.get(timeout_s=min(5.0, self.config.ack_timeout_ms / 1000))
@@ -644,7 +635,7 @@ class ConnectorRuntime:
         after a failure, re-send from the first unacknowledged record on, in order."""
         ack_timeout = self.config.ack_timeout_ms / 1000
         start = 0
-        backoff = self._backoff()
+        backoff = self.config.backoff()
         while start < len(prepared):
             futures: list[tuple[Any, DeadLetter | None]] = []
             try:
@@ -679,7 +670,7 @@ class ConnectorRuntime:
                 RETRIES.labels(self.name).inc()
 
     def _retrying(self, action: Callable[[], None], what: str) -> None:
-        backoff = self._backoff()
+        backoff = self.config.backoff()
         while True:
             try:
                 action()
@@ -695,7 +686,6 @@ class ConnectorRuntime:
 
     def _run_sink(self, connector: SinkConnector) -> None:
         runner = SinkRunner(self.config, connector, self.stop_event, on_running=self._running)
-        self._sink_runner = runner
         try:
             runner.run()
         finally:

@@ -329,13 +329,6 @@ class SinkRunner:
 
     # --- one record (in its lane's thread) ----------------------------------------------------
 
-    def _backoff(self) -> Backoff:
-        return Backoff(
-            min(0.3, self.config.retry_delay_max_s),
-            self.config.retry_delay_max_s,
-            self.config.retry_timeout_s,
-        )
-
     def _wait(self, backoff: Backoff, stop: threading.Event, at_least: float | None) -> bool:
         """Sleep before the next attempt; False when the budget is spent or ``stop`` set."""
         delay = backoff.next_delay()
@@ -347,7 +340,7 @@ class SinkRunner:
 
     def deliver(self, record: Record, stop: threading.Event) -> bool:
         """Put one record (retrying) or dead-letter it; False when stopped before either."""
-        backoff = self._backoff()
+        backoff = self.config.backoff()
         headers = [(k, v if v is not None else b"") for k, v in (record.headers or [])]
         failure: Exception
         value: Any = None
@@ -410,7 +403,7 @@ class SinkRunner:
         )
         dead = dead_letter_record(letter, record.key, record.value, record.headers or [])
         target = self.config.dlq_topic(record.topic)
-        retry = self._backoff()
+        retry = self.config.backoff()
         while True:
             try:
                 self._topics.ensure([target])  # with the hub's replicas, not auto-created
