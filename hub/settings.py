@@ -42,11 +42,11 @@ class HubSettings(BaseSettings):
     #: keep warm copies of the stores of this many other workers' partitions (read from the
     #: changelog every 2 s), so a takeover restores seconds, not the whole partition
     standby_replicas: int = 0
-    #: RocksDB memory per table partition: memtable size (two at most) and block cache.
-    #: faust's defaults (64 MiB x 3 and 2 GiB) let the resident memory grow with every
-    #: dossier held; these bound it (about 24 MiB per partition)
+    #: RocksDB memory: memtable size per partition store (two at most), and the one block
+    #: cache all of a worker's stores share (data, index and filter blocks). Bounded, so
+    #: the resident memory does not grow with the dossiers held
     rocksdb_write_buffer_mb: int = 4
-    rocksdb_block_cache_mb: int = 16
+    rocksdb_block_cache_mb: int = 64
     data_dir: Path = Path(".hub/worker")
     web_host: str = "127.0.0.1"
     web_port: int = 6066

@@ -102,7 +102,7 @@ from hub.domain.events import (
     SupplementRequested,
     local_date,
 )
-from hub.domain.status import TERMINAL_STATUSES, DossierStatus
+from hub.domain.status import FINISHED_STATUSES, TERMINAL_STATUSES, DossierStatus
 from hub.domain.timeline import EMPTY_TIMELINE, Timeline, TimelineEntry, array_header
 
 __all__ = [
@@ -412,7 +412,7 @@ class DossierState(msgspec.Struct, frozen=True, kw_only=True, array_like=True, g
 
     @property
     def is_finished(self) -> bool:
-        return self.status in TERMINAL_STATUSES or self.status is S.PROCESSED
+        return self.status in FINISHED_STATUSES
 
     @property
     def is_paused(self) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["TERMINAL_STATUSES", "DossierStatus"]
+__all__ = ["FINISHED_STATUSES", "TERMINAL_STATUSES", "DossierStatus"]
 
 
 class DossierStatus(StrEnum):
@@ -32,3 +32,7 @@ TERMINAL_STATUSES: frozenset[DossierStatus] = frozenset(
         DossierStatus.RESULT_RETURNED,
     }
 )
+
+#: a dossier in one of these is finished: the terminal ones, and PROCESSED (the result is
+#: ready; handing it over is the applicant's step, not the agency's)
+FINISHED_STATUSES: frozenset[DossierStatus] = TERMINAL_STATUSES | {DossierStatus.PROCESSED}

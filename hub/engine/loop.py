@@ -67,7 +67,14 @@ from hub.dlq.publisher import count_dead_letter, dead_letter_record
 from hub.domain.events import local_date
 from hub.domain.lifecycle import DossierState
 from hub.engine.changelog import changelog_topic
-from hub.engine.store import META_KEY, DiskFullError, Meta, PartitionStore, open_store
+from hub.engine.store import (
+    META_KEY,
+    BlockCache,
+    DiskFullError,
+    Meta,
+    PartitionStore,
+    open_store,
+)
 from hub.engine.topics import EngineTopics
 from hub.settings import HubSettings
 from hub.worker import metrics
@@ -279,6 +286,8 @@ class CheckpointLoop:
         self.signer: HeadSigner | None = signer
         self.tasks: dict[int, Task] = {}
         self._stores: dict[int, PartitionStore] = {}  # kept across rebalances
+        self._block_cache = BlockCache(settings.rocksdb_block_cache_mb)  # shared by all
+        metrics.BLOCK_CACHE.set_function(self._block_cache.usage)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._in_txn = False
@@ -1010,7 +1019,7 @@ class CheckpointLoop:
             store = open_store(
                 self.settings.store, self.settings.data_dir, partition,
                 write_buffer_mb=self.settings.rocksdb_write_buffer_mb,
-                block_cache_mb=self.settings.rocksdb_block_cache_mb,
+                cache=self._block_cache,
             )  # fmt: skip
             self._stores[partition] = store
         return store

@@ -16,6 +16,12 @@ the write leaves a store one checkpoint behind, which the changelog brings up to
 (``hub.engine.restore``).
 
 ``store = "memory"`` keeps the same contract in a dict (tests, throwaway workers).
+
+Memory: RocksDB's own is bounded per worker, not per dossier. Every store of a worker reads
+through one LRU block cache (:class:`BlockCache`) that also holds the tables' index and
+filter blocks (by default RocksDB keeps those outside any cache, growing with the data), and
+whole-store scans (a view rebuild, a restore's checks) read around it, so a rebalance does
+not fill it with every state once. Memtables are bounded per store (two at most).
 """
 
 from __future__ import annotations
@@ -27,9 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, cast
 
-from rocksdict import Options, Rdict, WriteBatch
+from rocksdict import BlockBasedOptions, Cache, Options, Rdict, ReadOptions, WriteBatch
 
-__all__ = ["META_KEY", "Meta", "PartitionStore", "open_store"]
+__all__ = ["META_KEY", "BlockCache", "Meta", "PartitionStore", "open_store"]
 
 #: the meta entry's key; no dossier code starts with a NUL byte
 META_KEY = b"\x00meta"
@@ -91,16 +97,45 @@ class PartitionStore(Protocol):
     def close(self) -> None: ...
 
 
+class BlockCache:
+    """The one block cache of a worker's stores (``HUB_ROCKSDB_BLOCK_CACHE_MB``), data,
+    index and filter blocks alike: a capacity, not a per-partition budget, so a worker's
+    RocksDB memory does not grow with the partitions or the dossiers it holds."""
+
+    def __init__(self, megabytes: int) -> None:
+        self.cache = Cache(megabytes * 1024 * 1024)
+
+    def usage(self) -> int:
+        return int(self.cache.get_usage())
+
+    def table_options(self) -> BlockBasedOptions:
+        table = BlockBasedOptions()
+        table.set_block_cache(self.cache)
+        table.set_cache_index_and_filter_blocks(True)
+        # the newest tables' index and filters stay in (most lookups hit recent dossiers)
+        table.set_pin_l0_filter_and_index_blocks_in_cache(True)
+        table.set_bloom_filter(10, False)  # a miss (a new dossier) reads no data block
+        return table
+
+
+def _scan_options() -> ReadOptions:
+    options = ReadOptions()
+    options.fill_cache(False)  # type: ignore[call-arg]  # the stub omits the flag
+    return options
+
+
 class RocksStore:
     """A partition's store in RocksDB (rocksdict), bounded memory (see HubSettings)."""
 
-    def __init__(self, path: Path, *, write_buffer_mb: int, block_cache_mb: int) -> None:
+    def __init__(self, path: Path, *, write_buffer_mb: int, cache: BlockCache) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         options = Options(raw_mode=True)
         options.create_if_missing(True)
         options.set_write_buffer_size(write_buffer_mb * 1024 * 1024)
         options.set_max_write_buffer_number(2)
+        options.set_block_based_table_factory(cache.table_options())
+        self._cache = cache  # RocksDB requires the cache to outlive the handle
         try:
             self._db = Rdict(str(path), options)
         except Exception as exc:  # opening replays the WAL into a table file: needs space
@@ -131,7 +166,7 @@ class RocksStore:
             raise
 
     def states(self) -> Iterator[tuple[bytes, bytes]]:
-        for key, value in self._db.items():
+        for key, value in self._db.items(read_opt=_scan_options()):
             if key != META_KEY:
                 yield cast(bytes, key), cast(bytes, value)
 
@@ -172,14 +207,19 @@ class MemoryStore:
 
 
 def open_store(
-    kind: str, data_dir: Path, partition: int, *, write_buffer_mb: int = 4, block_cache_mb: int = 16
+    kind: str,
+    data_dir: Path,
+    partition: int,
+    *,
+    write_buffer_mb: int = 4,
+    cache: BlockCache | None = None,
 ) -> PartitionStore:
     if kind == "memory":
         return MemoryStore()
     return RocksStore(
         data_dir / f"partition-{partition}",
         write_buffer_mb=write_buffer_mb,
-        block_cache_mb=block_cache_mb,
+        cache=cache if cache is not None else BlockCache(16),
     )
 
 

@@ -46,6 +46,7 @@ from hub.topic_admin import TopicCreator
 from hub.web.pages import Names
 from hub.worker import metrics
 from hub.worker.api import FORWARDED, Api, ApiError, presented_key
+from hub.worker.archive import ArchiveDirectory, MemoryArchive
 from hub.worker.figures import LocalView
 from hub.worker.lag import LagSampler, refresh
 from hub.worker.processor import Processor, Topics
@@ -91,8 +92,9 @@ class PostToLoop(ViewSink):
         count = fresh.rebuild(states)
 
         def install() -> None:
-            self.view = fresh
+            old, self.view = self.view, fresh
             metrics.FIGURES.watch(fresh)
+            old.archive.close()  # its rows are the fresh view's now
             log.info("local view rebuilt from %d dossiers", count)
 
         self._post(install)
@@ -134,7 +136,14 @@ def build(settings: HubSettings) -> tuple[faust.App, TopicCreator]:
     """The worker's application, its engine and its HTTP API, from ``settings``."""
     reference = load_reference()
     topics = Topics(settings.topic_prefix)
-    sink = PostToLoop(lambda: LocalView(reference.calendar, settings.late_if_repeated_supplement))
+    archives = ArchiveDirectory(settings.data_dir / "view") if settings.store == "rocksdb" else None
+    sink = PostToLoop(
+        lambda: LocalView(
+            reference.calendar,
+            settings.late_if_repeated_supplement,
+            archive=archives.new() if archives is not None else MemoryArchive(),
+        )
+    )
     topic_creator = TopicCreator.for_settings(settings)
     app = WorkerApp(
         settings.app_id,

@@ -3,12 +3,13 @@
 Both are functions of the table's states (see ``hub.domain.standing``): updated with every
 state written and rebuilt from the table after recovery, so they never drift from the view.
 
-Memory: the states themselves live in the table (RocksDB), not here. Per dossier the view
-keeps its row for the search (``rows``: a tuple of strings shared by every dossier with the
-same agency, status, procedure or date, interned) and, while open, its entry in
-``open_deadlines``: a few hundred bytes a dossier (``python -m bench.profile --memory``);
-figures are per (agency, procedure, channel) and weekly verdicts per (agency, week), not per
-dossier.
+Memory: the states themselves live in the table (RocksDB), not here. Per open dossier the
+view keeps its row for the search (``rows``: a tuple of strings shared by every dossier with
+the same agency, status, procedure or date, interned) and its entry in ``open_deadlines``: a
+few hundred bytes (``python -m bench.profile --memory``). A finished dossier's row goes to
+the ``archive`` (``hub.worker.archive``: on disk in a worker), so memory follows the open
+dossiers, not every dossier ever held. Figures are per (agency, procedure, channel) and
+weekly verdicts per (agency, week), not per dossier.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import heapq
 import operator
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -24,7 +25,9 @@ from typing import Any
 from hub.domain.deadlines import finish_date
 from hub.domain.lifecycle import DossierState, WorkingDays
 from hub.domain.standing import same_standing, standing_values
+from hub.domain.status import FINISHED_STATUSES
 from hub.domain.supervision import FigureKey, Figures
+from hub.worker.archive import MemoryArchive, RowArchive
 from hub.worker.province import province_json, summary_json
 from hub.worker.query import OverdueQuery, SearchQuery
 
@@ -34,6 +37,9 @@ __all__ = ["LocalView", "Row", "agency_summary", "province_part"]
 #: received (or submitted), deadline ('' once finished or without one), every agency that
 #: held it). Plain tuples: a million of them must stay small.
 Row = tuple[str, str, str, str, str, str, tuple[str, ...]]
+
+#: the status values whose rows are in the archive (``DossierState.is_finished``)
+_FINISHED = frozenset(status.value for status in FINISHED_STATUSES)
 
 #: the verdict positions in ``standing_values``' tuple (``Figures``' field order)
 _ON_TIME = list(Figures.__struct_fields__).index("finished_on_time")
@@ -49,8 +55,10 @@ class LocalView:
     open_deadlines: dict[str, tuple[str, str]] = field(default_factory=dict)
     #: (agency, unit) -> steps completed after their deadline (``DossierState.late_steps``)
     late_steps: dict[tuple[str, str], int] = field(default_factory=dict)
-    #: dossier code -> its Row, for the search
+    #: open dossier's code -> its Row, for the search
     rows: dict[str, Row] = field(default_factory=dict)
+    #: finished dossiers' rows, for the search
+    archive: RowArchive = field(default_factory=MemoryArchive)
     #: (agency, Monday of the week it finished) -> [finished on time, finished late]
     weekly: dict[tuple[str, str], list[int]] = field(default_factory=dict)
     _dates: dict[date, str] = field(default_factory=dict, repr=False)
@@ -101,7 +109,14 @@ class LocalView:
         else:
             deadline = self._iso(after.appointment_date)
             self.open_deadlines[code] = (sys.intern(after.agency_code), deadline)
-        self.rows[code] = self._row(after, deadline)
+        row = self._row(after, deadline)
+        if after.is_finished:
+            self.rows.pop(code, None)
+            self.archive.put(code, row)
+        else:
+            if before is not None and before.is_finished:
+                self.archive.delete(code)
+            self.rows[code] = row
 
     def _row(self, state: DossierState, deadline: str) -> Row:
         came = state.received_at or state.submitted_at
@@ -155,10 +170,11 @@ class LocalView:
         self, query: SearchQuery, scope: str | None, limit: int
     ) -> tuple[int, list[tuple[str, Row]]]:
         """How many dossiers ``query`` finds, and the first ``limit`` of them, newest received
-        first: (code, row); ``scope``: only those that agency holds or held."""
+        first: (code, row); ``scope``: only those that agency holds or held. Open dossiers
+        are read from memory, finished ones from the archive; a status names which."""
         found = [
             (code, row)
-            for code, row in list(self.rows.items())
+            for code, row in self._rows_for(query.status)
             if (query.code is None or code.startswith(query.code))
             and (query.agency is None or row[0] == query.agency)
             and (query.status is None or row[1] == query.status)
@@ -168,6 +184,12 @@ class LocalView:
             and (scope is None or scope in row[6])
         ]
         return len(found), heapq.nlargest(limit, found, key=_newest_first)
+
+    def _rows_for(self, status: str | None) -> Iterator[tuple[str, Row]]:
+        if status is None or status not in _FINISHED:
+            yield from list(self.rows.items())
+        if status is None or status in _FINISHED:
+            yield from self.archive.items()
 
     def _iso(self, day: date) -> str:
         # one string per distinct deadline, shared by every dossier due that day
@@ -181,6 +203,7 @@ class LocalView:
         self.open_deadlines.clear()
         self.late_steps.clear()
         self.rows.clear()
+        self.archive.clear()
         self.weekly.clear()
         count = 0
         for state in states:

@@ -34,6 +34,7 @@ from hub.domain.supervision import Figures
 from hub.worker.figures import LocalView
 
 __all__ = [
+    "BLOCK_CACHE",
     "CHECKPOINTS",
     "CHECKPOINT_SECONDS",
     "DISK_FULL",
@@ -59,6 +60,11 @@ BUILD_INFO = Gauge("hub_build_info", "Always 1; the hub's version as a label", [
 DISK_FULL = Gauge(
     "hub_disk_full",
     "1 while the worker waits for space on HUB_DATA_DIR (processing stopped, nothing lost)",
+)
+BLOCK_CACHE = Gauge(
+    "hub_rocksdb_block_cache_bytes",
+    "Bytes held in the block cache the worker's partition stores share "
+    "(at most HUB_ROCKSDB_BLOCK_CACHE_MB)",
 )
 BUILD_INFO.labels(HUB_VERSION).set(1)
 

@@ -13,7 +13,7 @@ from confluent_kafka import KafkaError, KafkaException
 from hub.domain.lifecycle import DossierState
 from hub.engine.directory import Claim, Claims, partition_for
 from hub.engine.loop import Task, unwrapped, worker_id
-from hub.engine.store import META_KEY, Meta, open_store
+from hub.engine.store import META_KEY, BlockCache, Meta, RocksStore, open_store
 
 
 @pytest.mark.parametrize("kind", ["rocksdb", "memory"])
@@ -41,6 +41,27 @@ def test_a_rocksdb_store_keeps_its_checkpoint_across_a_reopen(tmp_path: Path) ->
     assert again.get(b"X") == b"state"
     assert again.meta() == Meta({"feedback.events": 5}, 11)
     again.close()
+
+
+def test_a_workers_stores_share_one_bounded_block_cache_that_whole_scans_leave_alone(
+    tmp_path: Path,
+) -> None:
+    megabyte = 1024 * 1024
+    cache = BlockCache(1)
+    stores = [cast(RocksStore, open_store("rocksdb", tmp_path, p, cache=cache)) for p in (0, 1)]
+    keys = [f"D-{i:05}".encode() for i in range(3000)]
+    for number, store in enumerate(stores):
+        store.write({key: bytes([number]) * 1000 for key in keys}, Meta())  # ~3 MB each
+        store._db.flush()  # into table files, read through the cache from now on
+    for store in stores:
+        assert sum(1 for _ in store.states()) == len(keys)
+    assert cache.usage() < megabyte // 4  # a rebuild's scan keeps no data blocks
+    for number, store in enumerate(stores):
+        assert all(store.get(key) == bytes([number]) * 1000 for key in keys)
+    # lookups do fill it, both stores' blocks in the one cache, up to its capacity
+    assert megabyte // 2 < cache.usage() <= megabyte * 1.1
+    for store in stores:
+        store.close()
 
 
 def test_the_meta_key_is_no_dossier_code() -> None:

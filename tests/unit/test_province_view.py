@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -12,6 +14,7 @@ from hub.domain.events import Channel
 from hub.domain.lifecycle import DossierState
 from hub.domain.status import DossierStatus
 from hub.reference import load_reference
+from hub.worker.archive import ArchiveDirectory, RocksArchive
 from hub.worker.figures import LocalView, province_part
 from hub.worker.province import merge_province, merge_rows
 from hub.worker.query import overdue_query, search_query
@@ -196,3 +199,61 @@ def test_a_page_of_the_search_is_that_page_of_the_merged_newest_first_order() ->
     assert [
         r["dossier_code"] for r in merge_rows([one, two], 2, 2, newest_first=True)["items"]
     ] == ["A-1"]
+
+
+def test_a_finished_dossier_leaves_memory_for_the_archive_and_is_still_found(
+    tmp_path: Path,
+) -> None:
+    archives = ArchiveDirectory(tmp_path / "view")
+    view = LocalView(CALENDAR, archive=archives.new())
+    open_one = dossier("A-1", received=date(2026, 11, 2))
+    done = msgspec.structs.replace(
+        open_one, status=DossierStatus.PROCESSED, processed_at=datetime(2026, 11, 4, tzinfo=UTC)
+    )
+    view.rebuild([open_one, dossier("A-2", received=date(2026, 11, 3))])
+    view.replace(open_one, done)
+
+    assert set(view.rows) == {"A-2"}  # memory holds the open dossier only
+    assert [code for code, _ in view.archive.items()] == ["A-1"]
+
+    def search(**params: str) -> list[str]:
+        return codes(view.search(search_query(params, AGENCIES, PROCEDURES), JUSTICE, 50)[1])
+
+    assert search() == ["A-2", "A-1"]
+    assert search(status="PROCESSED") == ["A-1"]
+    assert search(status="PROCESSING") == ["A-2"]
+    found = dict(view.search(search_query({}, AGENCIES, PROCEDURES), None, 50)[1])
+    assert found["A-1"] == (JUSTICE, "PROCESSED", BIRTH, "ONLINE", "2026-11-02", "", (JUSTICE,))
+
+    # a finished dossier that opens again (a correction) comes back to memory
+    view.replace(done, open_one)
+    assert set(view.rows) == {"A-1", "A-2"}
+    assert list(view.archive.items()) == []
+
+
+def test_the_archive_keeps_rows_in_memory_while_its_disk_refuses_writes(tmp_path: Path) -> None:
+    archive = RocksArchive(tmp_path / "rows")
+    row = (JUSTICE, "PROCESSED", BIRTH, "ONLINE", "2026-11-02", "", (JUSTICE,))
+    archive.put("A-1", row)
+    assert list(archive.items()) == [("A-1", row)]
+
+    class FullDisk:
+        def __init__(self, db: Any) -> None:
+            self.db = db
+
+        def write(self, *args: Any, **kwargs: Any) -> None:
+            raise Exception("IO error: No space left on device")
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.db, name)
+
+    real = archive._db
+    archive._db = FullDisk(real)  # type: ignore[assignment]
+    archive.put("A-2", row)
+    archive.delete("A-1")
+    assert list(archive.items()) == [("A-2", row)]  # nothing lost, the delete honoured
+    archive._db = real
+    assert list(archive.items()) == [("A-2", row)]  # written once the disk takes it
+    assert archive._pending == {}
+    archive.close()
+    assert not archive.path.exists()

@@ -1,0 +1,180 @@
+"""Finished dossiers' search rows, kept out of memory.
+
+A worker's view keeps a row per dossier for the search (``hub.worker.figures.Row``). Open
+dossiers are few and change often: their rows stay in a dict. Finished ones pile up for
+ever (a province finishes millions a year) and rarely change: their rows go to an archive,
+so a worker's memory follows its open dossiers, not every dossier it has ever held.
+
+The archive is derived data, like the rest of the view: rebuilt from the partition stores
+after every rebalance into a fresh one, never restored, never checkpointed. So a RocksDB
+archive writes without a WAL and lives in a directory of its own per rebuild, deleted once
+the next view replaces it (and all of them at the worker's start).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, cast
+
+import msgspec
+from rocksdict import Options, Rdict, ReadOptions, WriteBatch, WriteOptions
+
+if TYPE_CHECKING:
+    from hub.worker.figures import Row
+
+__all__ = ["ArchiveDirectory", "MemoryArchive", "RocksArchive", "RowArchive"]
+
+log = logging.getLogger(__name__)
+
+#: rows buffered before one write batch (a rebuild archives hundreds of thousands)
+_BATCH = 5_000
+
+
+class RowArchive(Protocol):
+    def put(self, code: str, row: Row) -> None: ...
+
+    def delete(self, code: str) -> None: ...
+
+    def items(self) -> Iterator[tuple[str, Row]]: ...
+
+    def clear(self) -> None: ...
+
+    def close(self) -> None:
+        """Release and delete it: the next view has its own."""
+
+
+class MemoryArchive:
+    """The archive in a dict: ``HUB_STORE=memory`` and the domain tests."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, Row] = {}
+
+    def put(self, code: str, row: Row) -> None:
+        self._rows[code] = row
+
+    def delete(self, code: str) -> None:
+        self._rows.pop(code, None)
+
+    def items(self) -> Iterator[tuple[str, Row]]:
+        return iter(list(self._rows.items()))
+
+    def clear(self) -> None:
+        self._rows.clear()
+
+    def close(self) -> None:
+        self._rows.clear()
+
+
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.Decoder(tuple[str, str, str, str, str, str, tuple[str, ...]]).decode
+
+
+class RocksArchive:
+    """The archive in a RocksDB of its own. Writes are buffered and applied in batches;
+    a read applies what is buffered first. Used from one thread at a time (the engine's
+    while it rebuilds a view, the event loop's once the view is installed).
+
+    A write that fails (a full disk) loses nothing: the rows stay buffered, in memory,
+    searched from there, and the write is tried again every ``_BATCH`` rows and on each
+    search."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._no_wal = WriteOptions()
+        # derived: rebuilt from the stores, never recovered (a property; the stub says method)
+        self._no_wal.disable_wal = True  # type: ignore[method-assign,assignment]
+        self._scan = ReadOptions()
+        # a search reads every row once: do not keep them (the stub omits the flag)
+        self._scan.fill_cache(False)  # type: ignore[call-arg]
+        self._pending: dict[str, Row | None] = {}
+        self._failing = False
+        self._db = self._open()
+
+    def _open(self) -> Rdict:
+        shutil.rmtree(self.path, ignore_errors=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        options = Options(raw_mode=True)
+        options.create_if_missing(True)
+        options.set_write_buffer_size(2 * 1024 * 1024)
+        options.set_max_write_buffer_number(2)
+        return Rdict(str(self.path), options)
+
+    def put(self, code: str, row: Row) -> None:
+        self._pending[code] = row
+        if len(self._pending) % _BATCH == 0:
+            self._apply()
+
+    def delete(self, code: str) -> None:
+        self._pending[code] = None
+        if len(self._pending) % _BATCH == 0:
+            self._apply()
+
+    def items(self) -> Iterator[tuple[str, Row]]:
+        self._apply()
+        pending = dict(self._pending)  # only while writes fail
+        for key, value in self._db.items(read_opt=self._scan):
+            code = cast(bytes, key).decode()
+            if code not in pending:
+                yield code, _decode(cast(bytes, value))
+        for code, row in pending.items():
+            if row is not None:
+                yield code, row
+
+    def clear(self) -> None:
+        self._pending.clear()
+        self._db.close()
+        self._db = self._open()
+
+    def _apply(self) -> None:
+        if not self._pending:
+            return
+        batch = WriteBatch(raw_mode=True)
+        for code, row in self._pending.items():
+            if row is None:
+                batch.delete(code.encode())
+            else:
+                batch.put(code.encode(), _encode(row))
+        try:
+            self._db.write(batch, write_opt=self._no_wal)
+        except Exception as exc:  # rocksdict raises Exception with RocksDB's status text
+            if not self._failing:
+                log.warning(
+                    "the view's archive %s cannot be written (%s): finished dossiers' rows "
+                    "stay in memory until it can", self.path, exc,
+                )  # fmt: skip
+            self._failing = True
+            return
+        if self._failing:
+            log.info("the view's archive %s is written again", self.path)
+        self._failing = False
+        self._pending.clear()
+
+    def close(self) -> None:
+        self._pending.clear()
+        self._db.close()
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+class ArchiveDirectory:
+    """Where a worker's archives live: one fresh directory per view, all deleted at start
+    (a crash leaves the last one behind)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        shutil.rmtree(root, ignore_errors=True)
+        self._numbers = itertools.count()
+
+    def new(self) -> RowArchive:
+        path = self.root / f"rows-{next(self._numbers)}"
+        try:
+            return RocksArchive(path)
+        except Exception as exc:  # a full disk: a view in memory beats no view
+            log.warning(
+                "the view's archive %s cannot be created (%s): finished dossiers' rows stay "
+                "in memory until the next rebuild", path, exc,
+            )  # fmt: skip
+            return MemoryArchive()
