@@ -106,6 +106,9 @@ PRODUCER_LINGER_MS = 20
 #: first: a restart on the same disk fences both, and both commit offsets with the group's
 #: metadata (KIP-447).
 PRODUCER_SLOTS = 2
+#: the consumer's prefetch bound, KiB: about 13,000 events of the simulator's size, over a
+#: second of the loop's full rate
+CONSUMER_QUEUE_KB = 8192
 #: how often a store write waiting for disk space is tried again
 DISK_RETRY_S = 5.0
 
@@ -325,6 +328,12 @@ class CheckpointLoop:
             # an assignment restores its stores inside the rebalance callback
             "max.poll.interval.ms": 900_000,
             "fetch.wait.max.ms": 50,
+            # librdkafka prefetches up to 64 MiB by default; after an outage the backlog
+            # arrives at once and the worker's resident memory keeps that high-water mark
+            # (the allocator does not give it back). A few batches ahead is all the loop
+            # needs: CONSUMER_QUEUE_KB holds several seconds at its full rate
+            "queued.max.messages.kbytes": CONSUMER_QUEUE_KB,
+            "fetch.max.bytes": CONSUMER_QUEUE_KB * 1024,
         }
         self._producer_config = {
             **common,
