@@ -71,6 +71,11 @@ class HubSettings(BaseSettings):
     session_timeout_s: float = 30.0
     #: records taken from the consumer at a time; a checkpoint also ends after this many
     batch_max: int = 2000
+    #: feedback (a rating, a complaint) for a dossier the worker does not hold waits at most
+    #: this long for the dossier's events to be read, when dossier.events may still bring
+    #: them (its leader down, its end not reached); then it is dead-lettered as unknown
+    #: (hub.engine.feedback_gate). Its feedback partition waits behind it
+    feedback_wait_s: float = 30.0
     #: a checkpoint (one Kafka transaction) at least this often; outputs become visible to
     #: read-committed consumers when it commits, so it bounds their latency. Under a backlog a
     #: checkpoint holds a fetched batch whatever this is; at 2,000 events/s, 30 ms gave p99

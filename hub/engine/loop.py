@@ -67,6 +67,7 @@ from hub.dlq.publisher import count_dead_letter, dead_letter_record
 from hub.domain.events import local_date
 from hub.domain.lifecycle import DossierState
 from hub.engine.changelog import changelog_topic
+from hub.engine.feedback_gate import FeedbackGate
 from hub.engine.store import (
     META_KEY,
     BlockCache,
@@ -275,6 +276,7 @@ class CheckpointLoop:
         self.processor = processor
         self.topics = Topics(settings.topic_prefix)
         self.inputs = [self.topics.dossier_events, self.topics.feedback_events]
+        self._gate = FeedbackGate(settings.feedback_wait_s)
         self.changelog = changelog_topic(settings.app_id)
         self.audit_topic = audit_topic(settings.topic_prefix)
         self._inbox_prefix = self.topics.inbox("")
@@ -535,6 +537,8 @@ class CheckpointLoop:
                         log.warning("consumer: %s", error)
                     continue
                 self._process(message, now)
+            if self._gate.held:
+                self._release_feedback()
             if self._access:
                 self._record_access()
             if self.ready.is_set() and time.monotonic() >= self._next_clock:
@@ -598,12 +602,20 @@ class CheckpointLoop:
         task = self.tasks.get(record.partition)
         if task is None:  # not ours (a fetch from before a revocation): its owner reads it
             return
-        self._begin()
-        self._txn_records += 1
+        gate = self._gate
+        feedback = record.topic != self.inputs[0]
+        if not feedback:
+            gate.dossier_read(record.partition, record.timestamp)
+        elif gate.held and gate.is_held(record.partition):
+            return  # behind a held record of its partition: read again once it goes on
         key = record.key
         if key is not None and key.startswith(META_KEY[:1]):
             key = None  # not a dossier code: dead-lettered by the processor's key rule
         before = task.state(key) if key is not None else None
+        if feedback and before is None and key is not None and self._feedback_waits(record):
+            return
+        self._begin()
+        self._txn_records += 1
         effects = self._effects(record, key, before, now)
         self._emit(record, key, effects, task)
         if effects.state is not None and key is not None:
@@ -614,6 +626,58 @@ class CheckpointLoop:
         self._counts[(record.topic, event_type, effects.outcome)] += 1
         if effects.lag_s is not None:
             self._latencies.append(max(0.0, effects.lag_s))
+
+    def _feedback_waits(self, record: Record) -> bool:
+        """Hold feedback for a dossier not held yet while dossier.events may still bring it
+        (hub.engine.feedback_gate): its feedback partition is paused and will be read again
+        from this record."""
+        partition = record.partition
+        if not self._gate.must_wait(
+            partition, record.timestamp, lambda: self._dossiers_read_to_end(partition)
+        ):
+            return False
+        assert self.consumer is not None
+        tp = TopicPartition(record.topic, partition, record.offset)
+        self.consumer.pause([tp])
+        self.consumer.seek(tp)
+        self._gate.hold(partition, record.offset, record.timestamp, time.monotonic())
+        log.info(
+            "feedback %s[%s]@%s is for a dossier not read yet: it waits (at most %.0fs) for "
+            "%s[%s], which may still hold its events", record.topic, partition, record.offset,
+            self.settings.feedback_wait_s, self.inputs[0], partition,
+        )  # fmt: skip
+        return True
+
+    def _dossiers_read_to_end(self, partition: int, *, between_batches: bool = False) -> bool:
+        """Whether this worker has read dossier.events[partition] up to its end as its
+        leader tells it now (read_committed: the last stable offset; not librdkafka's
+        cached end, stale while the leader is down). Mid-batch, "read" is what was applied
+        (records of the batch still to come are not); between batches it is the consumer's
+        position, which also steps over transaction markers."""
+        assert self.consumer is not None
+        task = self.tasks.get(partition)
+        if task is None:
+            return True
+        tp = TopicPartition(self.inputs[0], partition)
+        try:
+            _, end = self.consumer.get_watermark_offsets(tp, timeout=0.5, cached=False)
+            read_to = task.next_inputs.get(tp.topic, task.meta.inputs.get(tp.topic, 0))
+            if between_batches:  # < 0: nothing consumed since the assignment
+                read_to = max(read_to, self.consumer.position([tp])[0].offset)
+        except KafkaException:
+            return False  # no leader to ask: its records may be on their way
+        return bool(read_to >= end)
+
+    def _release_feedback(self) -> None:
+        assert self.consumer is not None
+        topic = self.inputs[1]
+        released = self._gate.release(
+            time.monotonic(),
+            lambda partition: self._dossiers_read_to_end(partition, between_batches=True),
+        )
+        for partition, offset in released:
+            self.consumer.resume([TopicPartition(topic, partition, offset)])
+            log.info("feedback %s[%s] goes on from %s", topic, partition, offset)
 
     def _effects(
         self, record: Record, key: bytes | None, before: DossierState | None, now: Any
@@ -881,10 +945,21 @@ class CheckpointLoop:
 
     # --- rebalances ---------------------------------------------------------------------
 
+    def _unhold(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Held feedback of partitions going away: their next owner reads from the
+        committed offset; the pause must not outlive the assignment."""
+        numbers = {tp.partition for tp in partitions}
+        held = [TopicPartition(self.inputs[1], p) for p in numbers if self._gate.is_held(p)]
+        if held:
+            with contextlib.suppress(KafkaException):
+                consumer.resume(held)
+        self._gate.forget(numbers)
+
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.ready.clear()
         if self._in_txn:
             self._commit()
+        self._unhold(consumer, partitions)
         for tp in partitions:
             self.tasks.pop(tp.partition, None)
         if self.on_assigned is not None:
@@ -905,6 +980,7 @@ class CheckpointLoop:
                 log.warning("abort after losing partitions: %s", exc)
             self._in_txn = False
             self._access_settled(LookupError("partitions lost before the read was recorded"))
+        self._unhold(consumer, partitions)
         for tp in partitions:
             self.tasks.pop(tp.partition, None)
         log.warning("partitions lost: %s", _names(partitions))

@@ -18,6 +18,7 @@ import asyncio
 import faulthandler
 import logging
 import signal
+import threading
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -81,11 +82,21 @@ class PostToLoop(ViewSink):
     at a time, and the event loop swaps it in: the HTTP API never waits for it, and no list
     of decoded states is ever held."""
 
+    #: view updates posted and not yet applied, at most: each holds its checkpoint's
+    #: decoded states (a few KiB each), and while the engine catches up on a backlog it
+    #: outpaces the event loop, so without a bound they pile up and the resident memory
+    #: keeps that high-water mark (the allocator does not give it back)
+    MAX_PENDING = 4
+    #: the engine waits at most this long for the loop to take an update (then posts anyway:
+    #: a stopped loop must not stop the engine)
+    PENDING_WAIT_S = 5.0
+
     def __init__(self, new_view: Callable[[], LocalView]) -> None:
         self.new_view = new_view
         self.view = new_view()
         metrics.FIGURES.watch(self.view)
         self.loop: asyncio.AbstractEventLoop | None = None
+        self._room = threading.Semaphore(self.MAX_PENDING)
 
     def rebuild(self, states: Iterable[DossierState]) -> int:
         fresh = self.new_view()
@@ -110,8 +121,17 @@ class PostToLoop(ViewSink):
     def _post(self, work: Callable[[], None]) -> None:
         if self.loop is None:
             work()  # not started yet: nothing reads the view concurrently
-        else:
-            self.loop.call_soon_threadsafe(work)
+            return
+        taken = self._room.acquire(timeout=self.PENDING_WAIT_S)
+
+        def run() -> None:
+            try:
+                work()
+            finally:
+                if taken:
+                    self._room.release()
+
+        self.loop.call_soon_threadsafe(run)
 
 
 def _processor(settings: HubSettings, reference: ReferenceData) -> Processor:
