@@ -16,7 +16,9 @@ CALENDAR = load_reference().calendar
 
 
 class Recording(LocalView):
-    applied: list[int]
+    """A view that records what it was given (the updates here are plain numbers)."""
+
+    applied: list[object]
 
     def replace(self, before: object, after: object) -> None:  # type: ignore[override]
         self.applied.append(after)
