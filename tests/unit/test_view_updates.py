@@ -20,7 +20,7 @@ class Recording(LocalView):
 
     applied: list[object]
 
-    def replace(self, before: object, after: object) -> None:  # type: ignore[override]
+    def replace(self, before: object, after: object) -> None:
         self.applied.append(after)
 
 
