@@ -25,7 +25,8 @@ new state, ``LocalView.replace``. Prints
   pyinstrument``; not a project dependency), else cProfile.
 
 ``--memory`` instead measures, with ``tracemalloc``, the Python memory per tracked dossier of
-what the worker keeps per dossier (the local view's figures and open-deadline index), and for
+what the worker keeps per dossier (the local view's figures, and its open dossiers' search rows
+and deadlines; finished dossiers' rows go to the view's on-disk archive as in a worker), and for
 comparison what a decoded state object and the stored state bytes would cost if kept in Python,
 for ``--dossiers`` states (the simulator's final states, copied under fresh dossier codes).
 """
@@ -37,11 +38,13 @@ import cProfile
 import io
 import pstats
 import sys
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from bench.engine_path import EnginePath
@@ -54,6 +57,7 @@ from hub.contract.serde import AvroDeserializer, AvroSerializer
 from hub.domain.lifecycle import evolve
 from hub.reference import load_reference
 from hub.settings import HubSettings
+from hub.worker.archive import RocksArchive
 from hub.worker.figures import LocalView
 from hub.worker.processor import Processor, decode_state, encode_state
 
@@ -307,16 +311,20 @@ def measure_memory(s: Setup, now: datetime, dossiers: int) -> list[tuple[str, fl
         rows.append((what, used / dossiers))
         return kept
 
+    scratch = Path(tempfile.mkdtemp(prefix="hub-profile-"))
+
     def view_of() -> LocalView:
-        view = LocalView(s.processor.reference.calendar, False)
+        # as a worker keeps it: finished dossiers' rows in the on-disk archive
+        view = LocalView(s.processor.reference.calendar, False, archive=RocksArchive(scratch))
         for i, state in enumerate(samples):
             code = f"{state.dossier_code.rsplit('-', 1)[0]}-{i:07d}"
             view.replace(None, evolve(state, dossier_code=code))
         return view
 
-    view = measure("local view (figures + open deadlines, codes included)", view_of)
+    view = measure("local view (figures, open dossiers' rows and deadlines)", view_of)
     assert isinstance(view, LocalView)
     open_count = len(view.open_deadlines)
+    view.archive.close()
     del view
     encoded = [encode_state(state) for state in finals]
     measure("stored state bytes, if kept in a Python dict", lambda: {

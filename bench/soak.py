@@ -30,8 +30,9 @@ provincial peak and leaves one worker headroom on a shared machine, so the run m
 growth rather than overload. ``--rate 400 --workers 3`` tries twice the national peak on a
 machine that can take it.
 
-Prints a markdown table, writes ``bench/results/soak-<timestamp>.json``, and stops every
-process it started (also on Ctrl-C).
+Prints a markdown table, writes ``bench/results/soak-<timestamp>.json`` (and each worker's
+log as ``soak-<timestamp>-worker-<n>.log``), and stops every process it started (also on
+Ctrl-C).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.run import (
+    RESULTS,
     Bench,
     Stopped,
     _on_sigterm,
@@ -173,7 +175,7 @@ class Sample:
     rss_bytes: int
     lag: float | None  # hub_consumer_lag_messages, summed over topics, max over workers
     sent: int
-    dossiers: int  # dossiers started so far: the hub keeps every one in its table and view
+    dossiers: int  # dossiers started so far
     processed: float  # hub_events_in_total of both input topics, summed over workers
 
 
@@ -244,8 +246,9 @@ def growth(
 
 
 def rss_per_dossier(samples: list[Sample], after: float) -> float | None:
-    """RSS added per dossier started, from the first sample after warm-up to the last: the
-    hub keeps every dossier in memory, so RSS grows with dossiers even without a leak."""
+    """RSS added per dossier started, from the first sample after warm-up to the last: what
+    a worker's memory would grow by per dossier if it did not level off (its open dossiers'
+    rows and due dates are in memory; its caches are bounded)."""
     late = [s for s in samples if s.t >= after]
     if len(late) < 2 or late[-1].dossiers == late[0].dossiers:
         return None
@@ -500,6 +503,10 @@ def main(argv: list[str] | None = None) -> int:
             say("stopping the local stack")
             with contextlib.suppress(Exception):
                 stack.down()
+        # the workers' logs outlive the run, beside its results (gitignored)
+        for n, log_file in enumerate(sorted(workdir.glob("worker-*.log"))):
+            with contextlib.suppress(OSError):
+                shutil.copyfile(log_file, RESULTS / f"soak-{stamp}-worker-{n}.log")
         shutil.rmtree(workdir, ignore_errors=True)
 
     res["ok"] = ok

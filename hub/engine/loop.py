@@ -641,7 +641,7 @@ class CheckpointLoop:
         self.consumer.pause([tp])
         self.consumer.seek(tp)
         self._gate.hold(partition, record.offset, record.timestamp, time.monotonic())
-        log.info(
+        log.warning(
             "feedback %s[%s]@%s is for a dossier not read yet: it waits (at most %.0fs) for "
             "%s[%s], which may still hold its events", record.topic, partition, record.offset,
             self.settings.feedback_wait_s, self.inputs[0], partition,
