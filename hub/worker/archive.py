@@ -39,7 +39,9 @@ class RowArchive(Protocol):
 
     def delete(self, code: str) -> None: ...
 
-    def items(self) -> Iterator[tuple[str, Row]]: ...
+    def items(self, prefix: str = "") -> Iterator[tuple[str, Row]]:
+        """The rows whose codes start with ``prefix``."""
+        ...
 
     def clear(self) -> None: ...
 
@@ -59,8 +61,8 @@ class MemoryArchive:
     def delete(self, code: str) -> None:
         self._rows.pop(code, None)
 
-    def items(self) -> Iterator[tuple[str, Row]]:
-        return iter(list(self._rows.items()))
+    def items(self, prefix: str = "") -> Iterator[tuple[str, Row]]:
+        return iter([(code, row) for code, row in self._rows.items() if code.startswith(prefix)])
 
     def clear(self) -> None:
         self._rows.clear()
@@ -113,15 +115,20 @@ class RocksArchive:
         if len(self._pending) % _BATCH == 0:
             self._apply()
 
-    def items(self) -> Iterator[tuple[str, Row]]:
+    def items(self, prefix: str = "") -> Iterator[tuple[str, Row]]:
         self._apply()
         pending = dict(self._pending)  # only while writes fail
-        for key, value in self._db.items(read_opt=self._scan):
-            code = cast(bytes, key).decode()
+        start = prefix.encode()
+        # keys are the codes, in byte order: a code prefix is one range, read from its start
+        for key, value in self._db.items(from_key=start, read_opt=self._scan):
+            raw = cast(bytes, key)
+            if not raw.startswith(start):
+                break
+            code = raw.decode()
             if code not in pending:
                 yield code, _decode(cast(bytes, value))
         for code, row in pending.items():
-            if row is not None:
+            if row is not None and code.startswith(prefix):
                 yield code, row
 
     def clear(self) -> None:

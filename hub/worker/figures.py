@@ -174,7 +174,7 @@ class LocalView:
         are read from memory, finished ones from the archive; a status names which."""
         found = [
             (code, row)
-            for code, row in self._rows_for(query.status)
+            for code, row in self._rows_for(query.status, query.code or "")
             if (query.code is None or code.startswith(query.code))
             and (query.agency is None or row[0] == query.agency)
             and (query.status is None or row[1] == query.status)
@@ -185,11 +185,11 @@ class LocalView:
         ]
         return len(found), heapq.nlargest(limit, found, key=_newest_first)
 
-    def _rows_for(self, status: str | None) -> Iterator[tuple[str, Row]]:
+    def _rows_for(self, status: str | None, prefix: str) -> Iterator[tuple[str, Row]]:
         if status is None or status not in _FINISHED:
             yield from list(self.rows.items())
         if status is None or status in _FINISHED:
-            yield from self.archive.items()
+            yield from self.archive.items(prefix)
 
     def _iso(self, day: date) -> str:
         # one string per distinct deadline, shared by every dossier due that day

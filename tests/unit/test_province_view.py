@@ -222,13 +222,16 @@ def test_a_finished_dossier_leaves_memory_for_the_archive_and_is_still_found(
     assert search() == ["A-2", "A-1"]
     assert search(status="PROCESSED") == ["A-1"]
     assert search(status="PROCESSING") == ["A-2"]
+    view.replace(None, msgspec.structs.replace(done, dossier_code="B-1"))  # finished too
+    assert search(code="A-") == ["A-2", "A-1"]  # the archive read from the prefix on
+    assert search(code="B") == ["B-1"]
     found = dict(view.search(search_query({}, AGENCIES, PROCEDURES), None, 50)[1])
     assert found["A-1"] == (JUSTICE, "PROCESSED", BIRTH, "ONLINE", "2026-11-02", "", (JUSTICE,))
 
     # a finished dossier that opens again (a correction) comes back to memory
     view.replace(done, open_one)
     assert set(view.rows) == {"A-1", "A-2"}
-    assert list(view.archive.items()) == []
+    assert [code for code, _ in view.archive.items()] == ["B-1"]
 
 
 def test_the_archive_keeps_rows_in_memory_while_its_disk_refuses_writes(tmp_path: Path) -> None:
