@@ -4,7 +4,8 @@
 
 Builds the workers' local views (``hub.worker.figures.LocalView``) over ``--dossiers``
 synthetic dossiers spread over the reference data's agencies and procedures (a sixth of them
-open and past their deadline, a third finished), split across ``--workers`` as the
+open and past their deadline, a third finished: their search rows in the view's on-disk
+archive, as in a worker), split across ``--workers`` as the
 partitions would split them, and times each question the API answers province-wide: each
 worker's own part (what ``hub.worker.api`` computes and JSON-encodes for another worker) and
 the asking worker's merge of the parts (``hub.worker.province``). The workers answer their
@@ -18,11 +19,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from hub.domain.events import Channel
@@ -30,6 +34,7 @@ from hub.domain.lifecycle import DossierState
 from hub.domain.status import DossierStatus
 from hub.engine.directory import partition_for
 from hub.reference import load_reference
+from hub.worker.archive import ArchiveDirectory
 from hub.worker.figures import LocalView, province_part
 from hub.worker.province import merge_province, merge_rows
 from hub.worker.query import overdue_query, search_query
@@ -91,7 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     reference = load_reference()
     agencies = sorted(reference.agencies.codes)
     procedures = sorted(reference.procedures)
-    views = [LocalView(reference.calendar) for _ in range(args.workers)]
+    # as workers keep them: finished dossiers' rows in each view's on-disk archive
+    scratch = Path(tempfile.mkdtemp(prefix="hub-bench-view-"))
+    archives = ArchiveDirectory(scratch)
+    views = [LocalView(reference.calendar, archive=archives.new()) for _ in range(args.workers)]
     started = time.monotonic()
     for n in range(args.dossiers):
         state = synthetic(n, agencies, procedures)
@@ -178,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
             f"| {name:42} | {matched:>9,} | {slowest:>10.1f}ms | {merge_ms:>5.1f}ms "
             f"| {answer:>6.1f}ms |"
         )
+    for view in views:
+        view.archive.close()
+    shutil.rmtree(scratch, ignore_errors=True)
     return 0
 
 
