@@ -3,7 +3,7 @@ round trip, the due index, the partitioner and the directory's rule."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import cast
 
@@ -12,7 +12,7 @@ from confluent_kafka import KafkaError, KafkaException
 
 from hub.domain.lifecycle import DossierState
 from hub.engine.directory import Claim, Claims, partition_for
-from hub.engine.loop import Task, unwrapped, worker_id
+from hub.engine.loop import DUE_SLACK, Task, unwrapped, worker_id
 from hub.engine.store import META_KEY, BlockCache, Meta, RocksStore, open_store
 
 
@@ -80,6 +80,26 @@ def test_the_due_index_hands_out_each_dossier_once_when_its_date_comes(tmp_path:
     assert task.due_keys(date(2026, 3, 4)) == []  # once
     task.index_due(b"B", state, None)  # nothing left to alert
     assert task.due_keys(date(2026, 12, 31)) == []
+
+
+def test_the_due_index_does_not_keep_what_moved_or_finished(tmp_path: Path) -> None:
+    task = Task(0, open_store("memory", tmp_path, 0), Meta())
+    state = cast(DossierState, object())
+    first = date(2026, 3, 2)
+    for n in range(20_000):  # dossiers whose next alert date moves a few times, then finish
+        key = f"D-{n}".encode()
+        for step in range(3):
+            task.index_due(key, state, first + timedelta(days=step + n % 5))
+        if n % 4:
+            task.index_due(key, state, None)
+    live = len(task.due_at)
+    assert live == 5_000
+    assert len(task.due) <= 2 * live + DUE_SLACK + 1  # void entries are dropped, not kept
+    # and each open dossier is still handed out once, on its date
+    due = task.due_keys(date(2026, 12, 31))
+    assert sorted(due) == sorted(
+        task_key for task_key in (f"D-{n}".encode() for n in range(0, 20_000, 4))
+    )
 
 
 #: murmur2 of Kafka's Java client (its UtilsTest), as signed 32-bit values
