@@ -10,7 +10,7 @@ in ``/proc/<pid>/status``) and the consumer lag the worker exports
 (``hub_consumer_lag_messages``, summed over the input topics, max over workers) and prints a
 progress line. At the end it lets the worker drain, then checks input set = output set on
 ``portal.outbox`` with the fault tests' ledger (``tests/fixtures/ledger.py``: lost,
-duplicated, out of order) and that nothing went to the dead-letter topic.
+duplicated, out of order) and that nothing went to either input's dead-letter topic.
 
 **Verdict** (exit 1 when it fails): after a warm-up (the first ``--warmup`` share of the
 run, default 20%: the table fills, RocksDB caches and allocator pools grow), resident memory
