@@ -39,8 +39,11 @@ class RowArchive(Protocol):
 
     def delete(self, code: str) -> None: ...
 
-    def items(self, prefix: str = "") -> Iterator[tuple[str, Row]]:
-        """The rows whose codes start with ``prefix``."""
+    def items(
+        self, prefix: str = "", received_from: str | None = None, received_to: str | None = None
+    ) -> Iterator[tuple[str, Row]]:
+        """The rows whose codes start with ``prefix``, received within the ISO dates given
+        (inclusive; a row without a date is outside any range)."""
         ...
 
     def clear(self) -> None: ...
@@ -61,8 +64,16 @@ class MemoryArchive:
     def delete(self, code: str) -> None:
         self._rows.pop(code, None)
 
-    def items(self, prefix: str = "") -> Iterator[tuple[str, Row]]:
-        return iter([(code, row) for code, row in self._rows.items() if code.startswith(prefix)])
+    def items(
+        self, prefix: str = "", received_from: str | None = None, received_to: str | None = None
+    ) -> Iterator[tuple[str, Row]]:
+        return iter([
+            (code, row)
+            for code, row in self._rows.items()
+            if code.startswith(prefix)
+            and (received_from is None or row[4] >= received_from)
+            and (received_to is None or row[4] <= received_to)
+        ])  # fmt: skip
 
     def clear(self) -> None:
         self._rows.clear()
@@ -72,6 +83,15 @@ class MemoryArchive:
 
 
 _encode = msgspec.msgpack.Encoder().encode
+#: a stored row: its received date (ISO, 10 bytes; blank-padded when it has none, which
+#: sorts before any date as "" does), then the row in msgpack
+_DATE = 10
+
+
+def _value(row: Row) -> bytes:
+    return row[4].encode().ljust(_DATE) + _encode(row)
+
+
 _decode = msgspec.msgpack.Decoder(tuple[str, str, str, str, str, str, tuple[str, ...]]).decode
 
 
@@ -115,20 +135,34 @@ class RocksArchive:
         if len(self._pending) % _BATCH == 0:
             self._apply()
 
-    def items(self, prefix: str = "") -> Iterator[tuple[str, Row]]:
+    def items(
+        self, prefix: str = "", received_from: str | None = None, received_to: str | None = None
+    ) -> Iterator[tuple[str, Row]]:
         self._apply()
         pending = dict(self._pending)  # only while writes fail
         start = prefix.encode()
-        # keys are the codes, in byte order: a code prefix is one range, read from its start
+        low = received_from.encode() if received_from is not None else None
+        high = received_to.encode() if received_to is not None else None
+        # keys are the codes, in byte order: a code prefix is one range, read from its start;
+        # a value starts with its received date, so a date range is judged before decoding
         for key, value in self._db.items(from_key=start, read_opt=self._scan):
             raw = cast(bytes, key)
             if not raw.startswith(start):
                 break
+            data = cast(bytes, value)
+            received = data[:_DATE]
+            if (low is not None and received < low) or (high is not None and received > high):
+                continue
             code = raw.decode()
             if code not in pending:
-                yield code, _decode(cast(bytes, value))
+                yield code, _decode(data[_DATE:])
         for code, row in pending.items():
-            if row is not None and code.startswith(prefix):
+            if (
+                row is not None
+                and code.startswith(prefix)
+                and (received_from is None or row[4] >= received_from)
+                and (received_to is None or row[4] <= received_to)
+            ):
                 yield code, row
 
     def clear(self) -> None:
@@ -144,7 +178,7 @@ class RocksArchive:
             if row is None:
                 batch.delete(code.encode())
             else:
-                batch.put(code.encode(), _encode(row))
+                batch.put(code.encode(), _value(row))
         try:
             self._db.write(batch, write_opt=self._no_wal)
         except Exception as exc:  # rocksdict raises Exception with RocksDB's status text

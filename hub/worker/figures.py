@@ -17,7 +17,7 @@ from __future__ import annotations
 import heapq
 import operator
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -172,24 +172,17 @@ class LocalView:
         """How many dossiers ``query`` finds, and the first ``limit`` of them, newest received
         first: (code, row); ``scope``: only those that agency holds or held. Open dossiers
         are read from memory, finished ones from the archive; a status names which."""
-        found = [
-            (code, row)
-            for code, row in self._rows_for(query.status, query.code or "")
-            if (query.code is None or code.startswith(query.code))
-            and (query.agency is None or row[0] == query.agency)
-            and (query.status is None or row[1] == query.status)
-            and (query.procedure is None or row[2] == query.procedure)
-            and (query.received_from is None or row[4] >= query.received_from)
-            and (query.received_to is None or row[4] <= query.received_to)
-            and (scope is None or scope in row[6])
-        ]
-        return len(found), heapq.nlargest(limit, found, key=_newest_first)
-
-    def _rows_for(self, status: str | None, prefix: str) -> Iterator[tuple[str, Row]]:
+        status = query.status
+        found = []
         if status is None or status not in _FINISHED:
-            yield from list(self.rows.items())
+            found = _matching(list(self.rows.items()), query, scope)
         if status is None or status in _FINISHED:
-            yield from self.archive.items(prefix)
+            found += _matching(
+                self.archive.items(query.code or "", query.received_from, query.received_to),
+                query,
+                scope,
+            )
+        return len(found), heapq.nlargest(limit, found, key=_newest_first)
 
     def _iso(self, day: date) -> str:
         # one string per distinct deadline, shared by every dossier due that day
@@ -247,6 +240,22 @@ def province_part(view: LocalView, weeks: int, today: date) -> dict[str, Any]:
         if monday >= first:
             weekly.setdefault(agency, {})[monday] = list(counts)
     return province_json(by_agency, late, weekly)
+
+
+def _matching(
+    rows: Iterable[tuple[str, Row]], query: SearchQuery, scope: str | None
+) -> list[tuple[str, Row]]:
+    return [
+        (code, row)
+        for code, row in rows
+        if (query.code is None or code.startswith(query.code))
+        and (query.agency is None or row[0] == query.agency)
+        and (query.status is None or row[1] == query.status)
+        and (query.procedure is None or row[2] == query.procedure)
+        and (query.received_from is None or row[4] >= query.received_from)
+        and (query.received_to is None or row[4] <= query.received_to)
+        and (scope is None or scope in row[6])
+    ]
 
 
 def _newest_first(item: tuple[str, Row]) -> tuple[str, str]:

@@ -225,6 +225,10 @@ def test_a_finished_dossier_leaves_memory_for_the_archive_and_is_still_found(
     view.replace(None, msgspec.structs.replace(done, dossier_code="B-1"))  # finished too
     assert search(code="A-") == ["A-2", "A-1"]  # the archive read from the prefix on
     assert search(code="B") == ["B-1"]
+    # a date range is judged on the archive's stored date before a row is decoded
+    assert search(received_from="2026-11-02", received_to="2026-11-02") == ["B-1", "A-1"]
+    assert search(received_from="2026-11-03") == ["A-2"]
+    assert search(received_to="2026-11-01") == []
     found = dict(view.search(search_query({}, AGENCIES, PROCEDURES), None, 50)[1])
     assert found["A-1"] == (JUSTICE, "PROCESSED", BIRTH, "ONLINE", "2026-11-02", "", (JUSTICE,))
 
@@ -255,6 +259,7 @@ def test_the_archive_keeps_rows_in_memory_while_its_disk_refuses_writes(tmp_path
     archive.put("A-2", row)
     archive.delete("A-1")
     assert list(archive.items()) == [("A-2", row)]  # nothing lost, the delete honoured
+    assert list(archive.items(received_from="2026-11-03")) == []  # filtered there too
     archive._db = real
     assert list(archive.items()) == [("A-2", row)]  # written once the disk takes it
     assert archive._pending == {}
