@@ -84,15 +84,17 @@ class MemoryArchive:
 
 _encode = msgspec.msgpack.Encoder().encode
 #: a stored row: its received date (ISO, 10 bytes; blank-padded when it has none, which
-#: sorts before any date as "" does), then the row in msgpack
+#: sorts before any date as "" does), then (code, row) in msgpack
 _DATE = 10
 
 
-def _value(row: Row) -> bytes:
-    return row[4].encode().ljust(_DATE) + _encode(row)
+def _value(code: str, row: Row) -> bytes:
+    return row[4].encode().ljust(_DATE) + _encode((code, row))
 
 
-_decode = msgspec.msgpack.Decoder(tuple[str, str, str, str, str, str, tuple[str, ...]]).decode
+_decode = msgspec.msgpack.Decoder(
+    tuple[str, tuple[str, str, str, str, str, str, tuple[str, ...]]]
+).decode
 
 
 class RocksArchive:
@@ -140,22 +142,17 @@ class RocksArchive:
     ) -> Iterator[tuple[str, Row]]:
         self._apply()
         pending = dict(self._pending)  # only while writes fail
-        start = prefix.encode()
         low = received_from.encode() if received_from is not None else None
         high = received_to.encode() if received_to is not None else None
-        # keys are the codes, in byte order: a code prefix is one range, read from its start;
-        # a value starts with its received date, so a date range is judged before decoding
-        for key, value in self._db.items(from_key=start, read_opt=self._scan):
-            raw = cast(bytes, key)
-            if not raw.startswith(start):
-                break
-            data = cast(bytes, value)
+        # a value starts with its row's received date, so a date range is judged before
+        # decoding; it carries its code too, so a scan need not make a key object per row
+        for data in self._values(prefix):
             received = data[:_DATE]
             if (low is not None and received < low) or (high is not None and received > high):
                 continue
-            code = raw.decode()
-            if code not in pending:
-                yield code, _decode(data[_DATE:])
+            stored = _decode(data[_DATE:])
+            if stored[0] not in pending:
+                yield stored
         for code, row in pending.items():
             if (
                 row is not None
@@ -164,6 +161,17 @@ class RocksArchive:
                 and (received_to is None or row[4] <= received_to)
             ):
                 yield code, row
+
+    def _values(self, prefix: str) -> Iterator[bytes]:
+        if not prefix:
+            yield from cast(Iterator[bytes], self._db.values(read_opt=self._scan))
+            return
+        # keys are the codes, in byte order: a code prefix is one range, read from its start
+        start = prefix.encode()
+        for key, value in self._db.items(from_key=start, read_opt=self._scan):
+            if not cast(bytes, key).startswith(start):
+                return
+            yield cast(bytes, value)
 
     def clear(self) -> None:
         self._pending.clear()
@@ -178,7 +186,7 @@ class RocksArchive:
             if row is None:
                 batch.delete(code.encode())
             else:
-                batch.put(code.encode(), _value(row))
+                batch.put(code.encode(), _value(code, row))
         try:
             self._db.write(batch, write_opt=self._no_wal)
         except Exception as exc:  # rocksdict raises Exception with RocksDB's status text
