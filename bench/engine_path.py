@@ -148,8 +148,13 @@ class EnginePath:
         self.topic = topic
         self.batch = batch
         self._dir = tempfile.TemporaryDirectory(prefix="hub-bench-engine-")
+        # A memory store, as documented: the checkpoint writes through the engine's own
+        # store lookup, which with the default (RocksDB) would reopen the same directory
+        # at every reset and find the previous run's states (every event a duplicate).
         self.settings = HubSettings(
-            topic_prefix=processor.settings.topic_prefix, data_dir=Path(self._dir.name)
+            topic_prefix=processor.settings.topic_prefix,
+            data_dir=Path(self._dir.name),
+            store="memory",
         )
         calendar = processor.reference.calendar
         self.view = LocalView(calendar, self.settings.late_if_repeated_supplement)
