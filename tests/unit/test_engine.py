@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import cast
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException
 
 from hub.domain.lifecycle import DossierState
 from hub.engine.directory import Claim, Claims, partition_for
-from hub.engine.loop import DUE_SLACK, Task, unwrapped, worker_id
+from hub.engine.loop import DUE_SLACK, Task, fetch_batch, unwrapped, worker_id
 from hub.engine.store import META_KEY, BlockCache, Meta, RocksStore, open_store
 
 
@@ -170,3 +170,38 @@ def test_a_fatal_error_hidden_in_a_systemerror_reaches_the_engine_as_itself() ->
     with pytest.raises(SystemError, match="something else"):
         unwrapped(other)
     assert unwrapped(lambda: 7) == 7
+
+
+class _Queue:
+    """A consumer's fetched records: ``consume`` with a timeout would wait it out whole
+    (librdkafka does unless the batch fills), so any such call is recorded as a wait."""
+
+    def __init__(self, records: list[str]) -> None:
+        self.records = records
+        self.waited: list[float] = []
+
+    def consume(self, num_messages: int, timeout: float) -> list[str]:
+        if timeout:
+            self.waited.append(timeout)
+        taken, self.records = self.records[:num_messages], self.records[num_messages:]
+        return taken
+
+    def poll(self, timeout: float) -> str | None:
+        if not self.records:
+            self.waited.append(timeout)
+            return None
+        return self.records.pop(0)
+
+
+def test_a_fetch_returns_what_is_there_without_waiting_for_a_full_batch() -> None:
+    queue = _Queue(["a", "b", "c"])
+    consumer = cast(Consumer, queue)
+    assert [*map(str, fetch_batch(consumer, 2, 1.0))] == ["a", "b"]
+    assert [*map(str, fetch_batch(consumer, 2, 1.0))] == ["c"]
+    assert queue.waited == [], "a batch consume with a timeout waits it out even at the end"
+
+
+def test_a_fetch_waits_only_when_nothing_is_there() -> None:
+    queue = _Queue([])
+    assert fetch_batch(cast(Consumer, queue), 2, 0.25) == []
+    assert queue.waited == [0.25]
