@@ -1057,13 +1057,29 @@ class CheckpointLoop:
         self.ready.set()
         if self.on_assigned is not None:
             self.on_assigned(frozenset(self.tasks))
-        held = self.view.rebuild(self._states_indexed())
+        held = self.view.rebuild(self.reads_recorded(self._states_indexed()))
         self._next_clock = 0.0  # judge deadlines at once for what came in
         log.info(
             "partitions assigned: %s; stores ready in %.1fs, view and due index of %d "
             "dossiers in %.1fs more",
             _names(partitions), restored - started, held, time.monotonic() - restored,
         )  # fmt: skip
+
+    def reads_recorded(self, states: Iterator[DossierState]) -> Iterator[DossierState]:
+        """``states`` passed on as they are, checkpointing the personal-data reads asked for
+        meanwhile (at most once per commit interval). The view and the due index are rebuilt
+        here, on the engine's thread, after ``/ready``: a read of an applicant's data is
+        answered only once its audit entry is committed, and it must not wait for the whole
+        rebuild (1.7 s at 200,000 dossiers, 9 at a million)."""
+        interval = self.settings.commit_interval_ms / 1000
+        next_checkpoint = time.monotonic() + interval
+        for count, state in enumerate(states, 1):
+            yield state
+            if count % 256 or not self._access or time.monotonic() < next_checkpoint:
+                continue
+            self._record_access()
+            self._commit()  # no input moved: the audit entries and each task's meta only
+            next_checkpoint = time.monotonic() + interval
 
     def _states_indexed(self) -> Iterator[DossierState]:
         """Every state held, decoded one at a time, each put in its task's due index."""
