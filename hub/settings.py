@@ -72,8 +72,10 @@ class HubSettings(BaseSettings):
     source_system: str = "nghean-hub"
     #: a worker that stops heartbeating leaves the group after this long (then a rebalance)
     session_timeout_s: float = 30.0
-    #: records taken from the consumer at a time; a checkpoint also ends after this many
-    batch_max: int = 2000
+    #: records taken from the consumer at a time (what it has, up to this); a checkpoint
+    #: also ends after this many. 2,000 -> 10,000 with the catch-up interval below: 10,200
+    #: -> 11,800 events/s from a backlog (bench.run, bench/RESULTS.md session 13)
+    batch_max: int = 10_000
     #: feedback (a rating, a complaint) for a dossier the worker does not hold waits at most
     #: this long for the dossier's events to be read, when dossier.events may still bring
     #: them (its leader down, its end not reached); then it is dead-lettered as unknown
@@ -84,6 +86,12 @@ class HubSettings(BaseSettings):
     #: checkpoint holds a fetched batch whatever this is; at 2,000 events/s, 30 ms gave p99
     #: 94 ms event -> portal.outbox where 40 ms gave 101-114 (bench/RESULTS.md, session 9)
     commit_interval_ms: int = 30
+    #: under a backlog (a fetch of at least half a batch: a restart, the catch-up after an
+    #: outage, a rebuild) a checkpoint holds up to this long and up to CATCHUP_BATCHES
+    #: batches instead: the outputs are late anyway, and fewer, larger transactions write
+    #: fewer changelog records (one per changed dossier per checkpoint) and wait for fewer
+    #: commits. Live traffic below that rate keeps commit_interval_ms (bench/RESULTS.md)
+    catchup_commit_interval_ms: int = 250
     #: the broker aborts a transaction left open this long (a frozen or dead worker's);
     #: until then read-committed consumers of its partitions wait behind it
     transaction_timeout_ms: int = 10_000

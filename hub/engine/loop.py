@@ -169,6 +169,22 @@ def unwrapped(call: Callable[[], T]) -> T:
         raise
 
 
+#: a checkpoint under a backlog holds up to this many fetched batches (see
+#: HubSettings.catchup_commit_interval_ms)
+CATCHUP_BATCHES = 5
+
+
+def checkpoint_due(settings: HubSettings, open_s: float, records: int, *, backlog: bool) -> bool:
+    """Whether the open checkpoint ends now: open ``open_s`` seconds with ``records`` input
+    records in it, the last fetch ``backlog`` (at least half a batch) or not."""
+    if backlog:
+        return (
+            open_s * 1000 >= settings.catchup_commit_interval_ms
+            or records >= settings.batch_max * CATCHUP_BATCHES
+        )
+    return open_s * 1000 >= settings.commit_interval_ms or records >= settings.batch_max
+
+
 def fetch_batch(consumer: Consumer, most: int, wait_s: float) -> list[Message]:
     """What ``consumer`` has, up to ``most`` records, waiting at most ``wait_s`` for the
     first one only. librdkafka's batch ``consume`` waits out its whole timeout unless the
@@ -577,10 +593,10 @@ class CheckpointLoop:
             if self.ready.is_set() and time.monotonic() >= self._next_clock:
                 self._next_clock = time.monotonic() + self.settings.clock_interval_s
                 self._clock(now)
-            if self._in_txn and (
-                time.monotonic() - self._txn_started >= interval
-                or self._txn_records >= self.settings.batch_max
-            ):
+            if self._in_txn and checkpoint_due(
+                self.settings, time.monotonic() - self._txn_started, self._txn_records,
+                backlog=len(messages) * 2 >= self.settings.batch_max,
+            ):  # fmt: skip
                 self._commit()
         except KafkaException as exc:  # a produce or a topic creation failed: start over
             self._abort(exc)

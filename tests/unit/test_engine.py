@@ -12,8 +12,17 @@ from confluent_kafka import Consumer, KafkaError, KafkaException
 
 from hub.domain.lifecycle import DossierState
 from hub.engine.directory import Claim, Claims, partition_for
-from hub.engine.loop import DUE_SLACK, Task, fetch_batch, unwrapped, worker_id
+from hub.engine.loop import (
+    CATCHUP_BATCHES,
+    DUE_SLACK,
+    Task,
+    checkpoint_due,
+    fetch_batch,
+    unwrapped,
+    worker_id,
+)
 from hub.engine.store import META_KEY, BlockCache, Meta, RocksStore, open_store
+from hub.settings import HubSettings
 
 
 @pytest.mark.parametrize("kind", ["rocksdb", "memory"])
@@ -205,3 +214,17 @@ def test_a_fetch_waits_only_when_nothing_is_there() -> None:
     queue = _Queue([])
     assert fetch_batch(cast(Consumer, queue), 2, 0.25) == []
     assert queue.waited == [0.25]
+
+
+def test_a_checkpoint_ends_at_the_commit_interval_or_a_batch_of_live_records() -> None:
+    settings = HubSettings(commit_interval_ms=30, catchup_commit_interval_ms=250, batch_max=100)
+    assert not checkpoint_due(settings, 0.029, 99, backlog=False)
+    assert checkpoint_due(settings, 0.030, 1, backlog=False)
+    assert checkpoint_due(settings, 0.001, 100, backlog=False)
+
+
+def test_under_a_backlog_a_checkpoint_holds_longer_and_more_records() -> None:
+    settings = HubSettings(commit_interval_ms=30, catchup_commit_interval_ms=250, batch_max=100)
+    assert not checkpoint_due(settings, 0.2, 499, backlog=True)
+    assert checkpoint_due(settings, 0.25, 1, backlog=True)
+    assert checkpoint_due(settings, 0.01, 100 * CATCHUP_BATCHES, backlog=True)
