@@ -73,9 +73,10 @@ class HubSettings(BaseSettings):
     #: a worker that stops heartbeating leaves the group after this long (then a rebalance)
     session_timeout_s: float = 30.0
     #: records taken from the consumer at a time (what it has, up to this); a checkpoint
-    #: also ends after this many. 2,000 -> 10,000 with the catch-up interval below: 10,200
-    #: -> 11,800 events/s from a backlog (bench.run, bench/RESULTS.md session 13)
-    batch_max: int = 10_000
+    #: also ends after this many (under a backlog: see catchup_commit_interval_ms). 10,000
+    #: was ~5% faster from a backlog but held 34 MiB more at its peak (a whole fetch is
+    #: applied before a checkpoint can end: its states, outputs and view updates)
+    batch_max: int = 2000
     #: feedback (a rating, a complaint) for a dossier the worker does not hold waits at most
     #: this long for the dossier's events to be read, when dossier.events may still bring
     #: them (its leader down, its end not reached); then it is dead-lettered as unknown
