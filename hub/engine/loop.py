@@ -1086,7 +1086,7 @@ class CheckpointLoop:
         meanwhile (at most once per commit interval). The view and the due index are rebuilt
         here, on the engine's thread, after ``/ready``: a read of an applicant's data is
         answered only once its audit entry is committed, and it must not wait for the whole
-        rebuild (1.7 s at 200,000 dossiers, 9 at a million)."""
+        rebuild (about 1.7 s at 200,000 dossiers, linear in them)."""
         interval = self.settings.commit_interval_ms / 1000
         next_checkpoint = time.monotonic() + interval
         for count, state in enumerate(states, 1):
