@@ -87,7 +87,7 @@ class HubSettings(BaseSettings):
     #: checkpoint holds a fetched batch whatever this is; at 2,000 events/s, 30 ms gave p99
     #: 94 ms event -> portal.outbox where 40 ms gave 101-114 (bench/RESULTS.md, session 9)
     commit_interval_ms: int = 30
-    #: under a backlog (a fetch of at least half a batch: a restart, the catch-up after an
+    #: under a backlog (a fetch of a whole batch: a restart, the catch-up after an
     #: outage, a rebuild) a checkpoint holds up to this long and up to CATCHUP_BATCHES
     #: batches instead: the outputs are late anyway, and fewer, larger transactions write
     #: fewer changelog records (one per changed dossier per checkpoint) and wait for fewer
