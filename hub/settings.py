@@ -87,12 +87,14 @@ class HubSettings(BaseSettings):
     #: checkpoint holds a fetched batch whatever this is; at 2,000 events/s, 30 ms gave p99
     #: 94 ms event -> portal.outbox where 40 ms gave 101-114 (bench/RESULTS.md, session 9)
     commit_interval_ms: int = 30
-    #: under a backlog (a fetch of a whole batch: a restart, the catch-up after an
-    #: outage, a rebuild) a checkpoint holds up to this long and up to CATCHUP_BATCHES
-    #: batches instead: the outputs are late anyway, and fewer, larger transactions write
-    #: fewer changelog records (one per changed dossier per checkpoint) and wait for fewer
-    #: commits. Live traffic below that rate keeps commit_interval_ms (bench/RESULTS.md)
-    catchup_commit_interval_ms: int = 250
+    #: under a backlog (a fetch of a whole batch: a restart, the catch-up after an outage, a
+    #: rebuild) a checkpoint may hold up to this long and up to CATCHUP_BATCHES batches
+    #: instead: fewer, larger transactions write fewer changelog records (one per changed
+    #: dossier per checkpoint) and wait for fewer commits. 0 (the default) or anything not
+    #: above commit_interval_ms: off. 250 gave ~10% more events/s from a backlog, but its
+    #: larger checkpoints raised the memory high-water at an outage's catch-up (the 30-minute
+    #: soak: RSS +12% where 10% is allowed), so it is for rebuilds an operator starts
+    catchup_commit_interval_ms: int = 0
     #: the broker aborts a transaction left open this long (a frozen or dead worker's);
     #: until then read-committed consumers of its partitions wait behind it
     transaction_timeout_ms: int = 10_000

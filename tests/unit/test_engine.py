@@ -228,3 +228,9 @@ def test_under_a_backlog_a_checkpoint_holds_longer_and_more_records() -> None:
     assert not checkpoint_due(settings, 0.2, 499, backlog=True)
     assert checkpoint_due(settings, 0.25, 1, backlog=True)
     assert checkpoint_due(settings, 0.01, 100 * CATCHUP_BATCHES, backlog=True)
+
+
+def test_catch_up_checkpoints_are_off_by_default() -> None:
+    settings = HubSettings(commit_interval_ms=30, batch_max=100)
+    assert checkpoint_due(settings, 0.030, 1, backlog=True)
+    assert checkpoint_due(settings, 0.001, 100, backlog=True)
