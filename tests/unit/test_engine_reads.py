@@ -25,7 +25,9 @@ from tests.unit.test_lifecycle import applied, make_event
 DOSSIERS = 20_000
 
 
-class _Delivered:
+class Delivered:
+    """What a delivery report is given for a record: its offset (as librdkafka's Message)."""
+
     def __init__(self, offset: int) -> None:
         self._offset = offset
 
@@ -51,7 +53,7 @@ class _Producer:
 
     def flush(self, timeout: float = 0) -> int:
         for offset, callback in enumerate(self._callbacks):
-            callback(None, _Delivered(offset))
+            callback(None, Delivered(offset))
         self._callbacks.clear()
         return 0
 
