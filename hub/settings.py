@@ -95,12 +95,6 @@ class HubSettings(BaseSettings):
     #: larger checkpoints raised the memory high-water at an outage's catch-up (the 30-minute
     #: soak: RSS +12% where 10% is allowed), so it is for rebuilds an operator starts
     catchup_commit_interval_ms: int = 0
-    #: a checkpoint's offsets and commit run while the next checkpoint is applied (on the
-    #: worker's other producer) instead of the engine waiting for them. Measured: +3.6%
-    #: events/s on 2 cores shared with the broker (six before/after pairs), but a worker then
-    #: holds two checkpoints at once, and the 30-minute soak's catch-up after a broker kill
-    #: raised the workers' RSS by 38 MiB where it had added 8-16: off until that is understood
-    commit_overlap: bool = False
     #: the broker aborts a transaction left open this long (a frozen or dead worker's);
     #: until then read-committed consumers of its partitions wait behind it
     transaction_timeout_ms: int = 10_000

@@ -17,9 +17,8 @@ and quix-streams' checkpoints:
    with the consumer's group metadata (``send_offsets_to_transaction``, KIP-447: a member the
    group has fenced cannot commit), commit; then write the states and the meta into each
    store in one write batch. The flush, offsets and commit run on a thread of their own
-   (``_finish``); with ``HUB_COMMIT_OVERLAP`` the next checkpoint is applied meanwhile on
-   the other producer, and the sealed one is settled (``_settle``) before the next is
-   sealed, on a rebalance and at the stop; without it, it is settled at once;
+   (``_finish``) while the next checkpoint is applied on the other producer; the sealed one
+   is settled (``_settle``) before the next is sealed, on a rebalance and at the stop;
 4. on any failure of the transaction (or of the one before, which it was built on): abort,
    forget the checkpoint's states, seek every
    input partition back to its committed offset; nothing of the aborted transaction is
@@ -817,10 +816,9 @@ class CheckpointLoop:
     def _commit(self, *, wait: bool = False) -> bool:
         """Seal the open checkpoint: audit entries, changelog and meta records into its
         transaction, then the commit (flush, offsets, commit) handed to the committer's
-        thread; with ``HUB_COMMIT_OVERLAP`` the next checkpoint opens on the other producer
-        meanwhile and the stores are written when it is settled (``_settle``: as soon as it
-        is done, at the next checkpoint, a rebalance, the stop). ``wait`` (and without the
-        setting, always): settle it before returning. False when the transaction was aborted
+        thread while the next checkpoint opens on the other producer; the stores are written
+        when it is settled (``_settle``: at the next checkpoint, a rebalance, the stop).
+        ``wait``: settle it before returning. False when the transaction was aborted
         instead (everything since the last committed checkpoint is read again)."""
         assert self.producer is not None and self.consumer is not None
         # The one before first. Its records are all sent then, so this checkpoint's
@@ -874,7 +872,7 @@ class CheckpointLoop:
         self._access_waiting = []
         self._in_txn = False
         self._next_producer()
-        return self._settle() if wait or not self.settings.commit_overlap else True
+        return self._settle() if wait else True
 
     def _finish(
         self,

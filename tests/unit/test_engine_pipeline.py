@@ -1,6 +1,5 @@
-"""With ``HUB_COMMIT_OVERLAP``, a checkpoint is committed on the committer's thread while the
-next one is applied; without it (the default), the engine waits for it. The engine's real
-checkpoint code, with producers standing in for the broker that log what they
+"""A checkpoint is committed on the committer's thread while the next one is applied: the
+engine's real checkpoint code, with producers standing in for the broker that log what they
 are asked to do and can hold or refuse a commit."""
 
 from __future__ import annotations
@@ -137,12 +136,8 @@ class _Message:
         return (1, 1_765_000_000_000)
 
 
-def _engine(
-    tmp_path: Path, *producers: _Producer, overlap: bool = True
-) -> tuple[CheckpointLoop, MemoryStore, _Consumer]:
-    settings = HubSettings(
-        data_dir=tmp_path, store="memory", topic_prefix="", commit_overlap=overlap
-    )
+def _engine(tmp_path: Path, *producers: _Producer) -> tuple[CheckpointLoop, MemoryStore, _Consumer]:
+    settings = HubSettings(data_dir=tmp_path, store="memory", topic_prefix="")
     engine = CheckpointLoop(settings, cast(Processor, _Counting()))
     engine._producers = list(producers)  # type: ignore[arg-type]
     engine.producer = engine._producers[0]
@@ -247,17 +242,3 @@ def test_the_next_checkpoint_outputs_nothing_before_the_last_ones_records_are_wr
         ("p1", f"produce {STATUS}"),
     ]
     assert engine.checkpoints == 2
-
-
-def test_by_default_a_checkpoint_is_settled_before_the_next_one_opens(tmp_path: Path) -> None:
-    log: list[tuple[str, str]] = []
-    engine, store, _ = _engine(tmp_path, _Producer("p0", log), _Producer("p1", log), overlap=False)
-    assert not HubSettings().commit_overlap
-
-    engine._process(_Message(0, b"D1"), NOW)  # type: ignore[arg-type]
-    assert engine._commit()
-
-    assert ("p0", "commit") in log and engine.checkpoints == 1  # committed before returning
-    stored = decode_state(store.get(b"D1"))
-    assert stored is not None and stored.supplement_requests == 1
-    assert engine._flight is None and engine.tasks[0].sealed is None
