@@ -20,13 +20,20 @@ from hub.engine.store import MemoryStore, Meta
 from hub.engine.task import Task
 from hub.settings import HubSettings
 from hub.worker.processor import Effects, Output, Processor, decode_state
-from tests.unit.test_engine_reads import Delivered
 from tests.unit.test_lifecycle import applied, make_event
 
 TOPIC = "dossier.events"
 STATUS = "dossier.status"
 _CHANGELOG_OFFSETS = itertools.count()  # one changelog partition, whichever producer writes
 SUBMITTED = applied(None, make_event(E.SUBMITTED))
+
+
+class _Delivered:
+    def __init__(self, offset: int) -> None:
+        self._offset = offset
+
+    def offset(self) -> int:
+        return self._offset
 
 
 class _Producer:
@@ -64,7 +71,7 @@ class _Producer:
             assert self.deliver.wait(10), "the test never let the records through"
         self.log.append((self.name, "flushed"))
         for callback in self._callbacks:
-            callback(None, Delivered(next(_CHANGELOG_OFFSETS)))
+            callback(None, _Delivered(next(_CHANGELOG_OFFSETS)))
         self._callbacks.clear()
         return 0
 

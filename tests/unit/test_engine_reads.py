@@ -25,9 +25,7 @@ from tests.unit.test_lifecycle import applied, make_event
 DOSSIERS = 20_000
 
 
-class Delivered:
-    """What a delivery report is given for a record: its offset (as librdkafka's Message)."""
-
+class _Delivered:
     def __init__(self, offset: int) -> None:
         self._offset = offset
 
@@ -53,7 +51,7 @@ class _Producer:
 
     def flush(self, timeout: float = 0) -> int:
         for offset, callback in enumerate(self._callbacks):
-            callback(None, Delivered(offset))
+            callback(None, _Delivered(offset))
         self._callbacks.clear()
         return 0
 
