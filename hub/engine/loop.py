@@ -16,11 +16,8 @@ and quix-streams' checkpoints:
    record per changed dossier and one meta record per task read from, send the input offsets
    with the consumer's group metadata (``send_offsets_to_transaction``, KIP-447: a member the
    group has fenced cannot commit), commit; then write the states and the meta into each
-   store in one write batch. The flush, offsets and commit run on a thread of their own
-   (``_finish``) while the next checkpoint is applied on the other producer; the sealed one
-   is settled (``_settle``) before the next is sealed, on a rebalance and at the stop;
-4. on any failure of the transaction (or of the one before, which it was built on): abort,
-   forget the checkpoint's states, seek every
+   store in one write batch;
+4. on any failure of the transaction: abort, forget the checkpoint's states, seek every
    input partition back to its committed offset; nothing of the aborted transaction is
    visible to a read-committed consumer;
 5. on revocation: commit the open checkpoint (or abort it); on assignment: read the group's
@@ -220,7 +217,6 @@ class InFlight:
     access: list[Future[None]]  # personal-data reads it records: answered once committed
     started: float  # when it was sealed (time.monotonic)
     outcome: Future[float]  # when it committed, or the commit's exception
-    flushed: threading.Event  # set once its records are all written (or its flush failed)
 
 
 class EngineError(RuntimeError):
@@ -293,8 +289,6 @@ class CheckpointLoop:
         self._in_txn = False  # a transaction is open on ``self.producer``
         #: the checkpoint sealed and being committed on the committer's thread, if any
         self._flight: InFlight | None = None
-        #: outputs of the open checkpoint waiting for the sealed one's flush (``_produce``)
-        self._held: list[tuple[str, bytes | None, bytes | None, Any, int | None, Any]] = []
         self._txn_records = 0
         self._txn_started = 0.0
         self._next_clock = 0.0
@@ -575,34 +569,6 @@ class CheckpointLoop:
         partition: int | None = None,
         on_delivery: Callable[[Any, Message], None] | None = None,
     ) -> None:
-        flight = self._flight
-        if flight is not None and not flight.flushed.is_set():
-            # The sealed checkpoint's records may not all be in their partitions yet (a
-            # linger, a retry to a new leader). This one's would then land before some of
-            # them, and a read-committed reader gets a partition's records in offset order:
-            # a dossier's statuses out of order (seen in the broker-restart test). Held until
-            # that checkpoint's flush returned.
-            self._held.append((topic, value, key, headers, partition, on_delivery))
-            return
-        if self._held:
-            self._release_held()
-        self._send(topic, value, key, headers, partition, on_delivery)
-
-    def _release_held(self) -> None:
-        """Produce what was held while the sealed checkpoint flushed, in order."""
-        held, self._held = self._held, []
-        for output in held:
-            self._send(*output)
-
-    def _send(
-        self,
-        topic: str,
-        value: bytes | None,
-        key: bytes | None,
-        headers: Any,
-        partition: int | None,
-        on_delivery: Callable[[Any, Message], None] | None,
-    ) -> None:
         assert self.producer is not None
         extra: dict[str, Any] = {}
         if partition is not None:
@@ -862,31 +828,21 @@ class CheckpointLoop:
             self._abort(exc)
             return False
         producer = self.producer
-        flushed = threading.Event()
         outcome = in_background(
-            functools.partial(self._finish, producer, offsets, group, flushed), "hub-commit"
+            functools.partial(self._finish, producer, offsets, group), "hub-commit"
         )
         self._flight = InFlight(
-            producer, self._slot, sealed, self._access_waiting, started, outcome, flushed
+            producer, self._slot, sealed, self._access_waiting, started, outcome
         )
         self._access_waiting = []
         self._in_txn = False
         self._next_producer()
         return self._settle() if wait else True
 
-    def _finish(
-        self,
-        producer: Producer,
-        offsets: list[TopicPartition],
-        group: Any,
-        flushed: threading.Event,
-    ) -> float:
+    def _finish(self, producer: Producer, offsets: list[TopicPartition], group: Any) -> float:
         """The committer's part of a checkpoint: its records delivered, the input offsets
         sent with the group's metadata, the commit. Returns when it committed."""
-        try:
-            remaining = unwrapped(functools.partial(producer.flush, 30))
-        finally:
-            flushed.set()  # what the next checkpoint held goes on (into an abort, if failed)
+        remaining = unwrapped(functools.partial(producer.flush, 30))
         if remaining:
             raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "flush timed out"))
         if offsets:
@@ -924,8 +880,6 @@ class CheckpointLoop:
             changes.extend(sealed.changes())
         if changes:
             self.view.replace(changes)
-        if self._held:
-            self._release_held()
         metrics.CHECKPOINTS.labels("committed").inc()
         metrics.CHECKPOINT_SECONDS.observe(max(0.0, committed_at - flight.started))
         return True
@@ -976,7 +930,6 @@ class CheckpointLoop:
         if self._in_txn:
             self._abort_transaction(self._slot, exc)
         self._in_txn = False
-        self._held.clear()
         self._access_settled(exc)
         for task in self.tasks.values():
             task.forget_checkpoint()

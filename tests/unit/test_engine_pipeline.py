@@ -19,11 +19,10 @@ from hub.engine.loop import CheckpointLoop
 from hub.engine.store import MemoryStore, Meta
 from hub.engine.task import Task
 from hub.settings import HubSettings
-from hub.worker.processor import Effects, Output, Processor, decode_state
+from hub.worker.processor import Effects, Processor, decode_state
 from tests.unit.test_lifecycle import applied, make_event
 
 TOPIC = "dossier.events"
-STATUS = "dossier.status"
 _CHANGELOG_OFFSETS = itertools.count()  # one changelog partition, whichever producer writes
 SUBMITTED = applied(None, make_event(E.SUBMITTED))
 
@@ -38,20 +37,18 @@ class _Delivered:
 
 class _Producer:
     """A transactional producer logging its calls into a log shared with the others; its
-    flush waits for ``deliver``, its commit for ``release``; it refuses a commit with
-    ``refuse``."""
+    commit waits for ``release`` and raises ``refuse`` if given."""
 
     def __init__(
         self,
         name: str,
         log: list[tuple[str, str]],
         *,
-        deliver: threading.Event | None = None,
         release: threading.Event | None = None,
         refuse: KafkaException | None = None,
     ) -> None:
         self.name, self.log = name, log
-        self.deliver, self.release, self.refuse = deliver, release, refuse
+        self.release, self.refuse = release, refuse
         self.aborts = 0
         self._callbacks: list[Any] = []
 
@@ -67,9 +64,6 @@ class _Producer:
         return 0
 
     def flush(self, timeout: float = 0) -> int:
-        if self.deliver is not None:
-            assert self.deliver.wait(10), "the test never let the records through"
-        self.log.append((self.name, "flushed"))
         for callback in self._callbacks:
             callback(None, _Delivered(next(_CHANGELOG_OFFSETS)))
         self._callbacks.clear()
@@ -108,10 +102,7 @@ class _Counting:
     def handle(self, *, state: DossierState | None, **_: Any) -> Effects:
         seen = 0 if state is None else state.supplement_requests
         after = msgspec.structs.replace(SUBMITTED, supplement_requests=seen + 1)
-        status = Output(STATUS, after.dossier_code.encode(), b"status %d" % (seen + 1))
-        return Effects(
-            "applied", state=after, outputs=[status], event_type="DossierSubmitted", event_id="e"
-        )
+        return Effects("applied", state=after, event_type="DossierSubmitted", event_id="e")
 
     def next_alert(self, state: DossierState) -> None:
         return None
@@ -223,29 +214,3 @@ def test_a_task_reads_through_its_sealed_checkpoint(tmp_path: Path) -> None:
     task.forget_checkpoint()
     assert task.sealed is None and task.state(b"D2") is None
     assert sealed.changes() == [(None, SUBMITTED)]
-
-
-def test_the_next_checkpoint_outputs_nothing_before_the_last_ones_records_are_written(
-    tmp_path: Path,
-) -> None:
-    """A read-committed reader gets a partition's records in offset order: a status of the
-    next checkpoint written before a late status of the one being committed would reach
-    the portal before it (seen with a broker restarting under load)."""
-    log: list[tuple[str, str]] = []
-    deliver = threading.Event()
-    first, second = _Producer("p0", log, deliver=deliver), _Producer("p1", log)
-    engine, _, _ = _engine(tmp_path, first, second)
-
-    engine._process(_Message(0, b"D1"), NOW)  # type: ignore[arg-type]
-    assert engine._commit()
-    engine._process(_Message(1, b"D1"), NOW)  # type: ignore[arg-type]
-    assert ("p1", f"produce {STATUS}") not in log  # held: p0 is still flushing
-
-    deliver.set()
-    assert engine._commit(wait=True)
-    assert log.index(("p0", "flushed")) < log.index(("p1", f"produce {STATUS}"))
-    assert [entry for entry in log if entry[1] == f"produce {STATUS}"] == [
-        ("p0", f"produce {STATUS}"),
-        ("p1", f"produce {STATUS}"),
-    ]
-    assert engine.checkpoints == 2
