@@ -98,9 +98,6 @@ TXN_CALL_S = 15.0
 COMMIT_RETRY_S = 120.0
 #: how long the producer may hold an output to batch it (see the producer's settings)
 PRODUCER_LINGER_MS = 20
-#: how long the loop waits for input at most while a checkpoint is being committed, so that
-#: it is settled (stores written, view told, personal-data reads answered) soon after
-SETTLE_POLL_S = 0.005
 #: Transactional producers a worker takes in turn, one checkpoint each. After a commit returns,
 #: the coordinator still writes the transaction's markers; a new transaction of the same
 #: transactional id that adds a partition meanwhile is refused (CONCURRENT_TRANSACTIONS) and
@@ -216,7 +213,7 @@ class InFlight:
     sealed: dict[int, Sealed]  # by partition: what each task's store is given once committed
     access: list[Future[None]]  # personal-data reads it records: answered once committed
     started: float  # when it was sealed (time.monotonic)
-    outcome: Future[float]  # when it committed, or the commit's exception
+    outcome: Future[float] | None = None  # when it committed, or the commit's exception
 
 
 class EngineError(RuntimeError):
@@ -524,8 +521,6 @@ class CheckpointLoop:
         wait = interval
         if self._in_txn:
             wait = max(0.0, self._txn_started + interval - time.monotonic())
-        if self._flight is not None:  # settled soon after it commits, even with no input
-            wait = min(wait, SETTLE_POLL_S)
         messages = self._fetch(max(wait, 0.001))
         now = utc_now()
         try:
@@ -543,8 +538,6 @@ class CheckpointLoop:
             if self.ready.is_set() and time.monotonic() >= self._next_clock:
                 self._next_clock = time.monotonic() + self.settings.clock_interval_s
                 self._clock(now)
-            if self._flight is not None and self._flight.outcome.done():
-                self._settle()  # the stores, the view and the reads waiting need not wait more
             if self._in_txn and checkpoint_due(
                 self.settings, time.monotonic() - self._txn_started, self._txn_records,
                 backlog=len(messages) >= self.settings.batch_max,
@@ -828,13 +821,12 @@ class CheckpointLoop:
             self._abort(exc)
             return False
         producer = self.producer
-        outcome = in_background(
+        flight = InFlight(producer, self._slot, sealed, self._access_waiting, started)
+        self._access_waiting = []
+        flight.outcome = in_background(
             functools.partial(self._finish, producer, offsets, group), "hub-commit"
         )
-        self._flight = InFlight(
-            producer, self._slot, sealed, self._access_waiting, started, outcome
-        )
-        self._access_waiting = []
+        self._flight = flight
         self._in_txn = False
         self._next_producer()
         return self._settle() if wait else True
@@ -863,7 +855,7 @@ class CheckpointLoop:
             return True
         self._flight = None
         try:
-            committed_at = flight.outcome.result()
+            committed_at = flight.outcome.result() if flight.outcome is not None else 0.0
         except KafkaException as exc:
             self._abort(exc, failed=flight)
             return False
