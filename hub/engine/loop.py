@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import heapq
 import logging
 import threading
 import time
@@ -42,7 +43,8 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -74,7 +76,6 @@ from hub.engine.store import (
     PartitionStore,
     open_store,
 )
-from hub.engine.task import Sealed, Task
 from hub.engine.topics import EngineTopics
 from hub.settings import HubSettings
 from hub.worker import metrics
@@ -106,6 +107,8 @@ PRODUCER_LINGER_MS = 20
 #: first: a restart on the same disk fences both, and both commit offsets with the group's
 #: metadata (KIP-447).
 PRODUCER_SLOTS = 2
+#: void entries the due index's heap may hold beyond twice its live ones before compaction
+DUE_SLACK = 1024
 #: the consumer's prefetch bound, KiB: about 13,000 events of the simulator's size, over a
 #: second of the loop's full rate
 CONSUMER_QUEUE_KB = 8192
@@ -120,22 +123,6 @@ class ProducerStuck(KafkaException):
     """A producer call did not return within its deadline (see :func:`_within`)."""
 
 
-def in_background(call: Callable[[], T], name: str) -> Future[T]:
-    """``call()`` on a daemon thread of its own: its outcome, whenever it comes. A daemon,
-    so that a librdkafka call that never returns cannot hold up the worker's exit."""
-    outcome: Future[T] = Future()
-
-    def run() -> None:
-        outcome.set_running_or_notify_cancel()
-        try:
-            outcome.set_result(call())
-        except BaseException as exc:  # handed to whoever waits for it
-            outcome.set_exception(exc)
-
-    threading.Thread(target=run, name=name, daemon=True).start()
-    return outcome
-
-
 def _within(deadline_s: float, what: str, call: Callable[[], object]) -> None:
     """Run ``call`` in a thread of its own and give up on it after ``deadline_s``.
 
@@ -143,12 +130,24 @@ def _within(deadline_s: float, what: str, call: Callable[[], object]) -> None:
     when the group coordinator went away during the transaction (librdkafka #5456, #5511,
     open; seen here when the broker restarted under load). The engine must not hang with it:
     it abandons that producer (the thread stays blocked in it) and makes a new one."""
-    try:
-        in_background(call, f"hub-{what}").result(timeout=deadline_s)
-    except TimeoutError:
+    done = threading.Event()
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as exc:  # handed to the engine's thread
+            failure.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name=f"hub-{what}", daemon=True).start()
+    if not done.wait(deadline_s):
         raise ProducerStuck(
             KafkaError(KafkaError._TIMED_OUT, f"{what} did not return within {deadline_s:.0f}s")
-        ) from None
+        )
+    if failure:
+        raise failure[0]
 
 
 def unwrapped(call: Callable[[], T]) -> T:
@@ -204,18 +203,6 @@ def fetch_batch(consumer: Consumer, most: int, wait_s: float) -> list[Message]:
     return [first, *consumer.consume(most - 1, timeout=0)]
 
 
-@dataclass
-class InFlight:
-    """A sealed checkpoint whose transaction the committer's thread is committing."""
-
-    producer: Producer
-    slot: int  # the producer's (PRODUCER_SLOTS)
-    sealed: dict[int, Sealed]  # by partition: what each task's store is given once committed
-    access: list[Future[None]]  # personal-data reads it records: answered once committed
-    started: float  # when it was sealed (time.monotonic)
-    outcome: Future[float] | None = None  # when it committed, or the commit's exception
-
-
 class EngineError(RuntimeError):
     """The engine cannot go on (e.g. its producer was fenced by a copy of this worker)."""
 
@@ -232,6 +219,78 @@ class ViewSink:
 
     def replace(self, changes: list[tuple[DossierState | None, DossierState]]) -> None:
         """States a checkpoint committed: (before, after)."""
+
+
+@dataclass
+class Task:
+    """One partition number: its store and what the open checkpoint did to it."""
+
+    partition: int
+    store: PartitionStore
+    meta: Meta  # as committed: what the store holds
+    dirty: dict[bytes, DossierState] = field(default_factory=dict)
+    before: dict[bytes, DossierState | None] = field(default_factory=dict)
+    next_inputs: dict[str, int] = field(default_factory=dict)  # topic -> next offset
+    audit_heads: dict[str, dict[str, Any]] = field(default_factory=dict)  # changed heads
+    #: this checkpoint's audit entries (chain, entry), written when it commits, heads signed
+    audit_pending: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    changelog_last: int = -1  # highest changelog offset delivered in this checkpoint
+    due: list[tuple[date, bytes]] = field(default_factory=list)  # heap, lazily pruned
+    due_at: dict[bytes, date] = field(default_factory=dict)
+
+    @property
+    def touched(self) -> bool:
+        return bool(self.dirty or self.next_inputs or self.audit_heads)
+
+    def state(self, key: bytes) -> DossierState | None:
+        if key in self.dirty:
+            return self.dirty[key]
+        if key in self.before:
+            return self.before[key]
+        state = decode_state(self.store.get(key))
+        self.before[key] = state
+        return state
+
+    def forget_checkpoint(self) -> None:
+        self.dirty.clear()
+        self.before.clear()
+        self.next_inputs.clear()
+        self.audit_heads.clear()
+        self.audit_pending.clear()
+        self.changelog_last = -1
+
+    def delivered(self, err: Any, msg: Message) -> None:
+        offset = msg.offset()
+        if err is None and offset is not None:
+            self.changelog_last = max(self.changelog_last, offset)
+
+    def index_due(self, key: bytes, state: DossierState | None, when: date | None) -> None:
+        if state is None or when is None:
+            self.due_at.pop(key, None)
+            return
+        if self.due_at.get(key) != when:
+            self.due_at[key] = when
+            heapq.heappush(self.due, (when, key))
+            if len(self.due) > 2 * len(self.due_at) + DUE_SLACK:
+                self._compact_due()
+
+    def _compact_due(self) -> None:
+        """Drop the heap's void entries. A dossier's next alert date moves with most of its
+        events and a finished one leaves the index; each left an entry behind in the heap
+        until its date came, days later: at 500 events/s that was most of a worker's memory
+        growth (the 30-minute soak). Rebuilt from ``due_at`` once void entries are over half,
+        so a push stays amortised O(log n)."""
+        self.due = [(when, key) for key, when in self.due_at.items()]
+        heapq.heapify(self.due)
+
+    def due_keys(self, today: date) -> list[bytes]:
+        keys: list[bytes] = []
+        while self.due and self.due[0][0] <= today:
+            when, key = heapq.heappop(self.due)
+            if self.due_at.get(key) == when:
+                del self.due_at[key]
+                keys.append(key)
+        return keys
 
 
 def worker_id(data_dir: Path) -> str:
@@ -283,9 +342,7 @@ class CheckpointLoop:
         metrics.BLOCK_CACHE.set_function(self._block_cache.usage)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._in_txn = False  # a transaction is open on ``self.producer``
-        #: the checkpoint sealed and being committed on the committer's thread, if any
-        self._flight: InFlight | None = None
+        self._in_txn = False
         self._txn_records = 0
         self._txn_started = 0.0
         self._next_clock = 0.0
@@ -416,7 +473,7 @@ class CheckpointLoop:
                 continue
             self._begin()
             chain = access_chain(partition)
-            head = task.audit_head(chain)
+            head = task.audit_heads.get(chain) or task.meta.audit_heads.get(chain)
             entry = access_entry(head, partition=partition, **fields)
             task.audit_heads[chain] = entry
             task.audit_pending.append((chain, entry))
@@ -498,7 +555,8 @@ class CheckpointLoop:
 
     def _close(self) -> None:
         assert self.consumer is not None and self.producer is not None
-        self._commit(wait=True)
+        if self._in_txn:
+            self._commit()
         self.ready.clear()
         self._access_settled(LookupError("the worker is stopping"))
         while self._access:
@@ -708,7 +766,7 @@ class CheckpointLoop:
         in the task's meta, so it commits and aborts with the states. Written at the
         checkpoint (``_write_audit``), when the chain's head is known and can be signed."""
         chain = chain_key(record.topic, record.partition)
-        head = task.audit_head(chain)  # None: a new chain
+        head = task.audit_heads.get(chain) or task.meta.audit_heads.get(chain)  # None: new
         entry = entry_for(
             head, topic=record.topic, partition=record.partition, offset=record.offset,
             event_id=effects.event_id or "", event_type=effects.event_type,
@@ -772,24 +830,12 @@ class CheckpointLoop:
 
     # --- the checkpoint -----------------------------------------------------------------
 
-    def _commit(self, *, wait: bool = False) -> bool:
-        """Seal the open checkpoint: audit entries, changelog and meta records into its
-        transaction, then the commit (flush, offsets, commit) handed to the committer's
-        thread while the next checkpoint opens on the other producer; the stores are written
-        when it is settled (``_settle``: at the next checkpoint, a rebalance, the stop).
-        ``wait``: settle it before returning. False when the transaction was aborted
-        instead (everything since the last committed checkpoint is read again)."""
+    def _commit(self) -> bool:
+        """Changelog, offsets, commit; then the stores. False when the transaction was
+        aborted instead (everything since the last checkpoint is read again)."""
         assert self.producer is not None and self.consumer is not None
-        # The one before first. Its records are all sent then, so this checkpoint's
-        # changelog records land after every one of its own: the store's changelog offset
-        # (``Sealed.meta_after``) never skips a record of a later checkpoint. And this one
-        # was built on its states: if it failed, this one goes too.
-        if not self._settle():
-            return False
-        if not self._in_txn:
-            return True
         started = time.monotonic()
-        sealed: dict[int, Sealed] = {}
+        written: dict[int, dict[bytes, bytes | None]] = {}
         offsets: list[TopicPartition] = []
         try:
             for task in self.tasks.values():
@@ -798,85 +844,63 @@ class CheckpointLoop:
                 self._write_audit(task)
                 raw_states: dict[bytes, bytes | None] = {}
                 for key, state in task.dirty.items():
-                    raw_states[key] = encode_state(state)
+                    raw = encode_state(state)
+                    raw_states[key] = raw
+                    self._produce(
+                        self.changelog, raw, key, partition=task.partition,
+                        on_delivery=task.delivered,
+                    )  # fmt: skip
                 meta = task.meta.copy()
                 meta.inputs.update(task.next_inputs)
                 meta.audit_heads.update(task.audit_heads)
+                self._produce(
+                    self.changelog, meta.encode(), META_KEY, partition=task.partition,
+                    on_delivery=task.delivered,
+                )  # fmt: skip
+                written[task.partition] = raw_states
                 offsets.extend(
                     TopicPartition(topic, task.partition, offset)
                     for topic, offset in task.next_inputs.items()
                 )
-                done = sealed[task.partition] = task.seal(raw_states)
-                for key, raw in raw_states.items():
-                    self._produce(self.changelog, raw, key, partition=task.partition)
-                # The meta record last: an idempotent producer delivers one partition's records
-                # in order, so its offset is the checkpoint's highest there (the one delivery
-                # report asked for, not one per dossier)
-                self._produce(
-                    self.changelog, meta.encode(), META_KEY, partition=task.partition,
-                    on_delivery=done.delivered,
-                )  # fmt: skip
-            group = self.consumer.consumer_group_metadata() if offsets else None
+            producer = self.producer
+            remaining = unwrapped(functools.partial(producer.flush, 30))
+            if remaining:
+                raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "flush timed out"))
+            if offsets:
+                group = self.consumer.consumer_group_metadata()
+                _within(
+                    TXN_CALL_S + 5,
+                    "send_offsets_to_transaction",
+                    lambda: producer.send_offsets_to_transaction(offsets, group, TXN_CALL_S),
+                )
+            self._commit_transaction()
         except KafkaException as exc:
             self._abort(exc)
             return False
-        producer = self.producer
-        flight = InFlight(producer, self._slot, sealed, self._access_waiting, started)
-        self._access_waiting = []
-        flight.outcome = in_background(
-            functools.partial(self._finish, producer, offsets, group), "hub-commit"
-        )
-        self._flight = flight
         self._in_txn = False
         self._next_producer()
-        return self._settle() if wait else True
-
-    def _finish(self, producer: Producer, offsets: list[TopicPartition], group: Any) -> float:
-        """The committer's part of a checkpoint: its records delivered, the input offsets
-        sent with the group's metadata, the commit. Returns when it committed."""
-        remaining = unwrapped(functools.partial(producer.flush, 30))
-        if remaining:
-            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "flush timed out"))
-        if offsets:
-            _within(
-                TXN_CALL_S + 5,
-                "send_offsets_to_transaction",
-                lambda: producer.send_offsets_to_transaction(offsets, group, TXN_CALL_S),
-            )
-        self._commit_transaction(producer)
-        return time.monotonic()
-
-    def _settle(self) -> bool:
-        """Wait for the checkpoint being committed. Committed: its states and meta go into
-        the stores, the view hears of them, the reads it recorded are answered. Failed:
-        it is aborted and so is the open one, built on it (``_abort``). False then."""
-        flight = self._flight
-        if flight is None:
-            return True
-        self._flight = None
-        try:
-            committed_at = flight.outcome.result() if flight.outcome is not None else 0.0
-        except KafkaException as exc:
-            self._abort(exc, failed=flight)
-            return False
         self.checkpoints += 1
-        for done in flight.access:
-            done.set_result(None)
+        self._access_settled(None)
         changes: list[tuple[DossierState | None, DossierState]] = []
-        for partition, sealed in flight.sealed.items():
+        for partition, raw_states in written.items():
             task = self.tasks[partition]
-            meta = sealed.meta_after(task.meta)
-            task.store = self._durable_write(partition, sealed.raw_states, meta)
+            meta = task.meta.copy()
+            meta.inputs.update(task.next_inputs)
+            meta.audit_heads.update(task.audit_heads)
+            meta.changelog_next = task.changelog_last + 1
+            task.store = self._durable_write(partition, raw_states, meta)
             task.meta = meta
-            task.sealed = None
-            changes.extend(sealed.changes())
+            changes.extend((task.before.get(k), s) for k, s in task.dirty.items())
+            task.forget_checkpoint()
+        for task in self.tasks.values():
+            task.before.clear()  # read-only lookups of this checkpoint: not kept
         if changes:
             self.view.replace(changes)
         metrics.CHECKPOINTS.labels("committed").inc()
-        metrics.CHECKPOINT_SECONDS.observe(max(0.0, committed_at - flight.started))
+        metrics.CHECKPOINT_SECONDS.observe(time.monotonic() - started)
         return True
 
-    def _commit_transaction(self, producer: Producer) -> None:
+    def _commit_transaction(self) -> None:
         """Commit, calling again while librdkafka says the commit is still under way.
 
         A commit that timed out with a retriable error (the coordinator's broker went away
@@ -885,10 +909,11 @@ class CheckpointLoop:
         the same inputs again after the old transaction had committed their outputs: two
         status records delivered twice in one run of the coordinator-kill test. librdkafka's
         contract for a retriable error here is to call commit_transaction again."""
+        assert self.producer is not None
         deadline = time.monotonic() + COMMIT_RETRY_S
         while True:
             try:
-                producer.commit_transaction(TXN_CALL_S)
+                self.producer.commit_transaction(TXN_CALL_S)
                 return
             except KafkaException as exc:
                 error = exc.args[0] if exc.args else None
@@ -904,23 +929,24 @@ class CheckpointLoop:
                     raise
                 log.warning("commit not finished yet (%s): calling it again", error)
 
-    def _abort(self, exc: KafkaException, *, failed: InFlight | None = None) -> None:
-        """Abort and go back to the last committed checkpoint: the transaction of ``failed``
-        (a sealed checkpoint whose commit failed: ``exc``), if any, and the open one. A
-        checkpoint still being committed is settled first: if it commits, it is the one
-        to go back to."""
+    def _abort(self, exc: KafkaException) -> None:
+        """Abort the open transaction and go back to the last checkpoint."""
         assert self.producer is not None and self.consumer is not None
-        if failed is None and self._flight is not None and not self._settle():
-            return  # that failure aborted everything, the open transaction too
+        error = exc.args[0] if exc.args else None
         log.warning("checkpoint aborted: %s", exc)
         self.aborts += 1
         metrics.CHECKPOINTS.labels("aborted").inc()
-        if failed is not None:
-            self._abort_transaction(failed.slot, exc)
-            for done in failed.access:
-                done.set_exception(exc)
-        if self._in_txn:
-            self._abort_transaction(self._slot, exc)
+        if isinstance(exc, ProducerStuck) or (isinstance(error, KafkaError) and error.fatal()):
+            # e.g. the coordinator aborted a transaction that outlived its timeout (a broker
+            # restart) and bumped our epoch, or a call of it never returned: that producer
+            # is done; the new one fences it and the broker aborts its transaction
+            self._new_producer()
+        else:
+            try:
+                self.producer.abort_transaction(30)
+            except KafkaException as again:
+                log.warning("abort: %s", again)
+                self._new_producer()
         self._in_txn = False
         self._access_settled(exc)
         for task in self.tasks.values():
@@ -928,42 +954,25 @@ class CheckpointLoop:
             self._rebuild_due(task)
         self._seek_to_committed()
 
-    def _abort_transaction(self, slot: int, exc: KafkaException) -> None:
-        """Abort the transaction of the producer in ``slot``; a producer that cannot (fenced,
-        stuck, fatal error) is replaced, which fences it: the broker aborts what it left."""
-        producer = self._producers[slot]
-        error = exc.args[0] if exc.args else None
-        if isinstance(exc, ProducerStuck) or (isinstance(error, KafkaError) and error.fatal()):
-            # e.g. the coordinator aborted a transaction that outlived its timeout (a broker
-            # restart) and bumped our epoch, or a call of it never returned: that producer
-            # is done; the new one fences it and the broker aborts its transaction
-            self._new_producer(slot)
-            return
-        try:
-            producer.abort_transaction(30)
-        except KafkaException as again:
-            log.warning("abort: %s", again)
-            self._new_producer(slot)
-
     def _next_producer(self) -> None:
         """The next checkpoint's producer (see PRODUCER_SLOTS)."""
         if len(self._producers) > 1:
             self._slot = (self._slot + 1) % len(self._producers)
             self.producer = self._producers[self._slot]
 
-    def _new_producer(self, slot: int) -> None:
-        """A new producer with the same transactional id as ``slot``'s: it fences the old
-        one, and the broker aborts whatever the old one left open."""
+    def _new_producer(self) -> None:
+        """A new producer with the same transactional id: it fences the old one, and the
+        broker aborts whatever the old one left open."""
         for attempt in range(1, 6):
             try:
-                producer = self._make_producer(slot)
+                producer = self._make_producer(self._slot)
             except KafkaException as exc:
                 log.warning("producer not ready (attempt %d): %s", attempt, exc)
                 self._stop.wait(2.0 * attempt)
                 continue
-            self._producers[slot] = producer
-            if slot == self._slot:
-                self.producer = producer
+            if self._producers:
+                self._producers[self._slot] = producer
+            self.producer = producer
             log.info("producer re-created after a fatal error")
             return
         raise EngineError("the worker's transactional producer could not be re-created")
@@ -992,7 +1001,8 @@ class CheckpointLoop:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.ready.clear()
-        self._commit(wait=True)  # the open checkpoint and the one being committed
+        if self._in_txn:
+            self._commit()
         self._unhold(consumer, partitions)
         for tp in partitions:
             self.tasks.pop(tp.partition, None)
@@ -1004,9 +1014,6 @@ class CheckpointLoop:
         """The group expelled this member (e.g. it was frozen past its session): whatever
         it has not committed belongs to the next owner now."""
         self.ready.clear()
-        # The checkpoint being committed may still make it (its offsets are fenced if not);
-        # if it fails, the open one is aborted with it
-        self._settle()
         if self._in_txn:
             assert self.producer is not None
             self.aborts += 1
@@ -1026,7 +1033,6 @@ class CheckpointLoop:
         """Restore, then start each partition where its store says. A broker that does not
         answer meanwhile is asked again (up to ASSIGN_PATIENCE_S): an assignment half done
         would leave partitions consumed by nobody."""
-        self._commit(wait=True)  # nothing of the last assignment still open (eager rebalance)
         deadline = time.monotonic() + ASSIGN_PATIENCE_S
         while True:
             try:
@@ -1091,8 +1097,7 @@ class CheckpointLoop:
             if count % 256 or not self._access or time.monotonic() < next_checkpoint:
                 continue
             self._record_access()
-            # no input moved: the audit entries and each task's meta only
-            self._commit(wait=True)
+            self._commit()  # no input moved: the audit entries and each task's meta only
             next_checkpoint = time.monotonic() + interval
 
     def _states_indexed(self) -> Iterator[DossierState]:

@@ -14,13 +14,14 @@ from hub.domain.lifecycle import DossierState
 from hub.engine.directory import Claim, Claims, partition_for
 from hub.engine.loop import (
     CATCHUP_BATCHES,
+    DUE_SLACK,
+    Task,
     checkpoint_due,
     fetch_batch,
     unwrapped,
     worker_id,
 )
 from hub.engine.store import META_KEY, BlockCache, Meta, RocksStore, open_store
-from hub.engine.task import DUE_SLACK, Task
 from hub.settings import HubSettings
 
 

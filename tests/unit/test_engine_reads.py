@@ -15,9 +15,8 @@ from confluent_kafka import Consumer
 from hub.audit.chain import access_chain
 from hub.contract.event_types import DossierEventType as E
 from hub.domain.lifecycle import DossierState
-from hub.engine.loop import CheckpointLoop, ViewSink
+from hub.engine.loop import CheckpointLoop, Task, ViewSink
 from hub.engine.store import MemoryStore, Meta
-from hub.engine.task import Task
 from hub.settings import HubSettings
 from hub.worker.processor import Processor, encode_state
 from tests.unit.test_lifecycle import applied, make_event
