@@ -7,15 +7,31 @@ run against the local stack (``hub stack up``).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hub.security.client import KafkaClientSecurity
 
-__all__ = ["HubSettings"]
+__all__ = ["WORKER_NAME", "HubSettings", "settings_problems"]
+
+#: what HUB_WORKER_NAME may be: it goes into group.instance.id and transactional.id, whose
+#: legal characters are Kafka's topic-name ones
+WORKER_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def settings_problems(exc: ValidationError) -> str:
+    """What is wrong with the environment, one line per variable: its name and the rule it
+    breaks, never its value (a password may be one)."""
+    lines = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        variable = field if field.isupper() else f"HUB_{field.upper()}"
+        lines.append(f"{variable}: {error['msg']}")
+    return "; ".join(lines)
 
 
 class HubSettings(BaseSettings):
@@ -72,6 +88,13 @@ class HubSettings(BaseSettings):
     source_system: str = "nghean-hub"
     #: a worker that stops heartbeating leaves the group after this long (then a rebalance)
     session_timeout_s: float = 30.0
+    #: this worker's stable name among its app's workers (a StatefulSet pod's name, a compose
+    #: service's): a static member of the group (Kafka's group.instance.id, KIP-345) under
+    #: it, and the base of its transactional ids. A restart under the same name, even on an
+    #: empty disk, takes the worker's partitions back at once instead of after
+    #: session_timeout_s, and fences what its previous incarnation left open. Unset: the id
+    #: kept in data_dir, and a dynamic member. Two running workers must never share a name
+    worker_name: str | None = None
     #: records taken from the consumer at a time (what it has, up to this); a checkpoint
     #: also ends after this many (under a backlog: see catchup_commit_interval_ms). 10,000
     #: was ~5% faster from a backlog but held 34 MiB more at its peak (a whole fetch is
@@ -133,6 +156,18 @@ class HubSettings(BaseSettings):
         """``HUB_ACCESS_FILE=`` (set but empty, as compose files and shells leave them)
         means unset, not the current directory."""
         return None if value == "" else value
+
+    @field_validator("worker_name", mode="before")
+    @classmethod
+    def _a_plain_name(cls, value: object) -> object:
+        if value == "":
+            return None  # set but empty, as compose files and shells leave them
+        if isinstance(value, str) and not WORKER_NAME.fullmatch(value):
+            raise ValueError(
+                "a worker name is 1 to 64 letters, digits, '.', '_' or '-' "
+                "(it becomes part of Kafka client and transactional ids)"
+            )
+        return value
 
     def web_url(self) -> str:
         return self.advertised_url or f"http://{self.web_host}:{self.web_port}"

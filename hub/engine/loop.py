@@ -45,7 +45,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from confluent_kafka import (
@@ -293,10 +292,14 @@ class Task:
         return keys
 
 
-def worker_id(data_dir: Path) -> str:
-    """A stable id for this worker's disk: its transactional ids are made from it, so a
-    restart on the same disk fences its own previous incarnation and aborts what it left open
-    at once."""
+def worker_id(settings: HubSettings) -> str:
+    """This worker's stable id: its name (``HUB_WORKER_NAME``), else an id kept on its disk.
+    Its client and transactional ids are made from it, so a restart under the same id fences
+    its own previous incarnation and aborts what that left open at once; with a name, that
+    holds for a restart on an empty disk too."""
+    if settings.worker_name is not None:
+        return settings.worker_name
+    data_dir = settings.data_dir
     path = data_dir / "worker-id"
     try:
         return path.read_text().strip()
@@ -333,7 +336,7 @@ class CheckpointLoop:
         self.standbys = standbys  # partitions to keep warm for other workers
         self._locks: dict[int, threading.Lock] = {}  # per store: restore vs. standby
         self._restorers: dict[str, Consumer] = {}  # changelog readers, one per thread
-        self.worker_id = worker_id(settings.data_dir)
+        self.worker_id = worker_id(settings)
         #: signs each chain's head at every checkpoint; None: heads go unsigned (warned)
         self.signer: HeadSigner | None = signer
         self.tasks: dict[int, Task] = {}
@@ -373,6 +376,9 @@ class CheckpointLoop:
             # co-partitioned inputs: partition p of every input topic to the same member
             "partition.assignment.strategy": "range",
             "session.timeout.ms": int(settings.session_timeout_s * 1000),
+            # a named worker is a static member: its restart takes its partitions back
+            # without a rebalance and without waiting out the session of the one it replaces
+            **({"group.instance.id": settings.worker_name} if settings.worker_name else {}),
             "heartbeat.interval.ms": int(min(3.0, settings.session_timeout_s / 3) * 1000),
             # an assignment restores its stores inside the rebalance callback
             "max.poll.interval.ms": 900_000,
@@ -585,6 +591,8 @@ class CheckpointLoop:
             for message in messages:
                 error = message.error()
                 if error is not None:
+                    if error.fatal() or error.code() == KafkaError._FATAL:
+                        raise EngineError(self._consumer_fatal(error))
                     if error.code() != KafkaError._PARTITION_EOF:
                         log.warning("consumer: %s", error)
                     continue
@@ -604,6 +612,18 @@ class CheckpointLoop:
         except KafkaException as exc:  # a produce or a topic creation failed: start over
             self._abort(exc)
         self._flush_metrics()
+
+    def _consumer_fatal(self, error: KafkaError) -> str:
+        """Why the consumer cannot go on, for the log and the exit: a static member replaced
+        by another with its name is the one a user can fix."""
+        why = f"the consumer hit a fatal error: {error.str()}"
+        name = self.settings.worker_name
+        if name is not None and "fenced" in error.str().lower():
+            why += (
+                f"; another worker of {self.settings.app_id} runs as HUB_WORKER_NAME={name}:"
+                " each running worker needs a name of its own"
+            )
+        return why
 
     def _fetch(self, wait_s: float) -> list[Message]:
         """What the consumer has, up to a batch (:func:`fetch_batch`)."""

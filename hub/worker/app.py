@@ -27,6 +27,7 @@ from aiohttp.web import Response as AioResponse
 from aiohttp.web import json_response
 from faust.app.base import BootStrategy
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
 
 from hub.access.roles import Principal
 from hub.access.store import AccessStore
@@ -42,7 +43,7 @@ from hub.engine.cluster import ClusterError, check_cluster
 from hub.engine.directory import Directory
 from hub.engine.loop import CheckpointLoop, ViewSink, worker_id
 from hub.reference import ReferenceData, load_reference
-from hub.settings import HubSettings
+from hub.settings import HubSettings, settings_problems
 from hub.topic_admin import TopicCreator
 from hub.web.pages import Names
 from hub.worker import metrics
@@ -184,7 +185,7 @@ def build(settings: HubSettings) -> tuple[faust.App, TopicCreator]:
     directory = Directory(
         {"bootstrap.servers": settings.kafka_bootstrap_servers, **security},
         directory_topic(settings.app_id),
-        f"{settings.app_id}-{worker_id(settings.data_dir)}",
+        f"{settings.app_id}-{worker_id(settings)}",
         settings.web_url(),
     )
     signer = None
@@ -336,7 +337,10 @@ def build(settings: HubSettings) -> tuple[faust.App, TopicCreator]:
 def main() -> None:
     # `kill -USR1 <pid>` prints every thread's stack to stderr: where a stuck worker waits
     faulthandler.register(signal.SIGUSR1, all_threads=True)
-    settings = HubSettings()
+    try:
+        settings = HubSettings()
+    except ValidationError as exc:
+        raise SystemExit(f"hub worker: {settings_problems(exc)}") from None
     try:
         app, topic_creator = build(settings)
     except (KeyFileError, AccessFileError) as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 import uuid
 from collections import Counter
@@ -168,6 +169,77 @@ def test_kill_9_mid_stream_then_restart_loses_nothing_and_counts_nothing_twice(
         )
     finally:
         worker.stop(kill=True)
+
+
+#: long enough that a restart waiting it out is unmistakable
+STATIC_SESSION_S = 60
+
+
+def test_a_named_worker_restarted_on_an_empty_disk_takes_its_partitions_back_at_once(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """HUB_WORKER_NAME makes a worker a static member (group.instance.id): killed with
+    ``kill -9`` mid-stream and started again under its name on an empty disk, it holds its
+    partitions again (``/ready``) well before the dead incarnation's session would have
+    expired, and nothing is lost or delivered twice. A dynamic member waits that session out
+    (``bench.run``'s restart step: 28 of 29 s)."""
+    tag = uuid.uuid4().hex[:8]
+    prefix, app_id = f"n{tag}.", f"hub-named-{tag}"
+    named = {"HUB_WORKER_NAME": "worker-a", "HUB_SESSION_TIMEOUT_S": str(STATIC_SESSION_S)}
+    events = province_events(40, datetime.now(VN) - timedelta(hours=8))
+    want_ids, _ = expected_status_ids(events)
+
+    worker = start_worker(broker, tmp_path / "a", prefix=prefix, app_id=app_id, extra=named)
+    try:
+        publisher = EventPublisher(broker.bootstrap, broker.registry_url, topic_prefix=prefix)
+        half = len(events) // 2
+        for event in events[:half]:
+            publisher.send_async(validated(event))
+        publisher.flush()
+        time.sleep(1.5)  # mid-stream: some checkpoints committed, maybe one open
+        os.kill(worker.process.pid, signal.SIGKILL)
+        worker.process.wait()
+        started = time.monotonic()
+        worker = start_worker(broker, tmp_path / "empty", prefix=prefix, app_id=app_id, extra=named)
+        back_in = time.monotonic() - started
+        print(f"\nnamed worker: ready {back_in:.1f}s after its restart on an empty disk")
+        assert back_in < STATIC_SESSION_S / 2, worker.log_tail()
+        for event in events[half:]:
+            publisher.send_async(validated(event))
+        publisher.flush()
+        publisher.close()
+
+        got = collect_ids(broker, f"{prefix}portal.outbox", want_ids, timeout_s=120)
+        assert want_ids - set(got) == set(), "lost"
+        assert set(got) - want_ids == set(), "unexpected"
+        assert [i for i, n in got.items() if n > 1] == [], "delivered twice"
+    finally:
+        worker.stop(kill=True)
+
+
+def test_two_workers_under_one_name_stop_the_older_one_saying_why(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """A second worker started under a name already running replaces it in the group (what
+    a restart is); the replaced one must not go on as a zombie: it stops, and its log names
+    the setting to fix."""
+    tag = uuid.uuid4().hex[:8]
+    prefix, app_id = f"d{tag}.", f"hub-dup-{tag}"
+    named = {"HUB_WORKER_NAME": "twin"}
+    first = start_worker(broker, tmp_path / "a", prefix=prefix, app_id=app_id, extra=named)
+    second = start_worker(broker, tmp_path / "b", prefix=prefix, app_id=app_id, extra=named)
+    try:
+        try:
+            first.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the replaced worker kept running:\n{first.log_tail()}")
+        assert first.process.returncode != 0
+        assert "HUB_WORKER_NAME=twin" in first.log_tail(20_000)
+        assert second.process.poll() is None
+        assert second.get("/ready")[0] == 200
+    finally:
+        first.stop(kill=True)
+        second.stop(kill=True)
 
 
 def collect_ids(broker: Broker, topic: str, want: set[str], timeout_s: float) -> Counter[str]:

@@ -45,6 +45,22 @@ def test_every_service_with_state_or_a_port_has_a_health_check() -> None:
         assert any(m in compose()["volumes"] for m in mounts), f"{name} keeps no data volume"
 
 
+def test_each_worker_has_a_name_and_an_address_of_its_own() -> None:
+    """Static members (HUB_WORKER_NAME): two workers under one name would fence each other,
+    and each must be reached at its own URL; the connectors are no workers."""
+    services = compose()["services"]
+    workers = [name for name, service in services.items() if service.get("command", [])[:2] ==
+               ["hub", "worker"]]  # fmt: skip
+    assert workers == ["hub-worker-1", "hub-worker-2"]
+    for name in workers:
+        env = services[name]["environment"]
+        assert env["HUB_WORKER_NAME"] == name
+        assert env["HUB_ADVERTISED_URL"] == f"http://{name}:6066"
+    for name, service in services.items():
+        if name not in workers:
+            assert "HUB_WORKER_NAME" not in (service.get("environment") or {}), name
+
+
 def test_prometheus_in_compose_scrapes_both_workers_on_all_interfaces() -> None:
     services = compose()["services"]
     prometheus = yaml.safe_load((COMPOSE.parent / "monitoring" / "prometheus.yml").read_text())

@@ -9,12 +9,14 @@ from typing import cast
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException
+from pydantic import ValidationError
 
 from hub.domain.lifecycle import DossierState
 from hub.engine.directory import Claim, Claims, partition_for
 from hub.engine.loop import (
     CATCHUP_BATCHES,
     DUE_SLACK,
+    CheckpointLoop,
     Task,
     checkpoint_due,
     fetch_batch,
@@ -22,7 +24,8 @@ from hub.engine.loop import (
     worker_id,
 )
 from hub.engine.store import META_KEY, BlockCache, Meta, RocksStore, open_store
-from hub.settings import HubSettings
+from hub.settings import HubSettings, settings_problems
+from hub.worker.processor import Processor
 
 
 @pytest.mark.parametrize("kind", ["rocksdb", "memory"])
@@ -149,9 +152,46 @@ def test_standbys_are_the_next_workers_partitions() -> None:
 
 
 def test_a_worker_keeps_its_id_on_its_disk(tmp_path: Path) -> None:
-    first = worker_id(tmp_path / "data")
-    assert worker_id(tmp_path / "data") == first  # the same transactional id after a restart
-    assert worker_id(tmp_path / "other") != first
+    first = worker_id(HubSettings(data_dir=tmp_path / "data"))
+    # the same transactional id after a restart
+    assert worker_id(HubSettings(data_dir=tmp_path / "data")) == first
+    assert worker_id(HubSettings(data_dir=tmp_path / "other")) != first
+
+
+def test_a_named_worker_is_its_name_on_any_disk_and_a_static_member(tmp_path: Path) -> None:
+    """A restart on an empty disk under the same HUB_WORKER_NAME is the same member and the
+    same transactional producer: it takes its partitions back without waiting out the old
+    session, and fences what the old one left open."""
+    named = HubSettings(data_dir=tmp_path / "empty", worker_name="hub-worker-1", store="memory")
+    assert worker_id(named) == "hub-worker-1"
+    assert not (tmp_path / "empty" / "worker-id").exists()
+    engine = CheckpointLoop(named, cast(Processor, object()))
+    consumer = engine._consumer_config
+    assert consumer["group.instance.id"] == "hub-worker-1"
+    assert engine._producer_config["transactional.id"] == f"{named.app_id}-hub-worker-1"
+    unnamed = CheckpointLoop(
+        HubSettings(data_dir=tmp_path / "data", store="memory"), cast(Processor, object())
+    )
+    assert "group.instance.id" not in unnamed._consumer_config  # a dynamic member
+    disk_id = worker_id(HubSettings(data_dir=tmp_path / "data"))
+    assert unnamed._producer_config["transactional.id"] == f"{named.app_id}-{disk_id}"
+
+
+@pytest.mark.parametrize("name", ["has space", "a/b", "x" * 65, "worker:1"])
+def test_a_worker_name_kafka_cannot_take_is_refused_naming_the_variable(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HUB_WORKER_NAME", name)
+    with pytest.raises(ValidationError) as caught:
+        HubSettings()
+    problem = settings_problems(caught.value)
+    assert problem.startswith("HUB_WORKER_NAME: ")
+    assert name not in problem  # the rule, not the value
+
+
+def test_an_empty_worker_name_is_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HUB_WORKER_NAME", "")
+    assert HubSettings().worker_name is None
 
 
 def test_a_fatal_error_hidden_in_a_systemerror_reaches_the_engine_as_itself() -> None:
