@@ -146,7 +146,7 @@ def test_docker_compose_config_accepts_the_file_when_the_client_has_compose() ->
 
 def test_every_connector_service_runs_through_hub_connector_run() -> None:
     """One runtime (issue #15): a connector service is `hub connector run` and a config file
-    that validates; the portal sink's health port is the one Prometheus scrapes."""
+    that validates."""
     services = compose()["services"]
     connectors = {"portal-sink": "portal-sink", "ingress": "http-ingress"}
     for service, connector_class in connectors.items():
@@ -155,9 +155,38 @@ def test_every_connector_service_runs_through_hub_connector_run() -> None:
         path = command[command.index("--config") + 1].removeprefix("/app/")
         config = load_config(COMPOSE.parent / path)  # the image copies connectors/ to /app
         assert config.connector_class == connector_class
-    portal = load_config(COMPOSE.parent / "connectors/examples/portal-sink-compose.toml")
+
+
+def test_prometheus_scrapes_every_connector_service_where_it_serves_metrics() -> None:
+    """Each connector process has one HTTP port for /health and /metrics (health.port, or
+    the ingress's settings.port), bound to every interface of its container, and Prometheus
+    scrapes each there."""
+    services = compose()["services"]
     scrape = yaml.safe_load((COMPOSE.parent / "monitoring/prometheus.yml").read_text())
-    jobs = {job["job_name"]: job for job in scrape["scrape_configs"]}
-    targets = jobs["portal-sink"]["static_configs"][0]["targets"]
-    assert targets == [f"portal-sink:{portal.health_port}"]
-    assert portal.health_host == "0.0.0.0"
+    targets = {
+        t for job in scrape["scrape_configs"] for c in job["static_configs"] for t in c["targets"]
+    }
+    connectors = [n for n, s in services.items() if s.get("command", [])[:3] == ["hub",
+                  "connector", "run"]]  # fmt: skip
+    assert sorted(connectors) == ["ingress", "json-bridge", "portal-sink"]
+    for service in connectors:
+        command = services[service]["command"]
+        path = command[command.index("--config") + 1].removeprefix("/app/")
+        config = load_config(COMPOSE.parent / path)
+        if config.connector_class == "http-ingress":
+            host, port = config.settings["host"], config.settings["port"]
+        else:
+            host, port = config.health_host, config.health_port
+        assert host == "0.0.0.0", service
+        assert f"{service}:{port}" in targets, service
+    # the jobs the ConnectorDown alert and the operations dashboard watch
+    jobs = {job["job_name"] for job in scrape["scrape_configs"]}
+    assert {"portal-sink", "connectors"} <= jobs
+
+
+def test_the_bridge_runs_in_compose_as_its_example_says() -> None:
+    """json-bridge-compose.toml is json-bridge.toml plus a metrics port, nothing else."""
+    example = load_config(COMPOSE.parent / "connectors/examples/json-bridge.toml")
+    composed = load_config(COMPOSE.parent / "connectors/examples/json-bridge-compose.toml")
+    binding = {"health_host", "health_port"}
+    assert composed.model_dump(exclude=binding) == example.model_dump(exclude=binding)
