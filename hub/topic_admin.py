@@ -1,5 +1,7 @@
 """Creating Kafka topics up front, with the partition count, replicas and min ISR the hub
-expects: the one place every part of the hub (worker, connectors, bridge) creates topics.
+expects: what every part of the hub (worker, connectors, bridge) creates topics with, and the
+one place the settings of a hub topic are decided (``topic_config``; the engine's own
+creator, ``hub.engine.topics``, which must never block its thread for long, uses it too).
 
 Relying on the broker's auto-creation would give output topics whatever ``num.partitions``
 the cluster has, one replica, and races the first send; declaring them keeps the layout
@@ -21,7 +23,21 @@ from hub.security.environment import env_client_kwargs
 if TYPE_CHECKING:
     from hub.settings import HubSettings
 
-__all__ = ["TopicCreator"]
+__all__ = ["TopicCreator", "topic_config"]
+
+
+def topic_config(
+    min_insync_replicas: int, *, compact: bool = False, keep_forever: bool = False
+) -> dict[str, str]:
+    """A hub topic's settings: the cluster's durability rule on every one (acks=all waits
+    for ``min_insync_replicas``); ``compact``: keyed by dossier, the latest record kept (a
+    changelog); ``keep_forever``: no time or size retention (the audit chains)."""
+    config = {"min.insync.replicas": str(min_insync_replicas)}
+    if compact:
+        config["cleanup.policy"] = "compact"
+    if keep_forever:
+        config.update({"retention.ms": "-1", "retention.bytes": "-1"})
+    return config
 
 
 class TopicCreator:
@@ -69,10 +85,9 @@ class TopicCreator:
                                 n,
                                 partitions or self.partitions,
                                 self.replication_factor,
-                                topic_configs={
-                                    "min.insync.replicas": str(self.min_insync_replicas),
-                                    **({"cleanup.policy": "compact"} if compact else {}),
-                                },
+                                topic_configs=topic_config(
+                                    self.min_insync_replicas, compact=compact
+                                ),
                             )
                             for n in to_create
                         ]

@@ -1,5 +1,6 @@
 """Topics the engine creates on first use (agency inboxes, the audit topic, its changelog),
-with librdkafka's admin client and bounded waits.
+with librdkafka's admin client and bounded waits; their settings are
+:func:`hub.topic_admin.topic_config`'s, as every hub topic's.
 
 The engine's thread must never hang on a broker that went away: kafka-python's admin client
 can wait minutes to bootstrap, while here every call ends within ``timeout_s`` and raises
@@ -14,6 +15,8 @@ from collections.abc import Iterable, Mapping
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
+
+from hub.topic_admin import topic_config
 
 __all__ = ["EngineTopics", "TopicsUnavailable"]
 
@@ -58,11 +61,7 @@ class EngineTopics:
         missing = [n for n in dict.fromkeys(names) if n not in self.known]
         if not missing:
             return
-        config = {"min.insync.replicas": str(self.min_insync_replicas)}
-        if compact:
-            config["cleanup.policy"] = "compact"
-        if keep_forever:
-            config.update({"retention.ms": "-1", "retention.bytes": "-1"})
+        config = topic_config(self.min_insync_replicas, compact=compact, keep_forever=keep_forever)
         futures = self._admin.create_topics(
             [
                 NewTopic(n, partitions or self.partitions, self.replication_factor, config=config)
