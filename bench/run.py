@@ -22,8 +22,9 @@ then, each step with progress lines:
    invisible until its transaction commits);
 5. restart and memory: D dossiers (one submission each) into a fresh worker's state, RSS
    before and after; then SIGTERM and a restart on the kept data dir, then ``kill -9`` and
-   a restart on an empty data dir (a restore from the changelog), each timed from the
-   process start to ``/ready`` and to the first answered ``/dossiers/{code}``;
+   a restart on an empty data dir (a restore from the changelog), then the same ``kill -9``
+   and empty-disk restart of a named worker (``HUB_WORKER_NAME``, a static member), each
+   timed from the process start to ``/ready`` and to the first answered ``/dossiers/{code}``;
 6. rebuild: step 3's rate, extrapolated to 1M dossiers / 10M events (issue 12 asks for a run
    of at least 2M events: ``--events 2000000``).
 
@@ -1152,6 +1153,25 @@ def recovery_phase(bench: Bench, dossiers: int) -> dict[str, Any]:
     rss_restored = rss_bytes(empty.process.pid)
     empty.kill()
     bench.workers.remove(empty)
+
+    # (c) the same for a named worker (HUB_WORKER_NAME: a static member, as compose runs
+    # them): started once under its name (a new member, so after the killed one's session),
+    # then killed and restarted under that name on another empty data dir
+    named_env = {"HUB_WORKER_NAME": "bench-named"}
+    first = bench.start_worker(prefix, app_id, bench.workdir / f"data-{app_id}-3", named_env)
+    restart_timing(bench, first, app_id, probe, set())
+    members = members_of(bench, app_id)
+    say("  named worker serving; kill -9")
+    first.kill()
+    bench.workers.remove(first)
+    named = bench.start_worker(prefix, app_id, bench.workdir / f"data-{app_id}-4", named_env)
+    named_times = restart_timing(bench, named, app_id, probe, members)
+    say(
+        f"  named, empty data dir: /ready {named_times['to_ready_s']}s, "
+        f"query {named_times['to_query_s']}s after the start"
+    )
+    named.kill()
+    bench.workers.remove(named)
     per_dossier = (rss_after - rss_before) / max(1, dossiers)
     return {
         "dossiers": dossiers,
@@ -1167,6 +1187,7 @@ def recovery_phase(bench: Bench, dossiers: int) -> dict[str, Any]:
         "kept_disk": kept_times,
         "changelog": changelog,
         "empty_disk": empty_times,
+        "named_empty_disk": named_times,
         "session_timeout_s": float(
             os.environ.get("HUB_SESSION_TIMEOUT_S") or default_setting("session_timeout_s")
         ),
@@ -1356,6 +1377,15 @@ def build_report(res: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
                 f"{rec['session_timeout_s']:.0f} s)",
             )
         )
+        named = rec.get("named_empty_disk")
+        if named:
+            rows.append(
+                (
+                    "restart after kill -9 of a named worker (HUB_WORKER_NAME), empty data dir",
+                    f"/ready {named['to_ready_s']} s, first dossier query "
+                    f"{named['to_query_s']} s (group stable {named['to_group_stable_s']} s)",
+                )
+            )
         rows.append(
             (
                 "changelog restored on the empty data dir",
