@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import threading
 import time
 import uuid
@@ -425,3 +426,50 @@ def test_a_frozen_worker_that_wakes_after_the_takeover_writes_nothing_visible(
             os.kill(zombie.process.pid, signal.SIGCONT)
         for worker in workers:
             worker.stop(kill=True)
+
+
+def test_a_frozen_named_worker_replaced_under_its_name_wakes_and_stops_writing_nothing(
+    broker: Broker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The zombie of a named worker (HUB_WORKER_NAME): frozen (SIGSTOP) with a transaction
+    open, and replaced at once by a worker started under the same name on a new disk, as an
+    orchestrator reschedules a pod whose node stopped answering; nobody waits for its session.
+    The new one's producer fences the old one's (same transactional id) and its consumer
+    takes the old one's place in the group (same group.instance.id). Resumed (SIGCONT), the
+    zombie writes nothing a read-committed reader sees and stops, saying why; nothing is lost."""
+    tag = uuid.uuid4().hex[:8]
+    prefix, app_id = f"zn{tag}.", f"hub-named-zombie-{tag}"
+    events = province_events(100, datetime.now(VN) - timedelta(hours=8))
+    named = {"HUB_WORKER_NAME": "pod-0", "HUB_SESSION_TIMEOUT_S": "30"}
+    zombie = start_worker(
+        broker, tmp_path / "zombie", prefix=prefix, app_id=app_id,
+        extra={**named, "HUB_COMMIT_INTERVAL_MS": "3000"},
+    )  # fmt: skip
+    heir: Worker | None = None
+    try:
+        with Load(broker, prefix, events, rate=25) as load:
+            load.wait_acknowledged(len(events) // 4, 120)
+            os.kill(zombie.process.pid, signal.SIGSTOP)
+            heir = start_worker(broker, tmp_path / "heir", prefix=prefix, app_id=app_id,
+                                extra=named)  # fmt: skip
+            load.wait_acknowledged(min(len(events), load.acknowledged + 150), 120)
+            os.kill(zombie.process.pid, signal.SIGCONT)
+            try:
+                zombie.process.wait(timeout=90)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"the woken zombie kept running:\n{zombie.log_tail()}")
+            load.wait(240)
+        assert zombie.process.returncode != 0
+        assert "HUB_WORKER_NAME=pod-0" in zombie.log_path.read_text(errors="replace")
+        assert heir.process.poll() is None, f"the heir died:\n{heir.log_tail()}"
+        judge(
+            broker, prefix, [heir], load.ledger, faults=1,
+            what="named zombie (SIGSTOP, replaced under its name at once, SIGCONT)",
+            capsys=capsys,
+        )  # fmt: skip
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(zombie.process.pid, signal.SIGCONT)
+        zombie.stop(kill=True)
+        if heir is not None:
+            heir.stop(kill=True)
