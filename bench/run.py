@@ -346,7 +346,9 @@ class Bench:
 
         port = free_port()
         env = {
-            **os.environ,
+            # a name exported in the shell would make every worker started here the same
+            # static member, each fencing the last (only ``extra`` names a worker)
+            **{k: v for k, v in os.environ.items() if k != "HUB_WORKER_NAME"},
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
             "SCHEMA_REGISTRY_URL": self.registry_url,
             "HUB_TOPIC_PREFIX": prefix,
