@@ -1,4 +1,4 @@
-"""The ``hub`` command: local stack, workers, dead letters and the demo."""
+"""The ``hub`` command: local stack, workers and their group, dead letters and the demo."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from hub.access.commands import add_access_parser, run_access_command
 from hub.audit.commands import add_audit_parser, run_audit_command
 from hub.demo import add_demo_parser, run_demo_command
 from hub.dlq.commands import add_dlq_parser, run_dlq_command
+from hub.members import add_workers_parser, run_workers_command
 from hub.security.cli import add_security_parser, run_security_command
 from hub.stack.cli import add_stack_parser, run_stack_command
 
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         "HUB_WEB_PORT, not faust's --web-port: the other workers forward queries to it.",
     )
     worker.add_argument("faust_args", nargs=argparse.REMAINDER)
+    add_workers_parser(sub)
     add_dlq_parser(sub)
     add_audit_parser(sub)
     add_access_parser(sub)
@@ -57,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         worker_main()
         return 0
+    if args.command == "workers":
+        return run_workers_command(args)
     if args.command == "dlq":
         return run_dlq_command(args)
     if args.command == "audit":

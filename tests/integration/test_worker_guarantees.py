@@ -8,9 +8,11 @@ as Kafka's own system tests do.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
@@ -240,6 +242,66 @@ def test_two_workers_under_one_name_stop_the_older_one_saying_why(
     finally:
         first.stop(kill=True)
         second.stop(kill=True)
+
+
+def workers_cli(broker: Broker, prefix: str, app_id: str, *args: str) -> tuple[int, str]:
+    """``hub workers ...`` as an operator runs it: exit code, and stdout (or stderr)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "hub", "workers", *args, "--bootstrap-server", broker.bootstrap,
+         "--app-id", app_id],
+        env={**os.environ, "HUB_TOPIC_PREFIX": prefix},
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    return result.returncode, result.stdout or result.stderr
+
+
+def test_a_named_worker_scaled_down_hands_its_partitions_over_once_removed(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """A named worker stopped for good (SIGTERM) stays in the group with its partitions until
+    its session expires (60 s here): ``hub workers list`` shows it; ``hub workers remove`` takes
+    it out, and the worker left holds every partition well before that session would end."""
+    tag = uuid.uuid4().hex[:8]
+    prefix, app_id = f"s{tag}.", f"hub-scale-{tag}"
+    session = {"HUB_SESSION_TIMEOUT_S": str(STATIC_SESSION_S)}
+    kept = start_worker(broker, tmp_path / "a", prefix=prefix, app_id=app_id,
+                        extra={**session, "HUB_WORKER_NAME": "keep-me"})  # fmt: skip
+    gone = start_worker(broker, tmp_path / "b", prefix=prefix, app_id=app_id,
+                        extra={**session, "HUB_WORKER_NAME": "scale-me-down"})  # fmt: skip
+    try:
+
+        def listed() -> dict[str, Any]:
+            code, out = workers_cli(broker, prefix, app_id, "list", "--json")
+            assert code == 0, out
+            document: dict[str, Any] = json.loads(out)
+            return document
+
+        wait_for(lambda: len(listed()["members"]) == 2 and not listed()["unheld_partitions"],
+                 60, "both workers holding partitions")  # fmt: skip
+        gone.stop()  # SIGTERM: a static member does not leave the group
+        stopped = time.monotonic()
+        time.sleep(2)
+        names = {m["name"]: m["partitions"] for m in listed()["members"]}
+        assert set(names) == {"keep-me", "scale-me-down"} and names["scale-me-down"], names
+
+        code, out = workers_cli(broker, prefix, app_id, "remove", "scale-me-down")
+        assert code == 0, out
+        assert "scale-me-down: removed" in out
+
+        def held() -> list[tuple[str, list[int]]]:
+            return [(m["name"], m["partitions"]) for m in listed()["members"]]
+
+        wait_for(lambda: held() == [("keep-me", [0, 1, 2])], 30, "one worker holding all")
+        assert time.monotonic() - stopped < STATIC_SESSION_S / 2
+        code, out = workers_cli(broker, prefix, app_id, "list")
+        assert code == 0 and "keep-me" in out and "scale-me-down" not in out, out
+
+        code, out = workers_cli(broker, prefix, app_id, "remove", "never-was")
+        assert code == 1
+        assert f"never-was: not a member of group {app_id}" in out
+    finally:
+        kept.stop(kill=True)
+        gone.stop(kill=True)
 
 
 def collect_ids(broker: Broker, topic: str, want: set[str], timeout_s: float) -> Counter[str]:
