@@ -81,7 +81,12 @@ def _describe(settings: HubSettings, topic: str, timeout_s: float) -> tuple[str,
     from hub.security.environment import env_librdkafka_config
 
     admin = AdminClient(
-        {"bootstrap.servers": settings.kafka_bootstrap_servers, **env_librdkafka_config()}
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            # its connection errors are summed up in our one line, not printed each second
+            "log_level": 2,
+            **env_librdkafka_config(),
+        }
     )
     try:
         group = admin.describe_consumer_groups([settings.app_id], request_timeout=timeout_s)
@@ -111,11 +116,13 @@ def _remove(settings: HubSettings, names: Sequence[str], timeout_s: float) -> di
             bootstrap_servers=settings.kafka_bootstrap_servers,
             client_id="hub-workers",
             request_timeout_ms=int(timeout_s * 1000),
+            bootstrap_timeout_ms=int(timeout_s * 1000),
             **env_client_kwargs(),
         )
     except Exception as exc:
         raise MembersError(
-            f"cannot reach Kafka at {settings.kafka_bootstrap_servers} ({type(exc).__name__})"
+            f"cannot reach Kafka at {settings.kafka_bootstrap_servers} within {timeout_s:g}s "
+            f"({type(exc).__name__})"
         ) from None
     try:
         results = admin.remove_group_members(

@@ -13,8 +13,9 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     MemberDescription,
 )
 
-from hub.cli import build_parser
+from hub.cli import build_parser, main
 from hub.members import Member, members_of, unheld
+from hub.stack.tools import free_port
 
 TOPIC = "p.dossier.events"
 
@@ -55,3 +56,14 @@ def test_the_command_asks_for_what_it_needs(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         build_parser().parse_args(argv)
     assert exited.value.code == 2
+
+
+@pytest.mark.parametrize("action", [["list"], ["remove", "hub-worker-1"]])
+def test_an_unreachable_broker_is_one_clear_line_and_exit_code_2(
+    action: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    closed = free_port()  # nothing listens there
+    code = main(["workers", *action, "--bootstrap-server", f"127.0.0.1:{closed}",
+                 "--timeout", "1"])  # fmt: skip
+    assert code == 2
+    assert f"cannot reach Kafka at 127.0.0.1:{closed} within 1s" in capsys.readouterr().err
