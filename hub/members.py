@@ -33,9 +33,6 @@ __all__ = [
     "unheld",
 ]
 
-#: the input whose partitions say which dossiers a worker holds (every input is co-partitioned)
-HELD_TOPIC = "dossier.events"
-
 
 class MembersError(RuntimeError):
     """Kafka could not be asked, or answered with an error."""
@@ -172,7 +169,10 @@ def run_workers_command(args: argparse.Namespace) -> int:
     if args.app_id:
         overrides["app_id"] = args.app_id
     settings = HubSettings(**overrides)
-    topic = settings.topic(HELD_TOPIC)
+    from hub.worker.processor import Topics  # the worker's topic names; late: a heavy import
+
+    # its partitions say which dossiers a worker holds (every input is co-partitioned)
+    topic = Topics(settings.topic_prefix).dossier_events
     try:
         if args.workers_command == "list":
             state, members, partitions = _describe(settings, topic, args.timeout)
